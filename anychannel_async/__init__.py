@@ -1,0 +1,52 @@
+"""anychannel-async: an asyncio-native client for Zendesk's Channel framework (any_channel) API.
+
+Build validated resources, push them through `AnyChannelClient` or a batching `PushPipeline`,
+and test against the in-process emulator in `anychannel_async.testing`.
+"""
+
+from ._client import AnyChannelClient, RetryPolicy
+from ._errors import (
+    AnyChannelError,
+    AuthenticationError,
+    ClosedError,
+    HaltedError,
+    ParentNotFoundError,
+    ProcessingError,
+    ProtocolError,
+    RateLimitedError,
+    RequestRejectedError,
+    ResourceError,
+    TransportError,
+    ValidationError,
+)
+from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
+from ._pipeline import PipelineStats, PushPipeline
+from ._serde import resource_from_json
+from ._version import __version__
+
+__all__ = [
+    "AnyChannelClient",
+    "AnyChannelError",
+    "AuthenticationError",
+    "Author",
+    "ClosedError",
+    "DisplayInfo",
+    "ExternalResource",
+    "FieldValue",
+    "HaltedError",
+    "ParentNotFoundError",
+    "PipelineStats",
+    "ProcessingError",
+    "ProtocolError",
+    "PushPipeline",
+    "PushResult",
+    "RateLimitedError",
+    "RequestRejectedError",
+    "ResourceError",
+    "RetryPolicy",
+    "StatusCode",
+    "TransportError",
+    "ValidationError",
+    "__version__",
+    "resource_from_json",
+]

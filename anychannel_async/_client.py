@@ -1,0 +1,398 @@
+"""AnyChannelClient: credentials, the HTTP boundary to Zendesk, and retries.
+
+This is the one place that talks HTTP. aiohttp's exceptions are mapped to the `_errors` tree
+here and nowhere else. The client knows nothing of pipelines: it sends one request per call.
+
+Why retrying a push is safe: Zendesk answers ``already_imported`` for a resource whose
+external_id it already holds, and creates nothing. So when a push's answer is lost (timeout,
+dropped connection, 5xx after processing), sending the same resources again cannot make a
+duplicate ticket or comment; the resources Zendesk took the first time come back
+``already_imported``, which counts as imported. validate_token and report_error change nothing
+that a repeat could double either.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import attrs
+import backoff
+from yarl import URL
+
+from ._errors import (
+    AnyChannelError,
+    AuthenticationError,
+    ClosedError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransportError,
+    ValidationError,
+)
+from ._models import ExternalResource, PushResult, as_resources
+from ._ratelimit import AccountPace, parse_retry_after
+from ._serde import EncodedResource, decode_push_results, encode_push_body, encode_resource
+from ._version import __version__
+
+__all__ = ["AnyChannelClient", "RetryPolicy"]
+
+logger = logging.getLogger("anychannel_async")
+
+_USER_AGENT = f"anychannel-async/{__version__}"
+_PUSH = "/api/v2/any_channel/push"
+_VALIDATE = "/api/v2/any_channel/validate_token"
+_REPORT_ERROR = "/api/v2/any_channel/channelback/report_error"
+_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a request is retried after a connection error, a timeout, a 5xx or a 429.
+
+    Waits grow exponentially with full jitter: before try ``n`` a random time between 0 and
+    ``min(max_delay, initial_delay * 2 ** (n - 2))``. A 429 always waits at least its
+    ``Retry-After``, for every request to the account. 401, 403 and other 4xx are never retried.
+    ``RetryPolicy(initial_delay=0)`` retries at once, which keeps tests of retry paths fast.
+    """
+
+    #: Tries in all, the first included (default 5).
+    max_tries: int = 5
+    #: Seconds after the first try past which no new try starts (default 60).
+    max_time: float = 60.0
+    #: Seconds, the scale of the first wait (default 0.5).
+    initial_delay: float = 0.5
+    #: Seconds, the cap on one wait before jitter (default 30).
+    max_delay: float = 30.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_tries < 1:
+            raise ValueError(f"max_tries must be >= 1, got {self.max_tries}")
+        for name in ("max_time", "initial_delay", "max_delay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def waits(self) -> Generator[float, AnyChannelError | None, None]:
+        """backoff wait generator: full-jitter exponential, sent the exception of each try."""
+        yield 0.0  # primed by backoff before the first try
+        attempt = 0
+        while True:
+            ceiling = min(self.max_delay, self.initial_delay * 2**attempt)
+            attempt += 1
+            # The Retry-After pause itself is kept by AccountPace for every request; this wait
+            # only spreads the retries of many clients apart.
+            yield random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+class _Secret:
+    """Holds the Authorization header value; its repr never shows it."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str) -> URL:
+    url = URL(base_url)
+    if url.scheme == "https" and url.host:
+        return url
+    if url.scheme == "http" and _is_loopback(url.host):
+        return url
+    if url.scheme == "http":
+        # A bearer token in clear text could be read by anyone on the path.
+        raise ValueError(f"base_url {base_url!r} uses plain http to a non-loopback host; use https")
+    raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+
+
+class _State:
+    UNOPENED, OPENED, CLOSED = "unopened", "opened", "closed"
+
+
+class AnyChannelClient:
+    """An async client of one Zendesk account's Channel framework endpoints.
+
+    Give exactly one of ``token`` (the integration's OAuth access token, sent as a Bearer
+    token) and ``basic_auth`` (``(username, secret)``; with an API token the username is
+    ``email/token``), and exactly one of ``subdomain`` (``https://{subdomain}.zendesk.com``) and
+    ``base_url``. Plain ``http://`` is refused unless the host is loopback.
+
+    Settings (keyword-only):
+
+    - ``session``: an ``aiohttp.ClientSession`` of your own; it is used as is and not closed
+      by the client. By default the client opens one, with keep-alive and a pool of
+      ``max_connections`` connections, and closes it in ``close()``.
+    - ``timeout``: seconds for one try of one request, connection to last byte (default 30).
+    - ``retry``: a `RetryPolicy` (default ``RetryPolicy()``: 5 tries within 60 s).
+    - ``max_connections``: size of the connection pool of the client's own session (default 32).
+
+    Use it as ``async with AnyChannelClient(...) as client:`` or call ``await client.close()``.
+    The credentials never appear in its repr, in logs or in errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        subdomain: str | None = None,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        if (token is None) == (basic_auth is None):
+            raise ValueError("give exactly one of token and basic_auth")
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise ValueError("token must be a non-empty string")
+            header = f"Bearer {token}"
+        else:
+            assert basic_auth is not None
+            if len(basic_auth) != 2 or not all(isinstance(p, str) and p for p in basic_auth):
+                raise ValueError("basic_auth must be a (username, secret) pair of strings")
+            if ":" in basic_auth[0]:
+                raise ValueError("basic_auth username must not contain ':' (RFC 7617)")
+            pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
+            header = "Basic " + base64.b64encode(pair).decode("ascii")
+        if (subdomain is None) == (base_url is None):
+            raise ValueError("give exactly one of subdomain and base_url")
+        if subdomain is not None:
+            if not _SUBDOMAIN.match(subdomain):
+                raise ValueError(f"subdomain {subdomain!r} is not a valid Zendesk subdomain")
+            base_url = f"https://{subdomain}.zendesk.com"
+        assert base_url is not None
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self._base_url = _check_base_url(base_url)
+        self._secret = _Secret(header)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+        #: The account's request pace, shared by every pipeline using this client.
+        self.pace = AccountPace()
+        self._send = backoff.on_exception(
+            self._retry.waits,
+            AnyChannelError,
+            max_tries=self._retry.max_tries,
+            max_time=self._retry.max_time,
+            giveup=_not_retriable,
+            jitter=None,
+            logger=None,
+            on_backoff=self._log_retry,
+        )(self._send_once)
+        #: Number of retried tries, for stats.
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"<AnyChannelClient base_url={str(self._base_url)!r} state={self._state}>"
+
+    @property
+    def base_url(self) -> str:
+        """The Zendesk account's base URL."""
+        return str(self._base_url)
+
+    async def __aenter__(self) -> Self:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._state == _State.CLOSED:
+            raise ClosedError("this AnyChannelClient is closed; create a new one")
+        self._state = _State.OPENED
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30.0),
+                headers={"User-Agent": _USER_AGENT},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the client's own session (a session passed in is left open). Idempotent."""
+        if self._state == _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def push(
+        self,
+        instance_push_id: str,
+        resources: Iterable[ExternalResource],
+        *,
+        request_id: str | None = None,
+    ) -> list[PushResult]:
+        """Push resources in one request; one `PushResult` per resource, in input order.
+
+        Raises `ProtocolError` when the answer's results do not pair with the request (never
+        guessed), and the request-level errors of the `AnyChannelError` tree.
+        """
+        encoded = [encode_resource(resource) for resource in as_resources(resources)]
+        if not encoded:
+            return []
+        return await self.push_encoded(instance_push_id, encoded, request_id=request_id)
+
+    async def push_encoded(
+        self,
+        instance_push_id: str,
+        resources: list[EncodedResource],
+        *,
+        request_id: str | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> list[PushResult]:
+        """`push` for resources already encoded (the pipeline's entry point).
+
+        ``on_retry`` is called each time a try fails and another one is due.
+        """
+        _check_id("instance_push_id", instance_push_id)
+        body = encode_push_body(instance_push_id, resources, request_id)
+        payload = await self._request(_PUSH, body, on_retry)
+        return decode_push_results(payload, [r.external_id for r in resources])
+
+    async def validate_token(self, instance_push_id: str) -> None:
+        """Check the credentials for the account; raises `AuthenticationError` if refused."""
+        _check_id("instance_push_id", instance_push_id)
+        await self._request(_VALIDATE, _json({"instance_push_id": instance_push_id}))
+
+    async def report_channelback_error(
+        self,
+        instance_push_id: str,
+        external_id: str,
+        description: str | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> None:
+        """Tell Zendesk that the channelback of external_id failed after the fact."""
+        _check_id("instance_push_id", instance_push_id)
+        _check_id("external_id", external_id)
+        body: dict[str, str] = {"instance_push_id": instance_push_id, "external_id": external_id}
+        if description is not None:
+            body["description"] = description
+        if request_id is not None:
+            body["request_id"] = request_id
+        await self._request(_REPORT_ERROR, _json(body))
+
+    # -- the HTTP boundary -------------------------------------------------------------------
+
+    async def _request(
+        self, path: str, body: bytes, on_retry: Callable[[], None] | None = None
+    ) -> bytes:
+        session = self._open()
+        result: bytes = await self._send(session, path, body, on_retry)
+        return result
+
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        path: str,
+        body: bytes,
+        on_retry: Callable[[], None] | None,  # read by _log_retry through backoff's details
+    ) -> bytes:
+        """One try: wait for the account's pace, POST, map the answer or the failure."""
+        await self.pace.acquire()
+        started = time.monotonic()
+        try:
+            async with session.post(
+                self._base_url.with_path(path),
+                data=body,
+                headers={
+                    "Authorization": self._secret.header,
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "User-Agent": _USER_AGENT,
+                },
+                timeout=self._timeout,
+            ) as response:
+                payload = await response.read()
+                status = response.status
+                headers = response.headers
+        except TimeoutError:
+            raise TransportError(
+                f"POST {path}: no answer within {self._timeout.total:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"POST {path}: {type(exc).__name__}: {exc}") from None
+        self.pace.observe(headers)
+        logger.debug(
+            "POST %s -> %d in %.3f s (%d bytes sent)",
+            path,
+            status,
+            time.monotonic() - started,
+            len(body),
+        )
+        if 200 <= status < 300:
+            return payload
+        text = payload.decode("utf-8", "replace")
+        if status in (401, 403):
+            raise AuthenticationError(status, text)
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            self.pace.pause(retry_after)
+            raise RateLimitedError(retry_after)
+        if 400 <= status < 500:
+            raise RequestRejectedError(status, text)
+        raise TransportError(f"POST {path}: HTTP {status}", status=status)
+
+    def _log_retry(self, details: Mapping[str, Any]) -> None:
+        self.retries += 1
+        _session, path, _body, on_retry = details["args"]
+        logger.info(
+            "retrying POST %s (try %s failed: %s); next try in %.2f s",
+            path,
+            details["tries"],
+            details.get("exception"),
+            details.get("wait", 0.0),
+        )
+        if on_retry is not None:
+            on_retry()
+
+
+def _not_retriable(exc: Exception) -> bool:
+    return not getattr(exc, "retriable", False)
+
+
+def _check_id(field: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "must be a non-empty string")
+
+
+def _json(body: Mapping[str, str]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

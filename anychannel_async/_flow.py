@@ -1,0 +1,61 @@
+"""Flow control: a bound on resources accepted but not yet resolved.
+
+Producers wait for room instead of growing a buffer without bound (Pub/Sub #16, KPL #122) or
+dropping what does not fit (Segment). Waiters are served first come, first served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+__all__ = ["FlowControl"]
+
+
+class FlowControl:
+    """Counts accepted resources against a limit; ``acquire`` waits while the limit is reached."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def used(self) -> int:
+        """Resources accepted and not yet released."""
+        return self._used
+
+    async def acquire(self) -> None:
+        """Take one unit, waiting (in arrival order) while all are taken."""
+        if self._used < self._limit and not self._waiters:
+            self._used += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # Granted at the moment of cancellation: hand the unit on rather than leak it.
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):  # release() may have popped it already
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give one unit back, waking the longest waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the unit passes straight to the waiter
+                return
+        self._used -= 1
+
+    def wake_all(self, exc: BaseException) -> None:
+        """Fail every waiter with exc (used when the pipeline closes)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)

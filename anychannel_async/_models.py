@@ -1,0 +1,266 @@
+"""The Channel framework's resources and answers, as frozen values validated at construction.
+
+Every limit of the push API is checked here, so a bad resource is refused by its constructor,
+before it reaches a queue or the network. Lengths are counted in characters (Python ``len`` of
+the ``str``), the way Zendesk counts them. JSON rules (field omission, date format) live in
+`_serde.py`, not here.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TypeAlias, TypeVar
+
+import attrs
+
+from ._errors import ValidationError
+
+__all__ = [
+    "Author",
+    "DisplayInfo",
+    "ExternalResource",
+    "FieldValue",
+    "PushResult",
+    "StatusCode",
+]
+
+#: What a ticket or user field may hold: text, number, checkbox, date string, or a multiselect.
+FieldScalar: TypeAlias = str | int | float | bool | None
+FieldData: TypeAlias = FieldScalar | list[str]
+_T = TypeVar("_T")
+
+# Limits from the push API reference, in characters.
+_ID_MAX = 255
+_MESSAGE_MAX = 65_535
+_PARENT_ID_MAX = 511
+_THREAD_ID_MAX = 255
+_FILE_URLS_MAX = 10
+_SHORT_TEXT_MAX = 255
+_DISPLAY_DATA_MAX = 65_535
+
+
+def _check_text(field: str, value: object, limit: int, *, required: bool = False) -> None:
+    """Raise `ValidationError` unless value is a str of at most limit characters."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise ValidationError(field, f"length {len(value)} exceeds the limit of {limit} characters")
+    if required and not value:
+        raise ValidationError(field, f"must not be empty (1..{limit} characters)")
+
+
+def _check_bool(field: str, value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(field, f"must be a bool or None, got {type(value).__name__}")
+
+
+def _check_items(field: str, items: tuple[object, ...], kind: type) -> None:
+    for index, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise ValidationError(
+                f"{field}[{index}]", f"must be a {kind.__name__}, got {type(item).__name__}"
+            )
+
+
+def _to_utc(value: datetime | str) -> datetime:
+    """Accept an aware datetime or an ISO 8601 string with an offset; normalise to UTC."""
+    if isinstance(value, str):
+        text = value
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(
+                "created_at", f"not an ISO 8601 date-time: {text[:40]!r}"
+            ) from None
+    elif not isinstance(value, datetime):
+        raise ValidationError(
+            "created_at", f"must be a datetime or an ISO 8601 string, got {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        # A naive time is ambiguous: Zendesk would read it as UTC and misdate the comment by
+        # the caller's offset, silently. Refuse it instead.
+        raise ValidationError("created_at", "naive datetime; give a timezone-aware value")
+    return value.astimezone(UTC)
+
+
+def _as_tuple(field: str, items: Iterable[_T]) -> tuple[_T, ...]:
+    # A str is iterable too: "http://x" must not become eight one-character URLs.
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise ValidationError(field, f"must be a list, got {type(items).__name__}")
+    return tuple(items)
+
+
+def _display_infos(items: Iterable[DisplayInfo]) -> tuple[DisplayInfo, ...]:
+    return _as_tuple("display_info", items)
+
+
+def _field_values(items: Iterable[FieldValue]) -> tuple[FieldValue, ...]:
+    return _as_tuple("fields", items)
+
+
+def _file_urls(items: Iterable[str]) -> tuple[str, ...]:
+    return _as_tuple("file_urls", items)
+
+
+def _to_display_data(value: Mapping[str, object] | str) -> str:
+    """The API wants display_info data as a JSON string; a mapping is serialised here, once."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("display_info.data", f"not JSON-serialisable: {exc}") from None
+
+
+@attrs.frozen
+class FieldValue:
+    """A ticket field or user field to set: ``id`` is a field ID or (for system fields) its name."""
+
+    id: str | int
+    value: FieldData
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.id, str | int) or isinstance(self.id, bool):
+            raise ValidationError(
+                "fields.id", f"must be a str or int, got {type(self.id).__name__}"
+            )
+
+
+@attrs.frozen
+class Author:
+    """The person who wrote a resource in the origin service.
+
+    Limits: ``external_id`` 1..255 characters; ``name``, ``image_url``, ``locale`` at most 255.
+    """
+
+    external_id: str
+    name: str | None = None
+    image_url: str | None = None
+    locale: str | None = None
+    fields: tuple[FieldValue, ...] = attrs.field(default=(), converter=_field_values)
+
+    def __attrs_post_init__(self) -> None:
+        _check_text("author.external_id", self.external_id, _ID_MAX, required=True)
+        _check_text("author.name", self.name, _SHORT_TEXT_MAX)
+        _check_text("author.image_url", self.image_url, _SHORT_TEXT_MAX)
+        _check_text("author.locale", self.locale, _SHORT_TEXT_MAX)
+        _check_items("author.fields", self.fields, FieldValue)
+
+
+@attrs.frozen
+class DisplayInfo:
+    """Integration-specific hints for apps in the agent UI.
+
+    ``data`` may be a mapping (serialised to a JSON string, as the API wants) or a JSON string.
+    Limits: ``type`` at most 255 characters, ``data`` at most 65,535 characters once serialised.
+    """
+
+    type: str
+    data: str = attrs.field(converter=_to_display_data)
+
+    def __attrs_post_init__(self) -> None:
+        _check_text("display_info.type", self.type, _SHORT_TEXT_MAX, required=True)
+        _check_text("display_info.data", self.data, _DISPLAY_DATA_MAX)
+
+
+@attrs.frozen
+class ExternalResource:
+    """One message from the origin system, to become a ticket or a comment in Zendesk.
+
+    ``created_at`` takes an aware ``datetime`` or an ISO 8601 string with an offset; it is kept
+    in UTC and sent as ``YYYY-MM-DDTHH:MM:SSZ``. A naive datetime is refused.
+
+    Limits, counted in characters as Zendesk counts them: ``external_id`` 1..255 ASCII;
+    ``message`` and ``html_message`` at most 65,535; ``parent_id`` at most 511; ``thread_id`` at
+    most 255; at most one of ``parent_id`` and ``thread_id``; at most 10 ``file_urls``.
+    Breaking one raises `ValidationError` naming the field, the limit and the value's size.
+    """
+
+    external_id: str
+    message: str
+    created_at: datetime = attrs.field(converter=_to_utc)
+    author: Author
+    html_message: str | None = None
+    parent_id: str | None = None
+    thread_id: str | None = None
+    internal_note: bool | None = None
+    display_info: tuple[DisplayInfo, ...] = attrs.field(default=(), converter=_display_infos)
+    allow_channelback: bool | None = None
+    fields: tuple[FieldValue, ...] = attrs.field(default=(), converter=_field_values)
+    file_urls: tuple[str, ...] = attrs.field(default=(), converter=_file_urls)
+
+    def __attrs_post_init__(self) -> None:
+        _check_text("external_id", self.external_id, _ID_MAX, required=True)
+        if not self.external_id.isascii():
+            raise ValidationError("external_id", "must be ASCII characters only")
+        if self.message is None:
+            raise ValidationError("message", "is required")
+        _check_text("message", self.message, _MESSAGE_MAX)
+        _check_text("html_message", self.html_message, _MESSAGE_MAX)
+        _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
+        _check_text("thread_id", self.thread_id, _THREAD_ID_MAX)
+        if self.parent_id is not None and self.thread_id is not None:
+            raise ValidationError(
+                "parent_id", "a resource may have parent_id or thread_id, not both"
+            )
+        if not isinstance(self.author, Author):
+            raise ValidationError("author", f"must be an Author, got {type(self.author).__name__}")
+        _check_bool("internal_note", self.internal_note)
+        _check_bool("allow_channelback", self.allow_channelback)
+        _check_items("display_info", self.display_info, DisplayInfo)
+        _check_items("fields", self.fields, FieldValue)
+        if len(self.file_urls) > _FILE_URLS_MAX:
+            raise ValidationError(
+                "file_urls", f"{len(self.file_urls)} items exceed the limit of {_FILE_URLS_MAX}"
+            )
+        _check_items("file_urls", self.file_urls, str)
+
+
+class StatusCode(enum.StrEnum):
+    """What Zendesk did with one pushed resource."""
+
+    SUCCESS = "success"
+    ALREADY_IMPORTED = "already_imported"
+    COULD_NOT_LOCATE_PARENT = "could_not_locate_parent_external_resource"
+    PROCESSING_ERROR = "processing_error"
+    HALTED = "halted"
+
+    @classmethod
+    def parse(cls, raw: str) -> StatusCode | str:
+        """The code for raw, or raw itself when Zendesk sends a code this version does not know."""
+        try:
+            return cls(raw)
+        except ValueError:
+            return raw
+
+
+_IMPORTED = frozenset({StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED})
+
+
+@attrs.frozen
+class PushResult:
+    """Zendesk's answer for one resource of a push, in the position of that resource.
+
+    ``code`` is a `StatusCode`, or the raw string of a code this version does not know.
+    """
+
+    external_id: str
+    code: StatusCode | str
+    description: str | None = None
+
+    @property
+    def imported(self) -> bool:
+        """True when Zendesk holds the resource: ``success`` or ``already_imported``."""
+        return self.code in _IMPORTED
+
+
+def as_resources(items: Iterable[ExternalResource]) -> list[ExternalResource]:
+    """A list of resources, each checked to be an `ExternalResource`."""
+    resources = list(items)
+    _check_items("resources", tuple(resources), ExternalResource)
+    return resources

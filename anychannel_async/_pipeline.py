@@ -1,0 +1,535 @@
+"""PushPipeline: submit resources one by one, push them in batches, resolve one future each.
+
+Data flows one way: ``submit`` → `Batcher` (queue, order, the cut) → a send task per request
+(through the client's ``push_encoded``) → `route` (results to outcomes) → futures. This module
+owns the lifecycle and every task it starts: the sender loop, one task per request in flight,
+and timers for resources waiting for a parent. ``close`` stops each of them; no future is ever
+left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import functools
+import logging
+import random
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import attrs
+
+from ._batcher import Batcher, Item
+from ._client import AnyChannelClient
+from ._errors import (
+    AnyChannelError,
+    ClosedError,
+    ParentNotFoundError,
+    RateLimitedError,
+    RequestRejectedError,
+    ValidationError,
+)
+from ._flow import FlowControl
+from ._models import ExternalResource, PushResult
+from ._router import copies, route
+from ._serde import encode_resource, push_body_overhead
+
+__all__ = ["PipelineStats", "PushPipeline"]
+
+logger = logging.getLogger("anychannel_async.pipeline")
+
+# Ids of resources that failed, remembered so their children fail at once instead of waiting
+# parent_timeout for a parent that will never come. Bounded: memory must stay flat.
+_FAILED_MEMORY = 10_000
+# Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
+_ORPHAN_FIRST_WAIT = 0.25
+_ORPHAN_MAX_WAIT = 5.0
+
+
+@attrs.frozen
+class PipelineStats:
+    """A snapshot of a pipeline's counters."""
+
+    #: Resources accepted by ``submit``.
+    submitted: int
+    #: Resources resolved with a result, by status code (``success``, ``already_imported``).
+    resolved: Mapping[str, int]
+    #: Resources failed, by exception class name.
+    failed: Mapping[str, int]
+    #: Push requests started (a split request counts each part).
+    requests: int
+    #: HTTP tries the client retried for this pipeline's requests.
+    retries: int
+    #: Resources pushed again: halted, parent not yet there, or rate limited.
+    resent: int
+    #: Resources per push request, mean and max.
+    mean_batch_size: float
+    max_batch_size: int
+    #: Push requests in flight now.
+    in_flight: int
+    #: Resources accepted and not yet resolved.
+    pending: int
+
+
+class _State(enum.Enum):
+    """Lifecycle: OPEN → CLOSING → CLOSED; a closed pipeline is never reopened."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class PushPipeline:
+    """Batches submitted resources into push requests for one ``instance_push_id``.
+
+    ``fut = await pipe.submit(resource)`` returns an ``asyncio.Future[PushResult]``;
+    ``await pipe.push(resource)`` submits and awaits. ``success`` and ``already_imported``
+    resolve the future; other outcomes raise a `ResourceError` (or the request's error) from it.
+
+    Settings, keyword-only:
+
+    - ``max_batch_size``: resources per request (default 100).
+    - ``max_batch_bytes``: bytes per request body, measured on the serialised JSON
+      (default 4 MiB). A single resource too large for it is refused by ``submit``.
+    - ``max_latency``: seconds an idle pipeline waits for a batch to fill (default 0.05). Under
+      back-pressure (every request slot busy, rate budget spent) batches fill regardless.
+    - ``max_in_flight``: push requests at once (default 4).
+    - ``max_pending``: resources accepted and not yet resolved; ``submit`` waits for room
+      (default 10,000).
+    - ``max_attempts``: a resource halted more than this many times fails with `HaltedError`
+      (default 5); the same bound applies to pushes refused with 429 after the client's retries.
+    - ``parent_timeout``: seconds to keep retrying a resource whose parent Zendesk cannot
+      locate, when that parent is not pending here (default 30).
+    - ``max_requests_per_minute``: pace requests evenly to this budget; None (default) learns
+      it from Zendesk's ``X-Rate-Limit`` header. The budget is the account's, shared by every
+      pipeline on the same client.
+    - ``close_timeout``: seconds ``close`` waits for pending resources before failing them
+      with `ClosedError` (default 60).
+    """
+
+    def __init__(
+        self,
+        client: AnyChannelClient,
+        instance_push_id: str,
+        *,
+        max_batch_size: int = 100,
+        max_batch_bytes: int = 4 * 1024 * 1024,
+        max_latency: float = 0.05,
+        max_in_flight: int = 4,
+        max_pending: int = 10_000,
+        max_attempts: int = 5,
+        parent_timeout: float = 30.0,
+        max_requests_per_minute: float | None = None,
+        close_timeout: float = 60.0,
+    ) -> None:
+        if not isinstance(instance_push_id, str) or not instance_push_id:
+            raise ValueError("instance_push_id must be a non-empty string")
+        for name, value in (
+            ("max_batch_size", max_batch_size),
+            ("max_in_flight", max_in_flight),
+            ("max_pending", max_pending),
+            ("max_attempts", max_attempts),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, seconds in (
+            ("max_latency", max_latency),
+            ("parent_timeout", parent_timeout),
+            ("close_timeout", close_timeout),
+        ):
+            if not seconds >= 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
+        overhead = push_body_overhead(instance_push_id)
+        if max_batch_bytes <= overhead:
+            raise ValueError(f"max_batch_bytes must exceed {overhead}, got {max_batch_bytes}")
+        client.pace.set_budget(max_requests_per_minute)
+
+        self._client = client
+        self._instance_push_id = instance_push_id
+        self._max_latency = max_latency
+        self._max_in_flight = max_in_flight
+        self._max_attempts = max_attempts
+        self._parent_timeout = parent_timeout
+        self._close_timeout = close_timeout
+        # Item.size counts a comma per resource; a body has one comma fewer than resources.
+        self._max_item_bytes = max_batch_bytes - overhead + 1
+        self._batcher = Batcher(max_batch_size=max_batch_size, max_batch_bytes=self._max_item_bytes)
+        self._flow = FlowControl(max_pending)
+
+        self._state = _State.OPEN
+        self._outstanding: set[Item] = set()
+        self._pending_ids: dict[str, Item] = {}
+        self._waiting_children: dict[str, list[Item]] = {}
+        self._failed_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._timers: dict[Item, asyncio.TimerHandle] = {}
+        self._sends: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._flushing = 0
+
+        self._submitted = 0
+        self._resolved: collections.Counter[str] = collections.Counter()
+        self._failed: collections.Counter[str] = collections.Counter()
+        self._requests = 0
+        self._retries = 0
+        self._resent = 0
+        self._batched = 0
+        self._largest_batch = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<PushPipeline instance_push_id={self._instance_push_id!r}"
+            f" state={self._state.value} pending={self._flow.used}>"
+        )
+
+    # -- public face -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def submit(self, resource: ExternalResource) -> asyncio.Future[PushResult]:
+        """Accept a resource; returns the future of its `PushResult`.
+
+        Waits while ``max_pending`` resources are unresolved. Raises `ValidationError` for a
+        resource too large for one request, `ClosedError` once the pipeline is closing.
+        """
+        if self._state is not _State.OPEN:
+            raise ClosedError("this PushPipeline is closed")
+        if not isinstance(resource, ExternalResource):
+            raise ValidationError(
+                "resource", f"must be an ExternalResource, got {type(resource).__name__}"
+            )
+        encoded = encode_resource(resource)
+        if len(encoded.body) + 1 > self._max_item_bytes:
+            raise ValidationError(
+                "resource",
+                f"encoded size {len(encoded.body)} bytes does not fit in max_batch_bytes"
+                f" ({self._max_item_bytes - 1} bytes once the request's own fields are counted)",
+            )
+        self._start()
+        await self._flow.acquire()
+        if self._state is not _State.OPEN:  # closed while we waited for room
+            self._flow.release()
+            raise ClosedError("this PushPipeline is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PushResult] = loop.create_future()
+        item = Item(encoded, future, self._key_for(resource), loop.time() + self._max_latency)
+        future.add_done_callback(functools.partial(self._finished, item))
+        self._outstanding.add(item)
+        self._pending_ids[resource.external_id] = item
+        self._submitted += 1
+        self._batcher.add(item)
+        if self._batcher.full() or len(self._outstanding) == 1:
+            self._wakeup.set()
+        return future
+
+    async def push(self, resource: ExternalResource) -> PushResult:
+        """Submit a resource and wait for its result."""
+        return await (await self.submit(resource))
+
+    async def flush(self) -> None:
+        """Send everything queued now, and wait until every resource submitted so far resolved."""
+        futures = [item.future for item in self._outstanding]
+        if not futures:
+            return
+        self._flushing += 1
+        self._wakeup.set()
+        try:
+            await asyncio.wait(futures)
+        finally:
+            self._flushing -= 1
+
+    async def close(self) -> None:
+        """Flush (waiting at most ``close_timeout``), then stop every task. Idempotent.
+
+        Resources still unresolved after the bound fail with `ClosedError`.
+        """
+        if self._state is not _State.OPEN:
+            await self._closed.wait()
+            return
+        self._state = _State.CLOSING
+        self._flow.wake_all(ClosedError("this PushPipeline is closed"))
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self.flush()
+        except TimeoutError:
+            logger.warning(
+                "close: %d resources still unresolved after %g s; failing them",
+                len(self._outstanding),
+                self._close_timeout,
+            )
+        finally:
+            await self._stop()
+            self._state = _State.CLOSED
+            self._closed.set()
+
+    @property
+    def stats(self) -> PipelineStats:
+        """A snapshot of the pipeline's counters."""
+        return PipelineStats(
+            submitted=self._submitted,
+            resolved=dict(self._resolved),
+            failed=dict(self._failed),
+            requests=self._requests,
+            retries=self._retries,
+            resent=self._resent,
+            mean_batch_size=self._batched / self._requests if self._requests else 0.0,
+            max_batch_size=self._largest_batch,
+            in_flight=len(self._sends),
+            pending=self._flow.used,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._state is not _State.OPEN:
+            raise ClosedError("this PushPipeline is closed")
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._run())
+
+    async def _stop(self) -> None:
+        closed = ClosedError("the PushPipeline closed before the resource was resolved")
+        for item, timer in list(self._timers.items()):
+            timer.cancel()
+            self._fail(item, closed)
+        self._timers.clear()
+        tasks = list(self._sends)
+        if self._sender is not None:
+            tasks.append(self._sender)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for item in self._batcher.drain():
+            self._fail(item, closed)
+        for children in self._waiting_children.values():
+            for child in children:
+                self._fail(child, closed)
+        self._waiting_children.clear()
+        for item in list(self._outstanding):
+            self._fail(item, closed)
+        # Let the futures' done callbacks run, so flow control and bookkeeping settle.
+        await asyncio.sleep(0)
+
+    # -- the sender --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Cut a batch whenever a request can actually be sent, until cancelled by close."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batcher
+        pace = self._client.pace
+        while True:
+            wait: float | None = None
+            if batcher.has_sendable and len(self._sends) < self._max_in_flight:
+                wait = pace.delay()
+                if wait <= 0:
+                    due = batcher.next_due()
+                    now = loop.time()
+                    if due is None or self._flushing or batcher.full() or due <= now:
+                        batch = batcher.take()
+                        if batch:
+                            self._start_send(batch)
+                        continue
+                    wait = due - now
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def _start_send(self, batch: list[Item]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, batch: list[Item]) -> None:
+        """Own one request from cut to completion; always releases the batch's keys."""
+        requeue: list[Item] = []
+        try:
+            requeue = await self._deliver(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("unexpected error while pushing a batch")
+            self._fail_all(batch, AnyChannelError(f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            self._batcher.release({item.key for item in batch}, requeue)
+            self._wakeup.set()
+
+    async def _deliver(self, items: list[Item]) -> list[Item]:
+        """Push items, settle what the answer settles; return the items to push again, in order."""
+        items = [item for item in items if not self._doomed(item)]
+        if not items:
+            return []
+        for item in items:
+            if item.sends:
+                self._resent += 1
+            item.sends += 1
+        self._requests += 1
+        self._batched += len(items)
+        self._largest_batch = max(self._largest_batch, len(items))
+        try:
+            results = await self._client.push_encoded(
+                self._instance_push_id,
+                [item.encoded for item in items],
+                on_retry=self._count_retry,
+            )
+        except RequestRejectedError as exc:
+            if len(items) > 1 and exc.status in (400, 413):
+                # 413 (or a 400 about size): halves may pass. Another 400: bisect down to the
+                # resources Zendesk refuses, and push the rest. The second half waits for the
+                # first, so nothing overtakes a resource of the first half sent again.
+                middle = len(items) // 2
+                logger.info("HTTP %d for %d resources; splitting", exc.status, len(items))
+                again = await self._deliver(items[:middle])
+                if again:
+                    return again + items[middle:]
+                return await self._deliver(items[middle:])
+            self._fail_all(items, exc)
+            return []
+        except RateLimitedError as exc:
+            # The client's retries are spent, but the account's pace holds every request until
+            # Retry-After has passed: queue the resources again rather than fail them.
+            again = []
+            for item in items:
+                item.halts += 1
+                if item.halts > self._max_attempts:
+                    self._fail_all([item], exc)
+                else:
+                    again.append(item)
+            return again
+        except AnyChannelError as exc:
+            logger.warning("push of %d resources failed: %s", len(items), exc)
+            self._fail_all(items, exc)
+            return []
+        routed = route(items, results, max_attempts=self._max_attempts)
+        for item, result in routed.resolved:
+            self._resolve(item, result)
+        for item, error in routed.failed:
+            self._fail(item, error)
+        for item, result in routed.orphans:
+            self._orphan(item, result)
+        return routed.halted
+
+    def _count_retry(self) -> None:
+        self._retries += 1
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _key_for(self, resource: ExternalResource) -> str:
+        """The ordering key: resources sharing one are never in two requests at once."""
+        same = self._pending_ids.get(resource.external_id)
+        if same is not None:  # the same id twice must not race into two tickets
+            return same.key
+        if resource.thread_id is not None:
+            return "t:" + resource.thread_id
+        if resource.parent_id is not None:
+            parent = self._pending_ids.get(resource.parent_id)
+            return parent.key if parent is not None else "r:" + resource.parent_id
+        return "r:" + resource.external_id
+
+    def _doomed(self, item: Item) -> bool:
+        """True (and failed) when the item's parent already failed; False otherwise."""
+        if item.future.done():
+            return True
+        parent_id = item.encoded.resource.parent_id
+        if parent_id is not None and parent_id in self._failed_ids:
+            self._fail(item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed"))
+            return True
+        return False
+
+    def _orphan(self, item: Item, result: PushResult) -> None:
+        """Zendesk could not locate the item's parent: wait for it, retry later, or fail."""
+        parent_id = item.encoded.resource.parent_id or ""
+        if parent_id in self._failed_ids:
+            self._fail(
+                item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed", result)
+            )
+            return
+        if parent_id in self._pending_ids:
+            # Pending here: its outcome will release or fail this child (see _finished).
+            self._waiting_children.setdefault(parent_id, []).append(item)
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if item.orphaned_at is None:
+            item.orphaned_at = now
+        deadline = item.orphaned_at + self._parent_timeout
+        if now >= deadline:
+            self._fail(
+                item,
+                ParentNotFoundError(
+                    item.external_id,
+                    f"parent {parent_id} not found within {self._parent_timeout:g} s",
+                    result,
+                ),
+            )
+            return
+        # The parent may come from another process: try again later, with jittered backoff.
+        wait = min(_ORPHAN_MAX_WAIT, _ORPHAN_FIRST_WAIT * 2**item.orphan_tries)
+        wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        item.orphan_tries += 1
+        self._timers[item] = loop.call_later(min(wait, deadline - now), self._orphan_wakes, item)
+
+    def _orphan_wakes(self, item: Item) -> None:
+        del self._timers[item]
+        if not item.future.done():
+            self._batcher.add_front([item])
+            self._wakeup.set()
+
+    def _resolve(self, item: Item, result: PushResult) -> None:
+        if not item.future.done():
+            item.future.set_result(result)
+            item.imported = True
+            self._resolved[str(getattr(result.code, "value", result.code))] += 1
+
+    def _fail(self, item: Item, error: AnyChannelError) -> None:
+        if not item.future.done():
+            item.future.set_exception(error)
+            self._failed[type(error).__name__] += 1
+
+    def _fail_all(self, items: list[Item], error: AnyChannelError) -> None:
+        for item, own in zip(items, copies(error, len(items)), strict=True):
+            self._fail(item, own)
+
+    def _finished(self, item: Item, _future: object = None) -> None:
+        """Done callback of every future, however it ended (result, error, cancellation)."""
+        self._outstanding.discard(item)
+        self._flow.release()
+        external_id = item.external_id
+        if self._pending_ids.get(external_id) is item:
+            del self._pending_ids[external_id]
+        timer = self._timers.pop(item, None)
+        if timer is not None:
+            timer.cancel()
+        imported = item.imported
+        if not imported:
+            self._failed_ids[external_id] = None
+            self._failed_ids.move_to_end(external_id)
+            if len(self._failed_ids) > _FAILED_MEMORY:
+                self._failed_ids.popitem(last=False)
+        else:
+            self._failed_ids.pop(external_id, None)
+        children = self._waiting_children.pop(external_id, None)
+        if children:
+            if imported:
+                self._batcher.add_front(children)
+                self._wakeup.set()
+            else:
+                for child in children:
+                    self._fail(
+                        child,
+                        ParentNotFoundError(child.external_id, f"parent {external_id} failed"),
+                    )

@@ -1,0 +1,178 @@
+"""JSON for the wire: the one cattrs converter, push bodies built from pre-encoded parts, answers.
+
+Models know nothing of JSON; this module holds every JSON rule: optional fields left at their
+default (None, empty) are omitted, ``created_at`` is sent as ``YYYY-MM-DDTHH:MM:SSZ``, and a
+push answer is parsed strictly. Each resource is encoded once, to bytes, when it enters the
+library; a push body is the join of those parts, so its size is known exactly before it is
+sent, and a retried or re-batched resource is never encoded again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+from cattrs.preconf.json import make_converter
+
+from ._errors import ProtocolError, ValidationError
+from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
+
+__all__ = [
+    "EncodedResource",
+    "decode_push_results",
+    "encode_push_body",
+    "encode_resource",
+    "push_body_overhead",
+    "resource_from_json",
+]
+
+converter = make_converter(omit_if_default=True)
+# Models hold created_at in UTC already (see _models._to_utc), so formatting is all that is left.
+# (strftime's %Y does not zero-pad years below 1000 on Linux, hence the explicit width.)
+converter.register_unstructure_hook(datetime, lambda dt: f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}Z")
+# Incoming strings go to the model's own converter, which parses and checks them.
+converter.register_structure_hook(datetime, lambda value, _: value)
+# JSON strings and booleans are taken as they come, so the model's own checks refuse a wrong
+# type (a "false" string must not become True, 123 must not become "123").
+converter.register_structure_hook(str, lambda value, _: value)
+converter.register_structure_hook(bool, lambda value, _: value)
+converter.register_structure_hook_func(  # file_urls: a lone string is refused by the model
+    lambda cls: cls == tuple[str, ...], lambda value, _: value
+)
+# Author first: ExternalResource's structure function captures the Author hook in force.
+for _cls in (Author, ExternalResource):
+    # A misspelt field name in a JSON line must be an error, not a silently dropped value.
+    converter.register_structure_hook(
+        _cls, make_dict_structure_fn(_cls, converter, _cattrs_forbid_extra_keys=True)
+    )
+# FieldValue.value and DisplayInfo.data are JSON values: take them as they come.
+converter.register_structure_hook(FieldValue, lambda obj, _: FieldValue(**obj))
+converter.register_structure_hook(
+    DisplayInfo, lambda obj, _: DisplayInfo(type=obj["type"], data=obj["data"])
+)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@attrs.frozen
+class EncodedResource:
+    """A resource with its JSON encoding, made once when it enters the library."""
+
+    resource: ExternalResource
+    body: bytes
+
+    @property
+    def external_id(self) -> str:
+        return self.resource.external_id
+
+
+def encode_resource(resource: ExternalResource) -> EncodedResource:
+    """Encode one resource as the JSON object of ``external_resources[]``."""
+    return EncodedResource(resource, _dumps(converter.unstructure(resource)).encode())
+
+
+def _body_head(instance_push_id: str, request_id: str | None) -> bytes:
+    head: dict[str, str] = {"instance_push_id": instance_push_id}
+    if request_id is not None:
+        head["request_id"] = request_id
+    return _dumps(head)[:-1].encode() + b',"external_resources":['
+
+
+_BODY_TAIL = b"]}"
+
+
+def push_body_overhead(instance_push_id: str, request_id: str | None = None) -> int:
+    """Bytes of a push body that are not its resources (commas between them excluded)."""
+    return len(_body_head(instance_push_id, request_id)) + len(_BODY_TAIL)
+
+
+def encode_push_body(
+    instance_push_id: str, parts: Sequence[EncodedResource], request_id: str | None = None
+) -> bytes:
+    """The push request body: the head, then the pre-encoded resources joined."""
+    return (
+        _body_head(instance_push_id, request_id)
+        + b",".join(part.body for part in parts)
+        + _BODY_TAIL
+    )
+
+
+@attrs.frozen
+class _WireStatus:
+    code: str
+    description: str | None = None
+
+
+@attrs.frozen
+class _WireResult:
+    external_resource_id: str
+    status: _WireStatus
+
+
+@attrs.frozen
+class _WireAnswer:
+    results: list[_WireResult]
+
+
+def decode_push_results(body: bytes, external_ids: Sequence[str]) -> list[PushResult]:
+    """Parse a push answer and pair it, by position, with the resources that were sent.
+
+    Never guesses a pairing: an answer that is not JSON, has the wrong number of results, or
+    names other external ids than the request's, raises `ProtocolError` for the whole request.
+    """
+    try:
+        answer = converter.structure(json.loads(body), _WireAnswer)
+    except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        raise ProtocolError(
+            f"push answer is not a valid results object: {_describe(exc)}"
+        ) from None
+    if len(answer.results) != len(external_ids):
+        raise ProtocolError(
+            f"push answer has {len(answer.results)} results for {len(external_ids)} resources"
+        )
+    results = []
+    for position, (sent, got) in enumerate(zip(external_ids, answer.results, strict=True)):
+        if got.external_resource_id != sent:
+            raise ProtocolError(
+                f"push answer result {position} is for {got.external_resource_id!r},"
+                f" the request had {sent!r} there"
+            )
+        results.append(PushResult(sent, StatusCode.parse(got.status.code), got.status.description))
+    return results
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        # e.g. "required field missing @ $.message; extra fields found (mesage) @ $"
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc)[:200]
+
+
+def resource_from_json(obj: object) -> ExternalResource:
+    """Build a resource from a JSON object with the API's own field names.
+
+    Raises `ValidationError` naming the field when a field is missing, unknown or out of limits.
+    """
+    if not isinstance(obj, dict):
+        raise ValidationError("resource", f"must be a JSON object, got {type(obj).__name__}")
+    try:
+        return converter.structure(obj, ExternalResource)
+    except ValidationError:
+        raise
+    except cattrs.BaseValidationError as exc:
+        inner = _first_leaf(exc)
+        if isinstance(inner, ValidationError):
+            raise inner from None
+        raise ValidationError("resource", _describe(exc)) from None
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValidationError("resource", str(exc)) from None
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, cattrs.BaseValidationError) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

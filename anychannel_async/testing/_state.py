@@ -1,0 +1,333 @@
+"""The emulated account's state: tickets, imports, threads, reported errors and the request log.
+
+A push is decided in two steps, as the real service behaves under concurrency: `plan_push` reads
+the committed state plus the request's own earlier resources when the request arrives, and
+`commit` applies the plan when the request is answered. Two requests in flight together therefore
+cannot see each other, which is how duplicate tickets for one new thread arise in production.
+
+Every method takes one `threading.Lock`, so a test thread can read snapshots while the
+emulator's loop thread writes. Nothing here knows about HTTP or faults.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from ._records import Comment, RecordedRequest, ReportedError, Ticket
+
+__all__ = ["AccountState", "Outcome", "PushPlan", "RequestHandle"]
+
+SUCCESS = "success"
+ALREADY_IMPORTED = "already_imported"
+PARENT_NOT_FOUND = "could_not_locate_parent_external_resource"
+PROCESSING_ERROR = "processing_error"
+HALTED = "halted"
+
+
+@attrs.frozen
+class Outcome:
+    """The status of one resource of a push, in the request's order."""
+
+    external_id: str
+    code: str
+    description: str | None = None
+
+
+@attrs.define
+class _TicketDraft:
+    """The mutable form of a ticket: comments are appended as replies are committed."""
+
+    id: int
+    instance_push_id: str
+    thread_id: str | None
+    comments: list[Comment]
+    fields: tuple[tuple[str, object], ...]
+
+    def freeze(self) -> Ticket:
+        return Ticket(
+            id=self.id,
+            instance_push_id=self.instance_push_id,
+            thread_id=self.thread_id,
+            comments=tuple(self.comments),
+            fields=self.fields,
+        )
+
+
+@attrs.define
+class PushPlan:
+    """What one push request will change once it is answered, and the outcomes it reports."""
+
+    generation: int
+    instance_push_id: str
+    outcomes: list[Outcome] = attrs.Factory(list)
+    new_tickets: dict[int, _TicketDraft] = attrs.Factory(dict)
+    # Replies to tickets committed before this request arrived: (ticket id, comment).
+    replies: list[tuple[int, Comment]] = attrs.Factory(list)
+    # external_id -> id of the ticket that holds it, for every resource this request imports.
+    imports: dict[str, int] = attrs.Factory(dict)
+    threads: dict[str, int] = attrs.Factory(dict)
+
+
+@attrs.define
+class RequestHandle:
+    """The log entry of a request, filled in as the request is read and answered."""
+
+    generation: int
+    path: str
+    at: float
+    user_agent: str | None
+    instance_push_id: str | None = None
+    request_id: str | None = None
+    external_ids: tuple[str, ...] = ()
+    status: int = 0
+
+    def freeze(self) -> RecordedRequest:
+        return RecordedRequest(
+            path=self.path,
+            instance_push_id=self.instance_push_id,
+            request_id=self.request_id,
+            external_ids=self.external_ids,
+            status=self.status,
+            at=self.at,
+            user_agent=self.user_agent,
+        )
+
+
+class AccountState:
+    """Everything the emulated Zendesk account remembers, for every instance_push_id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        # A reset bumps the generation so that a request still in flight from before it cannot
+        # commit into the fresh state.
+        self._generation += 1
+        self._next_ticket_id = 1
+        self._tickets: dict[int, _TicketDraft] = {}
+        self._imports: dict[tuple[str, str], int] = {}
+        self._import_counts: Counter[tuple[str, str]] = Counter()
+        self._threads: dict[tuple[str, str], int] = {}
+        self._reported: list[ReportedError] = []
+        self._requests: list[RequestHandle] = []
+
+    def reset(self) -> None:
+        """Forget tickets, imports, threads, reported errors and the request log."""
+        with self._lock:
+            self._clear()
+
+    # -- the request log -------------------------------------------------------------------
+
+    def arrive(self, path: str, user_agent: str | None) -> RequestHandle:
+        """Log a request as it arrives, so the log is in arrival order."""
+        with self._lock:
+            handle = RequestHandle(
+                generation=self._generation,
+                path=path,
+                at=time.monotonic(),
+                user_agent=user_agent,
+            )
+            self._requests.append(handle)
+            return handle
+
+    def describe(self, handle: RequestHandle, body: Mapping[str, object] | None) -> None:
+        """Note what the request's body says about itself, reading it defensively: it may be
+        invalid, and the log should still show what was sent."""
+        if body is None:
+            return
+        ipid = body.get("instance_push_id")
+        request_id = body.get("request_id")
+        resources = body.get("external_resources")
+        external_ids: tuple[str, ...] = ()
+        if isinstance(resources, list):
+            external_ids = tuple(
+                r["external_id"]
+                for r in resources
+                if isinstance(r, dict) and isinstance(r.get("external_id"), str)
+            )
+        elif isinstance(body.get("external_id"), str):
+            external_ids = (str(body["external_id"]),)
+        with self._lock:
+            handle.instance_push_id = ipid if isinstance(ipid, str) else None
+            handle.request_id = request_id if isinstance(request_id, str) else None
+            handle.external_ids = external_ids
+
+    def answered(self, handle: RequestHandle, status: int) -> None:
+        """Note the status sent for a request."""
+        with self._lock:
+            handle.status = status
+
+    # -- push --------------------------------------------------------------------------------
+
+    def plan_push(
+        self,
+        instance_push_id: str,
+        resources: Sequence[Mapping[str, object]],
+        fails: Callable[[str], bool],
+    ) -> PushPlan:
+        """Decide each resource's outcome from the committed state and this request alone.
+
+        `resources` must have passed validation. `fails(external_id)` says whether a resource
+        hits an injected processing error.
+        """
+        with self._lock:
+            plan = PushPlan(generation=self._generation, instance_push_id=instance_push_id)
+            failed = False
+            for resource in resources:
+                plan.outcomes.append(self._plan_one(plan, resource, failed, fails))
+                failed = failed or plan.outcomes[-1].code == PROCESSING_ERROR
+            return plan
+
+    def _plan_one(
+        self,
+        plan: PushPlan,
+        resource: Mapping[str, object],
+        failed: bool,
+        fails: Callable[[str], bool],
+    ) -> Outcome:
+        ipid = plan.instance_push_id
+        external_id = str(resource["external_id"])
+        if failed:
+            return Outcome(external_id, HALTED)
+        if (ipid, external_id) in self._imports or external_id in plan.imports:
+            return Outcome(external_id, ALREADY_IMPORTED)
+        if fails(external_id):
+            return Outcome(external_id, PROCESSING_ERROR, "Injected processing error")
+        comment = _comment_from(resource)
+        parent_id = resource.get("parent_id")
+        thread_id = resource.get("thread_id")
+        if isinstance(parent_id, str):
+            ticket_id = self._imports.get((ipid, parent_id), plan.imports.get(parent_id))
+            if ticket_id is None:
+                # Zendesk names the missing parent in the description and goes on with the rest.
+                return Outcome(external_id, PARENT_NOT_FOUND, parent_id)
+            self._reply(plan, ticket_id, comment)
+        elif isinstance(thread_id, str):
+            ticket_id = self._threads.get((ipid, thread_id), plan.threads.get(thread_id))
+            if ticket_id is None:
+                ticket_id = self._open(plan, resource, comment, thread_id)
+                plan.threads[thread_id] = ticket_id
+            else:
+                self._reply(plan, ticket_id, comment)
+        else:
+            ticket_id = self._open(plan, resource, comment, None)
+        plan.imports[external_id] = ticket_id
+        return Outcome(external_id, SUCCESS)
+
+    def _open(
+        self,
+        plan: PushPlan,
+        resource: Mapping[str, object],
+        comment: Comment,
+        thread_id: str | None,
+    ) -> int:
+        # Ids are taken at planning time and never reused, even if the request then fails to
+        # commit: like the real service, ticket ids may have gaps.
+        ticket_id = self._next_ticket_id
+        self._next_ticket_id += 1
+        plan.new_tickets[ticket_id] = _TicketDraft(
+            id=ticket_id,
+            instance_push_id=plan.instance_push_id,
+            thread_id=thread_id,
+            comments=[comment],
+            fields=_fields_from(resource.get("fields")),
+        )
+        return ticket_id
+
+    @staticmethod
+    def _reply(plan: PushPlan, ticket_id: int, comment: Comment) -> None:
+        draft = plan.new_tickets.get(ticket_id)
+        if draft is not None:
+            draft.comments.append(comment)
+        else:
+            plan.replies.append((ticket_id, comment))
+
+    def commit(self, plan: PushPlan) -> None:
+        """Apply a plan's changes; a plan made before the last reset is dropped."""
+        with self._lock:
+            if plan.generation != self._generation:
+                return
+            ipid = plan.instance_push_id
+            self._tickets.update(plan.new_tickets)
+            for ticket_id, comment in plan.replies:
+                self._tickets[ticket_id].comments.append(comment)
+            for external_id, ticket_id in plan.imports.items():
+                # A racing request may have imported the same id: the first one keeps it, and
+                # the count shows the duplicate.
+                self._imports.setdefault((ipid, external_id), ticket_id)
+                self._import_counts[ipid, external_id] += 1
+            for thread_id, ticket_id in plan.threads.items():
+                self._threads.setdefault((ipid, thread_id), ticket_id)
+
+    # -- report_error ------------------------------------------------------------------------
+
+    def report_error(self, error: ReportedError, generation: int) -> None:
+        """Keep a reported channelback error, unless it arrived before the last reset."""
+        with self._lock:
+            if generation == self._generation:
+                self._reported.append(error)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def tickets(self) -> list[Ticket]:
+        """Every ticket, by id."""
+        with self._lock:
+            return [self._tickets[i].freeze() for i in sorted(self._tickets)]
+
+    def requests(self) -> list[RecordedRequest]:
+        """Every request since the last reset, in arrival order."""
+        with self._lock:
+            return [handle.freeze() for handle in self._requests]
+
+    def reported_errors(self) -> list[ReportedError]:
+        """Every accepted report_error call, in order."""
+        with self._lock:
+            return list(self._reported)
+
+    def count_status(self, status: int) -> int:
+        """How many answers with this status were sent."""
+        with self._lock:
+            return sum(1 for handle in self._requests if handle.status == status)
+
+    def ticket_for(self, external_id: str) -> Ticket | None:
+        """The first ticket holding that resource, as opener or comment, in any account."""
+        with self._lock:
+            for ticket_id in sorted(self._tickets):
+                draft = self._tickets[ticket_id]
+                if any(c.external_id == external_id for c in draft.comments):
+                    return draft.freeze()
+            return None
+
+    def import_count(self, external_id: str) -> int:
+        """How many times that external_id was imported, summed over accounts."""
+        with self._lock:
+            return sum(n for (_, eid), n in self._import_counts.items() if eid == external_id)
+
+
+def _comment_from(resource: Mapping[str, object]) -> Comment:
+    author = resource["author"]
+    assert isinstance(author, dict)  # guaranteed by validation
+    name = author.get("name")
+    html = resource.get("html_message")
+    return Comment(
+        external_id=str(resource["external_id"]),
+        message=str(resource["message"]),
+        author_external_id=str(author["external_id"]),
+        author_name=name if isinstance(name, str) else None,
+        created_at=str(resource["created_at"]),
+        internal_note=resource.get("internal_note") is True,
+        html_message=html if isinstance(html, str) else None,
+    )
+
+
+def _fields_from(fields: object) -> tuple[tuple[str, object], ...]:
+    if not isinstance(fields, list):
+        return ()
+    return tuple((str(item["id"]), item["value"]) for item in fields if isinstance(item, dict))

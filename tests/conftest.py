@@ -1,0 +1,43 @@
+"""Shared fixtures: an emulator over real TCP in the test's own loop, and clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from anychannel_async import AnyChannelClient, Author, ExternalResource, RetryPolicy
+from anychannel_async.testing import ZendeskEmulator
+
+IPID = "test-instance"
+TOKEN = "test-token-5f1c9e0b7a"  # distinctive, so a leak into any text is easy to spot
+CREATED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+# Retries at once: tests of retry paths stay fast (Retry-After is still honoured).
+FAST_RETRY = RetryPolicy(initial_delay=0.0, max_tries=4, max_time=20.0)
+
+
+def resource(external_id: str, message: str | None = None, **fields: Any) -> ExternalResource:
+    """A valid resource with sensible defaults; keyword arguments override fields."""
+    return ExternalResource(
+        external_id=external_id,
+        message=message if message is not None else f"message {external_id}",
+        created_at=CREATED,
+        author=fields.pop("author", Author("author-1", name="Ada")),
+        **fields,
+    )
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[ZendeskEmulator]:
+    async with ZendeskEmulator(accounts={IPID: TOKEN}) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def client(emulator: ZendeskEmulator) -> AsyncIterator[AnyChannelClient]:
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY, timeout=5.0
+    ) as c:
+        yield c

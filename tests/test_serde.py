@@ -1,0 +1,507 @@
+"""The JSON of the wire: resource encoding, push bodies, push answers, and resources from JSON.
+
+The expected shapes come from the spec's curl example and field tables
+(/work/shared/spec/channel-framework-api.txt).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anychannel_async import (
+    AnyChannelError,
+    Author,
+    DisplayInfo,
+    ExternalResource,
+    FieldValue,
+    ProtocolError,
+    PushResult,
+    StatusCode,
+    ValidationError,
+    resource_from_json,
+)
+from anychannel_async._serde import (
+    EncodedResource,
+    decode_push_results,
+    encode_push_body,
+    encode_resource,
+    push_body_overhead,
+)
+
+IPID = "d448ef2f-8f51-4fbd-a5d1-9a53d2c8a3c1"
+WHEN = datetime(2015, 1, 13, 8, 59, 26, tzinfo=UTC)
+DISPLAY_TYPE = "9ef45ff7-4aaa-4a58-8e77-a7c74dfa51c4"
+
+# The external resource of the spec's curl example, as this library must send it: display_info
+# data as a JSON string (the display_info table types it "string"), date in UTC with Z.
+CURL_EXAMPLE_WIRE: dict[str, Any] = {
+    "external_id": "234",
+    "message": "A useful comment",
+    "html_message": "A <b>very</b> useful comment",
+    "parent_id": "123",
+    "created_at": "2015-01-13T08:59:26Z",
+    "author": {"external_id": "456", "name": "Fred", "locale": "de"},
+    "display_info": [{"type": DISPLAY_TYPE, "data": '{"whatever":"I want"}'}],
+    "allow_channelback": True,
+}
+
+# The same resource as written in the curl example itself, display_info data as an object.
+CURL_EXAMPLE_INPUT: dict[str, Any] = {
+    **CURL_EXAMPLE_WIRE,
+    "display_info": [{"type": DISPLAY_TYPE, "data": {"whatever": "I want"}}],
+}
+
+
+def _make(**values: Any) -> ExternalResource:
+    # Any-typed on purpose: the attrs plugin types the tuple-converted collection fields as
+    # Iterable[_T_co], so passing lists directly fails mypy --strict (reported to the library).
+    return ExternalResource(**values)
+
+
+def _make_author(**values: Any) -> Author:
+    return Author(**values)
+
+
+def _curl_example(created_at: datetime | str = WHEN) -> ExternalResource:
+    return _make(
+        external_id="234",
+        message="A useful comment",
+        html_message="A <b>very</b> useful comment",
+        parent_id="123",
+        created_at=created_at,
+        author=Author(external_id="456", name="Fred", locale="de"),
+        display_info=[DisplayInfo(type=DISPLAY_TYPE, data={"whatever": "I want"})],
+        allow_channelback=True,
+    )
+
+
+def _resource(**overrides: Any) -> ExternalResource:
+    values: dict[str, Any] = {
+        "external_id": "234",
+        "message": "A useful comment",
+        "created_at": WHEN,
+        "author": Author(external_id="456"),
+    }
+    values.update(overrides)
+    return ExternalResource(**values)
+
+
+def _wire(resource: ExternalResource) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(encode_resource(resource).body)
+    return decoded
+
+
+# --- encode_resource --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("created_at", [WHEN, "2015-01-13T08:59:26Z"], ids=["datetime", "string"])
+def test_curl_example_encodes_to_the_api_json_shape(created_at: datetime | str) -> None:
+    """The spec's curl example resource encodes to exactly the API's field names and values."""
+    assert _wire(_curl_example(created_at)) == CURL_EXAMPLE_WIRE
+
+
+def test_encoded_resource_keeps_the_resource() -> None:
+    """An EncodedResource holds the resource it encodes and exposes its external_id."""
+    resource = _curl_example()
+    encoded = encode_resource(resource)
+    assert encoded.resource is resource
+    assert encoded.external_id == "234"
+
+
+def test_minimal_resource_omits_every_unset_optional_field() -> None:
+    """Optional fields left at None or empty are omitted, not sent as null or []."""
+    assert _wire(_resource()) == {
+        "external_id": "234",
+        "message": "A useful comment",
+        "created_at": "2015-01-13T08:59:26Z",
+        "author": {"external_id": "456"},
+    }
+
+
+def test_offset_datetime_is_sent_in_utc_with_z() -> None:
+    """A created_at with a +02:00 offset is sent as the same instant in UTC, suffixed Z."""
+    plus_two = datetime(2015, 1, 13, 10, 59, 26, tzinfo=timezone(timedelta(hours=2)))
+    assert _wire(_resource(created_at=plus_two))["created_at"] == "2015-01-13T08:59:26Z"
+
+
+def test_microseconds_are_dropped_from_created_at() -> None:
+    """A created_at with microseconds is sent to the whole second, as YYYY-MM-DDTHH:MM:SSZ."""
+    precise = WHEN.replace(microsecond=999_999)
+    assert _wire(_resource(created_at=precise))["created_at"] == "2015-01-13T08:59:26Z"
+
+
+def test_created_at_year_is_sent_with_four_digits() -> None:
+    """A year below 1000 is zero-padded to four digits, as ISO 8601 extended format requires."""
+    early = datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert _wire(_resource(created_at=early))["created_at"] == "0999-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize("value", [False, True])
+def test_internal_note_is_sent_when_set_even_if_false(value: bool) -> None:
+    """internal_note=False is sent: it is not the default None, and means something to Zendesk."""
+    assert _wire(_resource(internal_note=value))["internal_note"] is value
+
+
+def test_allow_channelback_false_is_sent() -> None:
+    """allow_channelback=False is sent, since it changes the agent UI."""
+    assert _wire(_resource(allow_channelback=False))["allow_channelback"] is False
+
+
+def test_fields_and_file_urls_are_sent_with_api_names() -> None:
+    """Ticket fields, author fields and file_urls are sent as arrays with the API's field names."""
+    resource = _resource(
+        author=_make_author(external_id="456", fields=[FieldValue(id="notes", value="VIP")]),
+        fields=[FieldValue(id="subject", value="Hi"), FieldValue(id=360001, value=["a", "b"])],
+        file_urls=["https://example.com/a.png"],
+    )
+    wire = _wire(resource)
+    assert wire["author"] == {"external_id": "456", "fields": [{"id": "notes", "value": "VIP"}]}
+    assert wire["fields"] == [{"id": "subject", "value": "Hi"}, {"id": 360001, "value": ["a", "b"]}]
+    assert wire["file_urls"] == ["https://example.com/a.png"]
+
+
+def test_non_ascii_text_is_sent_as_utf8_not_escaped() -> None:
+    """Non-ASCII text is sent as UTF-8 bytes, not \\u escapes, so sizes stay near the text's."""
+    body = encode_resource(_resource(message="Grüße 👋")).body
+    assert "Grüße 👋".encode() in body
+    assert json.loads(body)["message"] == "Grüße 👋"
+
+
+# --- encode_push_body -------------------------------------------------------------------------
+
+PARTS = [
+    encode_resource(_curl_example()),
+    encode_resource(_resource(external_id="235", message="Grüße, 世界 👋", thread_id="t")),
+    encode_resource(_resource(external_id="236", message='quote " and \\ backslash')),
+]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_push_body_parses_with_resources_in_order(count: int) -> None:
+    """A push body is JSON with instance_push_id, request_id and the resources in order."""
+    parts = PARTS[:count]
+    body = json.loads(encode_push_body(IPID, parts, "my_request_123"))
+    assert body == {
+        "instance_push_id": IPID,
+        "request_id": "my_request_123",
+        "external_resources": [json.loads(part.body) for part in parts],
+    }
+
+
+def test_push_body_omits_request_id_when_none() -> None:
+    """A push body without a request_id has no request_id key at all."""
+    body = json.loads(encode_push_body(IPID, PARTS[:1]))
+    assert body == {"instance_push_id": IPID, "external_resources": [json.loads(PARTS[0].body)]}
+
+
+def test_push_body_matches_the_spec_curl_example() -> None:
+    """The push body for the curl example equals the curl body, display_info data as a string."""
+    body = json.loads(encode_push_body(IPID, PARTS[:1], "my_request_123"))
+    assert body == {
+        "instance_push_id": IPID,
+        "request_id": "my_request_123",
+        "external_resources": [CURL_EXAMPLE_WIRE],
+    }
+
+
+def _expected_size(ipid: str, parts: list[EncodedResource], request_id: str | None) -> int:
+    overhead = push_body_overhead(ipid, request_id)
+    return overhead + sum(len(part.body) for part in parts) + max(len(parts) - 1, 0)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("ipid", "request_id"),
+    [
+        (IPID, None),
+        (IPID, "my_request_123"),
+        ("instance-ü-世界", "r-1"),
+    ],
+    ids=["no_request_id", "ascii_request_id", "non_ascii_instance_push_id"],
+)
+def test_push_body_size_is_overhead_plus_parts_plus_commas(
+    ipid: str, request_id: str | None, count: int
+) -> None:
+    """Body bytes = push_body_overhead + the parts' bytes + one comma between each two parts."""
+    parts = PARTS[:count]
+    body = encode_push_body(ipid, parts, request_id)
+    assert len(body) == _expected_size(ipid, parts, request_id)
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["", "requête-世界", 'say "hi"\\now'],
+    ids=["empty", "non_ascii", "needs_json_escaping"],
+)
+def test_push_body_size_invariant_holds_for_any_request_id(request_id: str) -> None:
+    """The size invariant holds for an empty, non-ASCII, or JSON-escaped request_id too."""
+    parts = PARTS[:2]
+    body = encode_push_body(IPID, parts, request_id)
+    assert json.loads(body)["request_id"] == request_id
+    assert len(body) == _expected_size(IPID, parts, request_id)
+
+
+# --- decode_push_results ----------------------------------------------------------------------
+
+
+def _answer(*results: tuple[str, dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"results": [{"external_resource_id": rid, "status": status} for rid, status in results]}
+    ).encode()
+
+
+def test_decode_pairs_results_with_resources_by_position() -> None:
+    """Each result is paired with the resource in the same position of the request."""
+    body = _answer(("a", {"code": "success"}), ("b", {"code": "halted"}))
+    assert decode_push_results(body, ["a", "b"]) == [
+        PushResult("a", StatusCode.SUCCESS),
+        PushResult("b", StatusCode.HALTED),
+    ]
+
+
+def test_decode_keeps_the_description() -> None:
+    """The spec's example answer keeps its description (the parent id Zendesk could not find)."""
+    body = _answer(
+        ("234", {"code": "could_not_locate_parent_external_resource", "description": "123"})
+    )
+    [result] = decode_push_results(body, ["234"])
+    assert result == PushResult("234", StatusCode.COULD_NOT_LOCATE_PARENT, "123")
+    assert result.code is StatusCode.COULD_NOT_LOCATE_PARENT
+
+
+def test_decode_keeps_an_unknown_code_as_its_raw_string() -> None:
+    """A status code this version does not know is kept as the raw string, not an error."""
+    [result] = decode_push_results(_answer(("a", {"code": "brand_new_code"})), ["a"])
+    assert result.code == "brand_new_code"
+    assert not isinstance(result.code, StatusCode)
+    assert not result.imported
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html>502 Bad Gateway</html>", id="not_json"),
+        pytest.param(b"", id="empty_body"),
+        pytest.param(b"[]", id="json_array"),
+        pytest.param(b'"results"', id="json_string"),
+        pytest.param(b"null", id="json_null"),
+        pytest.param(b"{}", id="missing_results"),
+        pytest.param(b'{"results": 5}', id="results_not_a_list"),
+        pytest.param(b'{"results": [{"external_resource_id": "a"}]}', id="missing_status"),
+        pytest.param(
+            b'{"results": [{"external_resource_id": "a", "status": {}}]}', id="missing_code"
+        ),
+        pytest.param(b'{"results": [{"status": {"code": "success"}}]}', id="missing_id"),
+    ],
+)
+def test_decode_raises_protocol_error_for_a_malformed_answer(body: bytes) -> None:
+    """An answer that is not a valid results object raises ProtocolError."""
+    with pytest.raises(ProtocolError) as exc:
+        decode_push_results(body, ["a"])
+    assert isinstance(exc.value, AnyChannelError)
+
+
+def test_decode_raises_protocol_error_for_fewer_results() -> None:
+    """Fewer results than resources sent raises ProtocolError, never a guessed pairing."""
+    with pytest.raises(ProtocolError, match="1 results for 2 resources"):
+        decode_push_results(_answer(("a", {"code": "success"})), ["a", "b"])
+
+
+def test_decode_raises_protocol_error_for_more_results() -> None:
+    """More results than resources sent raises ProtocolError."""
+    body = _answer(("a", {"code": "success"}), ("b", {"code": "success"}))
+    with pytest.raises(ProtocolError, match="2 results for 1 resources"):
+        decode_push_results(body, ["a"])
+
+
+def test_decode_raises_protocol_error_for_reversed_ids() -> None:
+    """Results whose external ids are in another order than the request's raise ProtocolError."""
+    body = _answer(("b", {"code": "success"}), ("a", {"code": "success"}))
+    with pytest.raises(ProtocolError, match="'b'"):
+        decode_push_results(body, ["a", "b"])
+
+
+# --- resource_from_json -----------------------------------------------------------------------
+
+
+def test_resource_from_json_builds_the_curl_example() -> None:
+    """The curl example's resource object (display_info data as an object) builds the resource."""
+    assert resource_from_json(CURL_EXAMPLE_INPUT) == _curl_example()
+
+
+def test_resource_from_json_builds_every_nested_field() -> None:
+    """Nested author with fields, ticket fields, display_info and file_urls are all built."""
+    obj = {
+        "external_id": "234",
+        "message": "m",
+        "created_at": "2015-01-13T10:59:26+02:00",
+        "thread_id": "t-1",
+        "internal_note": False,
+        "author": {
+            "external_id": "456",
+            "image_url": "https://example.com/fred.png",
+            "fields": [{"id": "notes", "value": "VIP"}],
+        },
+        "fields": [{"id": "subject", "value": "Hi"}, {"id": 360001, "value": ["a", "b"]}],
+        "display_info": [{"type": "t", "data": {"n": 1}}, {"type": "u", "data": "[]"}],
+        "file_urls": ["https://example.com/a.png", "https://example.com/b.png"],
+    }
+    assert resource_from_json(obj) == _make(
+        external_id="234",
+        message="m",
+        created_at=WHEN,
+        thread_id="t-1",
+        internal_note=False,
+        author=_make_author(
+            external_id="456",
+            image_url="https://example.com/fred.png",
+            fields=[FieldValue(id="notes", value="VIP")],
+        ),
+        fields=[FieldValue(id="subject", value="Hi"), FieldValue(id=360001, value=["a", "b"])],
+        display_info=[DisplayInfo(type="t", data='{"n":1}'), DisplayInfo(type="u", data="[]")],
+        file_urls=["https://example.com/a.png", "https://example.com/b.png"],
+    )
+
+
+def test_resource_from_json_refuses_a_misspelt_field() -> None:
+    """A misspelt field name ("mesage") is refused with ValidationError naming it."""
+    obj = {**CURL_EXAMPLE_INPUT}
+    obj["mesage"] = obj.pop("message")
+    with pytest.raises(ValidationError, match="mesage"):
+        resource_from_json(obj)
+
+
+def test_resource_from_json_refuses_a_misspelt_author_field() -> None:
+    """A misspelt field inside author ("nme") is refused too, not silently dropped."""
+    obj = {**CURL_EXAMPLE_INPUT, "author": {"external_id": "456", "nme": "Fred"}}
+    with pytest.raises(ValidationError, match="nme"):
+        resource_from_json(obj)
+
+
+@pytest.mark.parametrize("field", ["external_id", "message", "created_at", "author"])
+def test_resource_from_json_refuses_a_missing_required_field(field: str) -> None:
+    """A missing required field is refused with ValidationError naming that field."""
+    obj = {key: value for key, value in CURL_EXAMPLE_INPUT.items() if key != field}
+    with pytest.raises(ValidationError, match=field):
+        resource_from_json(obj)
+
+
+def test_resource_from_json_raises_the_models_own_error_for_a_nested_limit() -> None:
+    """An author external_id past 255 characters raises the model's error for author.external_id."""
+    obj = {**CURL_EXAMPLE_INPUT, "author": {"external_id": "4" * 256}}
+    with pytest.raises(ValidationError) as exc:
+        resource_from_json(obj)
+    assert exc.value.field == "author.external_id"
+    assert "255" in str(exc.value)
+    assert "256" in str(exc.value)
+
+
+def test_resource_from_json_raises_the_models_own_error_for_a_top_level_limit() -> None:
+    """A message past 65,535 characters raises the model's own error for message."""
+    obj = {**CURL_EXAMPLE_INPUT, "message": "m" * 65_536}
+    with pytest.raises(ValidationError) as exc:
+        resource_from_json(obj)
+    assert exc.value.field == "message"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("internal_note", "false"),
+        ("allow_channelback", "no"),
+        ("message", 123),
+        ("external_id", 234),
+        ("file_urls", "http://a.b"),
+    ],
+)
+def test_resource_from_json_refuses_a_wrong_json_type(field: str, value: object) -> None:
+    """A JSON value of the wrong type is refused with ValidationError naming it, not coerced."""
+    with pytest.raises(ValidationError, match=field):
+        resource_from_json({**CURL_EXAMPLE_INPUT, field: value})
+
+
+@pytest.mark.parametrize("obj", [[CURL_EXAMPLE_INPUT], "{}", None, 42])
+def test_resource_from_json_refuses_a_non_object(obj: object) -> None:
+    """Input that is not a JSON object is refused with ValidationError saying so."""
+    with pytest.raises(ValidationError, match="object") as exc:
+        resource_from_json(obj)
+    assert exc.value.field == "resource"
+
+
+# --- round trip -------------------------------------------------------------------------------
+
+
+def _text(max_size: int, min_size: int = 0) -> st.SearchStrategy[str]:
+    return st.text(min_size=min_size, max_size=max_size)
+
+
+def _optional_text(max_size: int) -> st.SearchStrategy[str | None]:
+    return st.none() | _text(max_size)
+
+
+_field_values = st.builds(
+    FieldValue,
+    id=st.text(max_size=20) | st.integers(),
+    value=st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=50)
+    | st.lists(st.text(max_size=20), max_size=3),
+)
+
+_authors = st.builds(
+    Author,
+    external_id=_text(255, min_size=1),
+    name=_optional_text(255),
+    image_url=_optional_text(255),
+    locale=_optional_text(255),
+    fields=st.lists(_field_values, max_size=3),
+)
+
+_display_infos = st.builds(
+    DisplayInfo,
+    type=_text(255, min_size=1),
+    data=_text(65_535) | st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3),
+)
+
+
+@st.composite
+def _resources(draw: st.DrawFn) -> ExternalResource:
+    parent_id, thread_id = draw(
+        st.one_of(
+            st.tuples(st.none(), st.none()),
+            st.tuples(_text(511), st.none()),
+            st.tuples(st.none(), _text(255)),
+        )
+    )
+    return _make(
+        external_id=draw(st.text(alphabet=string.printable, min_size=1, max_size=255)),
+        message=draw(_text(65_535)),
+        created_at=draw(
+            st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0))
+        ),
+        author=draw(_authors),
+        html_message=draw(_optional_text(65_535)),
+        parent_id=parent_id,
+        thread_id=thread_id,
+        internal_note=draw(st.none() | st.booleans()),
+        display_info=draw(st.lists(_display_infos, max_size=3)),
+        allow_channelback=draw(st.none() | st.booleans()),
+        fields=draw(st.lists(_field_values, max_size=3)),
+        file_urls=draw(st.lists(_text(100), max_size=10)),
+    )
+
+
+@settings(database=None, deadline=None)
+@given(_resources())
+def test_encode_then_resource_from_json_round_trips(resource: ExternalResource) -> None:
+    """Any valid resource, encoded and built back with resource_from_json, equals the original."""
+    assert resource_from_json(json.loads(encode_resource(resource).body)) == resource
