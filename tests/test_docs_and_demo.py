@@ -1,0 +1,42 @@
+"""The README's quick start and the demo run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+def test_readme_quick_start_runs_and_prints_results() -> None:
+    """The first Python block of the README runs in a fresh interpreter and pushes both."""
+    quick_start = _python_blocks((ROOT / "README.md").read_text())[0]
+    assert len(quick_start.strip().splitlines()) <= 20
+    done = subprocess.run(
+        [sys.executable, "-c", quick_start], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["post-1", "success", "reply-1", "success"]
+
+
+@pytest.mark.parametrize("args", [["demo", "--count", "300"]])
+def test_demo_command_ingests_and_shows_tickets(args: list[str]) -> None:
+    """`python -m anychannel_async demo` ingests generated conversations and shows tickets."""
+    done = subprocess.run(
+        [sys.executable, "-m", "anychannel_async", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pushed 300 resources" in done.stdout
+    assert re.search(r"Ticket #\d+", done.stdout)
+    assert "success" in done.stdout
