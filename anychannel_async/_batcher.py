@@ -84,12 +84,14 @@ class Batcher:
         return bool(self._queue)
 
     def add(self, item: Item) -> None:
-        """Queue a new item at the tail."""
-        if item.key in self._busy:
-            self._park(item)
-        else:
-            self._queue.append(item)
-            self._queued_bytes += item.size
+        """Queue a new item at the tail.
+
+        It is not parked here even when its key is busy: older items of its key may still
+        wait in the queue, and parking it now would let it overtake them on release. `take`
+        parks items as it reaches them, so parked items are always older than queued ones.
+        """
+        self._queue.append(item)
+        self._queued_bytes += item.size
 
     def add_front(self, items: Iterable[Item]) -> None:
         """Queue items at the head, in the given order, due at once (halted, released ones)."""

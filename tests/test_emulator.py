@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import sys
@@ -68,8 +69,6 @@ class Answer:
         self.headers = headers
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.text)
 
     def codes(self) -> list[str]:
