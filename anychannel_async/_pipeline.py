@@ -167,6 +167,7 @@ class PushPipeline:
         self._sends: set[asyncio.Task[None]] = set()
         self._sender: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        self._sender_idle = False
         self._closed = asyncio.Event()
         self._flushing = 0
 
@@ -231,7 +232,9 @@ class PushPipeline:
         self._pending_ids[resource.external_id] = item
         self._submitted += 1
         self._batcher.add(item)
-        if self._batcher.full() or len(self._outstanding) == 1:
+        # The sender needs waking when it sleeps with no deadline (nothing was queued), or
+        # when a batch just filled while it waited out max_latency.
+        if self._sender_idle or self._batcher.full():
             self._wakeup.set()
         return future
 
@@ -343,11 +346,15 @@ class PushPipeline:
                         continue
                     wait = due - now
             self._wakeup.clear()
+            # Only an empty queue needs a submit to wake the sender; a full set of requests
+            # in flight is woken by the request that completes.
+            self._sender_idle = not batcher.has_sendable
             try:
                 async with asyncio.timeout(wait):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
+            self._sender_idle = False
 
     def _start_send(self, batch: list[Item]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(batch))
