@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TypeAlias, TypeVar
@@ -129,6 +130,9 @@ class FieldValue:
             raise ValidationError(
                 "fields.id", f"must be a str or int, got {type(self.id).__name__}"
             )
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            # JSON has no NaN or Infinity: Zendesk would refuse the whole request.
+            raise ValidationError("fields.value", f"must be a finite number, got {self.value}")
 
 
 @attrs.frozen

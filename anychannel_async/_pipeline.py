@@ -372,6 +372,9 @@ class PushPipeline:
             logger.exception("unexpected error while pushing a batch")
             self._fail_all(batch, AnyChannelError(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
+            # Leave the in-flight set before waking the sender: its done callback would run a
+            # loop iteration late, and the sender would still count this request and sleep.
+            self._sends.discard(asyncio.current_task())
             self._batcher.release({item.key for item in batch}, requeue)
             self._wakeup.set()
 

@@ -357,6 +357,10 @@ async def test_display_info_data_may_be_an_object(
         ({"internal_note": "yes"}, "external_resources[1].internal_note: must be a boolean"),
         ({"html_message": None}, "external_resources[1].html_message: must be a string"),
         ({"threadId": "t"}, "external_resources[1].threadId: unknown field"),
+        (
+            {"author": {"external_id": "a", "locale": "xx-klingon"}},
+            "external_resources[1].author.locale: 'xx-klingon' is not a supported locale",
+        ),
     ],
     ids=[
         "message-too-long",
@@ -370,6 +374,7 @@ async def test_display_info_data_may_be_an_object(
         "internal-note-not-bool",
         "null-optional",
         "unknown-field",
+        "unsupported-locale",
     ],
 )
 async def test_invalid_resource_rejects_the_whole_request(

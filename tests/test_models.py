@@ -460,3 +460,10 @@ def test_push_result_imported_only_for_success_and_already_imported(
 ) -> None:
     """PushResult.imported is True only for success and already_imported."""
     assert PushResult("234", code).imported is imported
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_field_value_refuses_numbers_json_cannot_carry(value: float) -> None:
+    """NaN and Infinity are not JSON: refused at construction, naming the field."""
+    with pytest.raises(ValidationError, match=r"fields\.value"):
+        FieldValue("priority", value)

@@ -46,6 +46,50 @@ _RESOURCE_KEYS = frozenset(
         "file_urls",
     }
 )
+#: Locales the emulated account supports (lower case); a subset of Zendesk's.
+SUPPORTED_LOCALES = frozenset(
+    {
+        "ar",
+        "bg",
+        "cs",
+        "da",
+        "de",
+        "el",
+        "en",
+        "en-au",
+        "en-ca",
+        "en-gb",
+        "en-us",
+        "es",
+        "es-419",
+        "es-es",
+        "fi",
+        "fr",
+        "fr-ca",
+        "he",
+        "hi",
+        "hu",
+        "id",
+        "it",
+        "ja",
+        "ko",
+        "nl",
+        "no",
+        "pl",
+        "pt",
+        "pt-br",
+        "ro",
+        "ru",
+        "sk",
+        "sv",
+        "th",
+        "tr",
+        "uk",
+        "vi",
+        "zh-cn",
+        "zh-tw",
+    }
+)
 _AUTHOR_KEYS = frozenset({"external_id", "name", "image_url", "locale", "fields"})
 _DISPLAY_INFO_KEYS = frozenset({"type", "data"})
 _FIELD_KEYS = frozenset({"id", "value"})
@@ -161,6 +205,11 @@ def _check_author(obj: Mapping[str, object], path: str) -> None:
     )
     for key in ("name", "image_url", "locale"):
         _check_str(author, key, author_path, max_len=MAX_AUTHOR_STRING)
+    locale = author.get("locale")
+    if isinstance(locale, str) and locale.lower() not in SUPPORTED_LOCALES:
+        # Zendesk checks the locale against the account's supported locales, which a client
+        # cannot know: the one server-side-only refusal of a well-formed resource.
+        raise _invalid(f"{author_path}.locale: {locale!r} is not a supported locale")
     _check_fields(author, "fields", author_path)
 
 
