@@ -1,9 +1,19 @@
-"""The `anychannel-async` console command: one subcommand per module in this package."""
+"""The `anychannel-async` console command: one subcommand per module in this package.
+
+Exit status: 0 success, 1 the work failed (a resource not imported, a token refused),
+2 a usage error (options, environment).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+
+from anychannel_async._errors import AnyChannelError
+
+from . import _demo, _push, _validate
+from ._common import UsageError
 
 __all__ = ["main"]
 
@@ -13,14 +23,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="anychannel-async",
         description="Push conversations into Zendesk through the Channel framework API.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="ingest generated conversations into the emulator")
-    demo.add_argument("--count", type=int, default=2000, help="resources to ingest (default 2000)")
-
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _push.add_parser(commands)
+    _validate.add_parser(commands)
+    _demo.add_parser(commands)
     commands.add_parser(
         "emulator",
-        help="run the Zendesk emulator standalone (options: see `emulator --help`)",
+        help="run the Zendesk emulator standalone (see `emulator --help`)",
         add_help=False,
     )
     return parser
@@ -28,16 +37,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    import sys
-
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["emulator"]:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["emulator"]:
+        # The emulator has its own parser; it lives with the emulator, in testing/.
         from anychannel_async.testing._standalone import main as emulator_main
 
-        return emulator_main(args_list[1:])
-    args = _parser().parse_args(args_list)
-    if args.command == "demo":
-        from ._demo import main as demo_main
-
-        return demo_main(args.count)
-    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+        return emulator_main(arguments[1:], prog="anychannel-async emulator")
+    args = _parser().parse_args(arguments)
+    runner = {"push": _push.run, "validate-token": _validate.run, "demo": _demo.run}
+    try:
+        return runner[args.command](args)
+    except UsageError as exc:
+        print(f"anychannel-async {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except AnyChannelError as exc:
+        print(f"anychannel-async {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -26,9 +26,9 @@ def _account(text: str) -> tuple[str, str]:
     return instance_push_id, token
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m anychannel_async.testing",
+        prog=prog,
         description="Run an emulator of Zendesk's any_channel API until SIGINT or SIGTERM.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -55,9 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "python -m anychannel_async.testing"
+) -> int:
     """Parse the command line, serve until a signal, and return the exit status."""
-    parser = _parser()
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         faults = Faults(

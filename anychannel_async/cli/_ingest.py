@@ -1,0 +1,166 @@
+"""The ingest loop shared by `push` and `demo`: feed a pipeline, tally outcomes, keep failures.
+
+Memory stays flat whatever the input size: lines are read in bounded chunks off the event
+loop, the pipeline's ``max_pending`` bounds what is in flight, and each outcome is tallied by
+a done callback instead of a list of futures. Every line ends counted: imported, failed with
+its error in the failed file, or refused before sending (malformed, invalid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import IO
+
+from tqdm import tqdm
+
+from anychannel_async._errors import AnyChannelError, ValidationError
+from anychannel_async._models import ExternalResource, PushResult
+from anychannel_async._pipeline import PushPipeline
+from anychannel_async._serde import converter, resource_from_json
+
+__all__ = ["Ingest", "read_lines"]
+
+# Lines read per trip to the reader thread: enough to amortise the hop, small enough to keep
+# memory flat however large the file.
+_READ_HINT = 256 * 1024
+_ENVELOPE_KEYS = frozenset({"line", "error", "resource", "raw"})
+
+
+async def read_lines(stream: IO[str]) -> AsyncIterator[tuple[int, str]]:
+    """Yield (line number, text) from stream, reading in a thread so a slow stdin never
+    blocks the event loop (and with it the pipeline's requests)."""
+    number = 0
+    while True:
+        chunk = await asyncio.to_thread(stream.readlines, _READ_HINT)
+        if not chunk:
+            return
+        for text in chunk:
+            number += 1
+            yield number, text
+
+
+class Ingest:
+    """Submits resources to a pipeline and accounts for every one of them."""
+
+    def __init__(
+        self,
+        pipeline: PushPipeline,
+        *,
+        failed: IO[str] | None = None,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._failed = failed
+        self.outcomes: Counter[str] = Counter()
+        self.started = time.perf_counter()
+        self._bar = tqdm(
+            total=total,
+            unit="res",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.2,
+        )
+
+    @property
+    def all_imported(self) -> bool:
+        """True when every resource seen so far was imported (success or already_imported)."""
+        return all(o in ("success", "already_imported") for o in self.outcomes)
+
+    async def submit_line(self, number: int, text: str) -> None:
+        """Parse one JSON line (a resource, or a failed-file entry) and submit it."""
+        text = text.strip()
+        if not text:
+            return
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            self._record_failure(number, "malformed", f"not JSON: {exc}", raw=text)
+            return
+        if isinstance(obj, dict) and "error" in obj and obj.keys() <= _ENVELOPE_KEYS:
+            # A line of an earlier run's failed file: retry what it holds.
+            if "resource" not in obj:
+                self._record_failure(number, "malformed", str(obj["error"]), raw=obj.get("raw"))
+                return
+            obj = obj["resource"]
+        try:
+            resource = resource_from_json(obj)
+        except ValidationError as exc:
+            self._record_failure(number, "invalid", str(exc), resource=obj)
+            return
+        await self.submit(number, resource)
+
+    async def submit(self, number: int, resource: ExternalResource) -> None:
+        """Submit one resource; its outcome is tallied when it resolves."""
+        try:
+            future = await self._pipeline.submit(resource)
+        except ValidationError as exc:  # e.g. too large for one request
+            self._record_failure(number, "invalid", str(exc), resource=resource)
+            return
+        future.add_done_callback(functools.partial(self._settled, number, resource))
+
+    def _settled(
+        self, number: int, resource: ExternalResource, future: asyncio.Future[PushResult]
+    ) -> None:
+        if future.cancelled():
+            self._record_failure(number, "cancelled", "cancelled", resource=resource)
+            return
+        error = future.exception()
+        if error is None:
+            self._count(str(future.result().code))
+        elif isinstance(error, AnyChannelError):
+            self._record_failure(
+                number, type(error).__name__, f"{type(error).__name__}: {error}", resource
+            )
+        else:  # pragma: no cover - the pipeline only fails futures with AnyChannelError
+            raise error
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        self._bar.update(1)
+        if self._bar.n % 256 == 0:
+            self._bar.set_postfix(self.outcomes, refresh=False)
+
+    def _record_failure(
+        self,
+        number: int,
+        outcome: str,
+        error: str,
+        resource: ExternalResource | object = None,
+        *,
+        raw: object = None,
+    ) -> None:
+        self._count(outcome)
+        if self._failed is None:
+            return
+        entry: dict[str, object] = {"line": number, "error": error}
+        if isinstance(resource, ExternalResource):
+            entry["resource"] = converter.unstructure(resource)
+        elif resource is not None:
+            entry["resource"] = resource
+        if raw is not None:
+            entry["raw"] = raw
+        self._failed.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        """Finish the progress bar."""
+        self._bar.set_postfix(self.outcomes, refresh=False)
+        self._bar.close()
+
+    def summary(self) -> str:
+        """A table of outcomes, then the total and the rate."""
+        elapsed = time.perf_counter() - self.started
+        total = sum(self.outcomes.values())
+        width = max([len(o) for o in self.outcomes] + [len("total")])
+        rows = [f"  {o:<{width}}  {n:>9,}" for o, n in self.outcomes.most_common()]
+        rows.append(f"  {'total':<{width}}  {total:>9,}")
+        rate = total / elapsed if elapsed > 0 else 0.0
+        rows.append(f"in {elapsed:.2f} s, {rate:,.0f} resources/s")
+        return "\n".join(rows)
