@@ -130,6 +130,9 @@ class FieldValue:
             raise ValidationError(
                 "fields.id", f"must be a str or int, got {type(self.id).__name__}"
             )
+        for name, number in (("fields.id", self.id), ("fields.value", self.value)):
+            if isinstance(number, int) and not -(2**63) <= number < 2**64:
+                raise ValidationError(name, f"integer {number} does not fit in 64 bits")
         if isinstance(self.value, float) and not math.isfinite(self.value):
             # JSON has no NaN or Infinity: Zendesk would refuse the whole request.
             raise ValidationError("fields.value", f"must be a finite number, got {self.value}")
@@ -237,10 +240,10 @@ class StatusCode(enum.StrEnum):
     @classmethod
     def parse(cls, raw: str) -> StatusCode | str:
         """The code for raw, or raw itself when Zendesk sends a code this version does not know."""
-        try:
-            return cls(raw)
-        except ValueError:
-            return raw
+        return _CODES.get(raw, raw)
+
+
+_CODES: dict[object, StatusCode] = {code.value: code for code in StatusCode}
 
 
 _IMPORTED = frozenset({StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED})

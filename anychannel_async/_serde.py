@@ -9,12 +9,13 @@ sent, and a retried or re-batched resource is never encoded again.
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
 import cattrs
+import orjson
 from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter
 
@@ -58,8 +59,6 @@ converter.register_structure_hook(
     DisplayInfo, lambda obj, _: DisplayInfo(type=obj["type"], data=obj["data"])
 )
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
 
 @attrs.frozen
 class EncodedResource:
@@ -75,14 +74,19 @@ class EncodedResource:
 
 def encode_resource(resource: ExternalResource) -> EncodedResource:
     """Encode one resource as the JSON object of ``external_resources[]``."""
-    return EncodedResource(resource, _dumps(converter.unstructure(resource)).encode())
+    try:
+        body = orjson.dumps(converter.unstructure(resource))
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate, an int beyond 64 bits
+        raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
+    return EncodedResource(resource, body)
 
 
+@functools.lru_cache(maxsize=64)  # one pipeline sends many requests with the same head
 def _body_head(instance_push_id: str, request_id: str | None) -> bytes:
     head: dict[str, str] = {"instance_push_id": instance_push_id}
     if request_id is not None:
         head["request_id"] = request_id
-    return _dumps(head)[:-1].encode() + b',"external_resources":['
+    return orjson.dumps(head)[:-1] + b',"external_resources":['
 
 
 _BODY_TAIL = b"]}"
@@ -128,7 +132,7 @@ def decode_push_results(body: bytes, external_ids: Sequence[str]) -> list[PushRe
     names other external ids than the request's, raises `ProtocolError` for the whole request.
     """
     try:
-        answer = converter.structure(json.loads(body), _WireAnswer)
+        answer = converter.structure(orjson.loads(body), _WireAnswer)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
         raise ProtocolError(
             f"push answer is not a valid results object: {_describe(exc)}"

@@ -37,6 +37,6 @@ def test_demo_command_ingests_and_shows_tickets(args: list[str]) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "pushed 300 resources" in done.stdout
+    assert "Ingested 300 resources" in done.stdout
     assert re.search(r"Ticket #\d+", done.stdout)
     assert "success" in done.stdout

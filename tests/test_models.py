@@ -467,3 +467,10 @@ def test_field_value_refuses_numbers_json_cannot_carry(value: float) -> None:
     """NaN and Infinity are not JSON: refused at construction, naming the field."""
     with pytest.raises(ValidationError, match=r"fields\.value"):
         FieldValue("priority", value)
+
+
+def test_field_value_refuses_integers_beyond_64_bits() -> None:
+    """An integer no JSON parser of Zendesk's holds is refused at construction."""
+    FieldValue("count", 2**63 - 1)
+    with pytest.raises(ValidationError, match="64 bits"):
+        FieldValue("count", 2**64)

@@ -448,10 +448,10 @@ def _optional_text(max_size: int) -> st.SearchStrategy[str | None]:
 
 _field_values = st.builds(
     FieldValue,
-    id=st.text(max_size=20) | st.integers(),
+    id=st.text(max_size=20) | st.integers(-(2**63), 2**63 - 1),
     value=st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(-(2**63), 2**64 - 1)  # JSON numbers Zendesk (and orjson) can hold
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=50)
     | st.lists(st.text(max_size=20), max_size=3),
@@ -505,3 +505,11 @@ def _resources(draw: st.DrawFn) -> ExternalResource:
 def test_encode_then_resource_from_json_round_trips(resource: ExternalResource) -> None:
     """Any valid resource, encoded and built back with resource_from_json, equals the original."""
     assert resource_from_json(json.loads(encode_resource(resource).body)) == resource
+
+
+def test_text_json_cannot_carry_is_refused_at_encoding() -> None:
+    """A lone surrogate cannot be UTF-8: ValidationError before anything is sent."""
+    with pytest.raises(ValidationError, match="cannot be encoded"):
+        encode_resource(
+            ExternalResource("s-1", "broken \ud800 text", "2026-01-01T00:00:00Z", Author("a"))
+        )
