@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 __all__ = ["FlowControl"]
 
@@ -53,9 +54,9 @@ class FlowControl:
                 return
         self._used -= 1
 
-    def wake_all(self, exc: BaseException) -> None:
-        """Fail every waiter with exc (used when the pipeline closes)."""
+    def wake_all(self, error: Callable[[], BaseException]) -> None:
+        """Fail every waiter, each with its own error (used when the pipeline closes)."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(exc)
+                waiter.set_exception(error())

@@ -166,6 +166,7 @@ class PushPipeline:
         self._timers: dict[Item, asyncio.TimerHandle] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._sender: asyncio.Task[None] | None = None
+        self._broken: AnyChannelError | None = None  # set if the sender died of a bug
         self._wakeup = asyncio.Event()
         self._sender_idle = False
         self._closed = asyncio.Event()
@@ -263,7 +264,7 @@ class PushPipeline:
             await self._closed.wait()
             return
         self._state = _State.CLOSING
-        self._flow.wake_all(ClosedError("this PushPipeline is closed"))
+        self._flow.wake_all(lambda: ClosedError("this PushPipeline is closed"))
         try:
             async with asyncio.timeout(self._close_timeout):
                 await self.flush()
@@ -299,8 +300,21 @@ class PushPipeline:
     def _start(self) -> None:
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
+        if self._broken is not None:
+            raise copies(self._broken, 1)[0]
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._run())
+            self._sender.add_done_callback(self._sender_ended)
+
+    def _sender_ended(self, task: asyncio.Task[None]) -> None:
+        """The sender only ends by close; if a bug ends it, nothing may wait forever."""
+        if task.cancelled() or self._state is not _State.OPEN:
+            return
+        error = task.exception()
+        logger.error("the pipeline's sender stopped: %r; failing pending resources", error)
+        self._broken = AnyChannelError(f"internal error: the pipeline's sender stopped: {error!r}")
+        for item in [*self._batcher.drain(), *self._outstanding]:
+            self._fail(item, copies(self._broken, 1)[0])
 
     async def _stop(self) -> None:
         closed = ClosedError("the PushPipeline closed before the resource was resolved")

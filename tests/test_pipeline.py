@@ -13,6 +13,7 @@ import pytest
 
 from anychannel_async import (
     AnyChannelClient,
+    AnyChannelError,
     AuthenticationError,
     Author,
     ClosedError,
@@ -809,3 +810,20 @@ async def test_token_never_appears_in_logs(
         assert TOKEN not in repr(record.args)
         assert TOKEN not in repr(record.__dict__)
     assert TOKEN not in caplog.text
+
+
+async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
+    client: AnyChannelClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the sender loop dies of a bug, pending futures fail with AnyChannelError, none hang."""
+    async with PushPipeline(client, IPID, max_latency=0.01) as pipe:
+
+        def broken_take() -> list[object]:
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(pipe._batcher, "take", broken_take)
+        future = await pipe.submit(resource("bug-1"))
+        with pytest.raises(AnyChannelError, match="simulated bug"):
+            await asyncio.wait_for(future, 5)
+        with pytest.raises(AnyChannelError):
+            await pipe.submit(resource("bug-2"))
