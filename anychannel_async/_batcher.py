@@ -17,49 +17,60 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 
-from ._models import PushResult
-from ._serde import EncodedResource
+from ._models import ExternalResource, PushResult
 
 __all__ = ["Batcher", "Item"]
 
 
 class Item:
-    """Internal bookkeeping of one submitted resource; the user's resource is never mutated."""
+    """Internal bookkeeping of one submitted resource; the user's resource is never mutated.
+
+    It carries the resource's JSON body itself (it is an `_serde.Encoded`), so a resource in
+    the pipeline costs one record, not two.
+    """
 
     __slots__ = (
+        "body",
         "due",
-        "encoded",
+        "external_id",
+        "finished",
         "future",
         "halts",
         "imported",
         "key",
         "orphan_tries",
         "orphaned_at",
+        "resource",
         "sends",
         "size",
     )
 
     def __init__(
-        self, encoded: EncodedResource, future: asyncio.Future[PushResult], key: str, due: float
+        self,
+        resource: ExternalResource,
+        body: bytes,
+        future: asyncio.Future[PushResult],
+        key: str,
+        due: float,
     ) -> None:
-        self.encoded = encoded
+        self.resource = resource
+        self.external_id = resource.external_id
+        self.body = body
         self.future = future
         self.key = key
         #: Bytes this resource adds to a push body (its JSON and a separating comma).
-        self.size = len(encoded.body) + 1
+        self.size = len(body) + 1
         #: Monotonic time by which it should be sent: queued time plus max_latency.
         self.due = due
         self.halts = 0
-        #: Set once its future resolved with a result (read by the pipeline for its children).
-        self.imported = False
         self.sends = 0
         self.orphan_tries = 0
         #: When Zendesk first could not locate its parent; None while it has not happened.
         self.orphaned_at: float | None = None
-
-    @property
-    def external_id(self) -> str:
-        return self.encoded.resource.external_id
+        #: Set once its future resolved with a result (read by the pipeline for its children).
+        self.imported = False
+        #: Set once the pipeline has done its bookkeeping for the end of this item.
+        self.finished = False
 
 
 class Batcher:
@@ -120,11 +131,11 @@ class Batcher:
         """When the oldest queued item should go out; None when nothing is queued."""
         return self._queue[0].due if self._queue else None
 
-    def take(self) -> list[Item]:
+    def take(self, dropped: list[Item]) -> list[Item]:
         """Cut a batch from the head: at most max_batch_size items and max_batch_bytes.
 
-        Items whose future is already done (cancelled by the user) are dropped here, unsent.
-        The batch's keys become busy until `release` is called with them.
+        Items whose future is already done (cancelled by the user) are removed unsent and
+        appended to dropped. The batch's keys become busy until `release` is called with them.
         """
         batch: list[Item] = []
         size = 0
@@ -135,6 +146,7 @@ class Batcher:
             if item.future.done():
                 queue.popleft()
                 self._queued_bytes -= item.size
+                dropped.append(item)
                 continue
             if item.key in busy:
                 queue.popleft()

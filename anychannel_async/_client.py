@@ -20,7 +20,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._models import ExternalResource, PushResult, as_resources
 from ._ratelimit import AccountPace, parse_retry_after
-from ._serde import EncodedResource, decode_push_results, encode_push_body, encode_resource
+from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
 from ._version import __version__
 
 __all__ = ["AnyChannelClient", "RetryPolicy"]
@@ -273,7 +273,7 @@ class AnyChannelClient:
     async def push_encoded(
         self,
         instance_push_id: str,
-        resources: list[EncodedResource],
+        resources: Sequence[Encoded],
         *,
         request_id: str | None = None,
         on_retry: Callable[[], None] | None = None,

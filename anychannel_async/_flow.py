@@ -27,10 +27,16 @@ class FlowControl:
         """Resources accepted and not yet released."""
         return self._used
 
-    async def acquire(self) -> None:
-        """Take one unit, waiting (in arrival order) while all are taken."""
+    def try_acquire(self) -> bool:
+        """Take one unit if one is free and nobody waits; never suspends."""
         if self._used < self._limit and not self._waiters:
             self._used += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take one unit, waiting (in arrival order) while all are taken."""
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from ._errors import (
 from ._flow import FlowControl
 from ._models import ExternalResource, PushResult
 from ._router import copies, route
-from ._serde import encode_resource, push_body_overhead
+from ._serde import encode_body, push_body_overhead
 
 __all__ = ["PipelineStats", "PushPipeline"]
 
@@ -213,22 +212,25 @@ class PushPipeline:
             raise ValidationError(
                 "resource", f"must be an ExternalResource, got {type(resource).__name__}"
             )
-        encoded = encode_resource(resource)
-        if len(encoded.body) + 1 > self._max_item_bytes:
+        body = encode_body(resource)
+        if len(body) + 1 > self._max_item_bytes:
             raise ValidationError(
                 "resource",
-                f"encoded size {len(encoded.body)} bytes does not fit in max_batch_bytes"
+                f"encoded size {len(body)} bytes does not fit in max_batch_bytes"
                 f" ({self._max_item_bytes - 1} bytes once the request's own fields are counted)",
             )
-        self._start()
-        await self._flow.acquire()
-        if self._state is not _State.OPEN:  # closed while we waited for room
-            self._flow.release()
-            raise ClosedError("this PushPipeline is closed")
+        if self._sender is None or self._broken is not None:
+            self._start()
+        if not self._flow.try_acquire():
+            await self._flow.acquire()
+            if self._state is not _State.OPEN:  # closed while we waited for room
+                self._flow.release()
+                raise ClosedError("this PushPipeline is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PushResult] = loop.create_future()
-        item = Item(encoded, future, self._key_for(resource), loop.time() + self._max_latency)
-        future.add_done_callback(functools.partial(self._finished, item))
+        item = Item(
+            resource, body, future, self._key_for(resource), loop.time() + self._max_latency
+        )
         self._outstanding.add(item)
         self._pending_ids[resource.external_id] = item
         self._submitted += 1
@@ -336,8 +338,6 @@ class PushPipeline:
         self._waiting_children.clear()
         for item in list(self._outstanding):
             self._fail(item, closed)
-        # Let the futures' done callbacks run, so flow control and bookkeeping settle.
-        await asyncio.sleep(0)
 
     # -- the sender --------------------------------------------------------------------------
 
@@ -354,7 +354,10 @@ class PushPipeline:
                     due = batcher.next_due()
                     now = loop.time()
                     if due is None or self._flushing or batcher.full() or due <= now:
-                        batch = batcher.take()
+                        dropped: list[Item] = []
+                        batch = batcher.take(dropped)
+                        for item in dropped:  # cancelled by their owners before sending
+                            self._finished(item)
                         if batch:
                             self._start_send(batch)
                         continue
@@ -407,7 +410,7 @@ class PushPipeline:
         try:
             results = await self._client.push_encoded(
                 self._instance_push_id,
-                [item.encoded for item in items],
+                items,
                 on_retry=self._count_retry,
             )
         except RequestRejectedError as exc:
@@ -445,6 +448,9 @@ class PushPipeline:
             self._fail(item, error)
         for item, result in routed.orphans:
             self._orphan(item, result)
+        for item in items:
+            if item.future.done() and not item.finished:  # cancelled while in flight
+                self._finished(item)
         return routed.halted
 
     def _count_retry(self) -> None:
@@ -467,8 +473,9 @@ class PushPipeline:
     def _doomed(self, item: Item) -> bool:
         """True (and failed) when the item's parent already failed; False otherwise."""
         if item.future.done():
+            self._finished(item)
             return True
-        parent_id = item.encoded.resource.parent_id
+        parent_id = item.resource.parent_id
         if parent_id is not None and parent_id in self._failed_ids:
             self._fail(item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed"))
             return True
@@ -476,7 +483,7 @@ class PushPipeline:
 
     def _orphan(self, item: Item, result: PushResult) -> None:
         """Zendesk could not locate the item's parent: wait for it, retry later, or fail."""
-        parent_id = item.encoded.resource.parent_id or ""
+        parent_id = item.resource.parent_id or ""
         if parent_id in self._failed_ids:
             self._fail(
                 item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed", result)
@@ -509,7 +516,9 @@ class PushPipeline:
 
     def _orphan_wakes(self, item: Item) -> None:
         del self._timers[item]
-        if not item.future.done():
+        if item.future.done():
+            self._finished(item)
+        else:
             self._batcher.add_front([item])
             self._wakeup.set()
 
@@ -518,18 +527,28 @@ class PushPipeline:
             item.future.set_result(result)
             item.imported = True
             self._resolved[str(getattr(result.code, "value", result.code))] += 1
+        self._finished(item)
 
     def _fail(self, item: Item, error: AnyChannelError) -> None:
         if not item.future.done():
             item.future.set_exception(error)
             self._failed[type(error).__name__] += 1
+        self._finished(item)
 
     def _fail_all(self, items: list[Item], error: AnyChannelError) -> None:
         for item, own in zip(items, copies(error, len(items)), strict=True):
             self._fail(item, own)
 
-    def _finished(self, item: Item, _future: object = None) -> None:
-        """Done callback of every future, however it ended (result, error, cancellation)."""
+    def _finished(self, item: Item) -> None:
+        """Bookkeeping for the end of an item, however its future ended (once per item).
+
+        Called when the pipeline settles the future, or, for a future its owner cancelled,
+        when the pipeline next meets the item (at the cut, in an answer, at a timer): no done
+        callback per future, which would cost a scheduled call per resource.
+        """
+        if item.finished:
+            return
+        item.finished = True
         self._outstanding.discard(item)
         self._flow.release()
         external_id = item.external_id

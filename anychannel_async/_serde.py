@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 import cattrs
@@ -23,8 +24,10 @@ from ._errors import ProtocolError, ValidationError
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
 
 __all__ = [
+    "Encoded",
     "EncodedResource",
     "decode_push_results",
+    "encode_body",
     "encode_push_body",
     "encode_resource",
     "push_body_overhead",
@@ -60,6 +63,16 @@ converter.register_structure_hook(
 )
 
 
+class Encoded(Protocol):
+    """Anything that carries a resource's JSON body and its external id."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def external_id(self) -> str: ...
+
+
 @attrs.frozen
 class EncodedResource:
     """A resource with its JSON encoding, made once when it enters the library."""
@@ -72,13 +85,21 @@ class EncodedResource:
         return self.resource.external_id
 
 
-def encode_resource(resource: ExternalResource) -> EncodedResource:
-    """Encode one resource as the JSON object of ``external_resources[]``."""
+def encode_body(resource: ExternalResource) -> bytes:
+    """The JSON object of ``external_resources[]`` for one resource.
+
+    Raises `ValidationError` for what JSON cannot carry (a lone surrogate, an integer beyond
+    64 bits), before anything is sent.
+    """
     try:
-        body = orjson.dumps(converter.unstructure(resource))
-    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate, an int beyond 64 bits
+        return orjson.dumps(converter.unstructure(resource))
+    except orjson.JSONEncodeError as exc:
         raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
-    return EncodedResource(resource, body)
+
+
+def encode_resource(resource: ExternalResource) -> EncodedResource:
+    """Encode one resource, keeping it beside its body."""
+    return EncodedResource(resource, encode_body(resource))
 
 
 @functools.lru_cache(maxsize=64)  # one pipeline sends many requests with the same head
@@ -98,7 +119,7 @@ def push_body_overhead(instance_push_id: str, request_id: str | None = None) -> 
 
 
 def encode_push_body(
-    instance_push_id: str, parts: Sequence[EncodedResource], request_id: str | None = None
+    instance_push_id: str, parts: Sequence[Encoded], request_id: str | None = None
 ) -> bytes:
     """The push request body: the head, then the pre-encoded resources joined."""
     return (

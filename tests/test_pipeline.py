@@ -818,7 +818,7 @@ async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
     """If the sender loop dies of a bug, pending futures fail with AnyChannelError, none hang."""
     async with PushPipeline(client, IPID, max_latency=0.01) as pipe:
 
-        def broken_take() -> list[object]:
+        def broken_take(dropped: list[object]) -> list[object]:
             raise RuntimeError("simulated bug")
 
         monkeypatch.setattr(pipe._batcher, "take", broken_take)
