@@ -70,6 +70,8 @@ def _check_items(field: str, items: tuple[object, ...], kind: type) -> None:
 
 def _to_utc(value: datetime | str) -> datetime:
     """Accept an aware datetime or an ISO 8601 string with an offset; normalise to UTC."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value
     if isinstance(value, str):
         text = value
         try:
@@ -90,6 +92,8 @@ def _to_utc(value: datetime | str) -> datetime:
 
 
 def _as_tuple(field: str, items: Iterable[_T]) -> tuple[_T, ...]:
+    if type(items) is tuple:  # the common case, the empty default included
+        return items
     # A str is iterable too: "http://x" must not become eight one-character URLs.
     if isinstance(items, str | bytes) or not isinstance(items, Iterable):
         raise ValidationError(field, f"must be a list, got {type(items).__name__}")
@@ -152,11 +156,17 @@ class Author:
     fields: tuple[FieldValue, ...] = attrs.field(default=(), converter=_field_values)
 
     def __attrs_post_init__(self) -> None:
-        _check_text("author.external_id", self.external_id, _ID_MAX, required=True)
-        _check_text("author.name", self.name, _SHORT_TEXT_MAX)
-        _check_text("author.image_url", self.image_url, _SHORT_TEXT_MAX)
-        _check_text("author.locale", self.locale, _SHORT_TEXT_MAX)
-        _check_items("author.fields", self.fields, FieldValue)
+        external_id = self.external_id
+        if type(external_id) is not str or not 0 < len(external_id) <= _ID_MAX:
+            _check_text("author.external_id", external_id, _ID_MAX, required=True)
+        if self.name is not None:
+            _check_text("author.name", self.name, _SHORT_TEXT_MAX)
+        if self.image_url is not None:
+            _check_text("author.image_url", self.image_url, _SHORT_TEXT_MAX)
+        if self.locale is not None:
+            _check_text("author.locale", self.locale, _SHORT_TEXT_MAX)
+        if self.fields:
+            _check_items("author.fields", self.fields, FieldValue)
 
 
 @attrs.frozen
@@ -202,30 +212,46 @@ class ExternalResource:
     file_urls: tuple[str, ...] = attrs.field(default=(), converter=_file_urls)
 
     def __attrs_post_init__(self) -> None:
-        _check_text("external_id", self.external_id, _ID_MAX, required=True)
-        if not self.external_id.isascii():
+        # Every resource of an ingestion passes here, so the common case (plain str fields
+        # within limits, optional fields absent) is tested inline; the checks that name the
+        # field and the limit run only when that test fails.
+        external_id = self.external_id
+        if type(external_id) is not str or not 0 < len(external_id) <= _ID_MAX:
+            _check_text("external_id", external_id, _ID_MAX, required=True)
+        if not external_id.isascii():
             raise ValidationError("external_id", "must be ASCII characters only")
-        if self.message is None:
-            raise ValidationError("message", "is required")
-        _check_text("message", self.message, _MESSAGE_MAX)
-        _check_text("html_message", self.html_message, _MESSAGE_MAX)
-        _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
-        _check_text("thread_id", self.thread_id, _THREAD_ID_MAX)
-        if self.parent_id is not None and self.thread_id is not None:
-            raise ValidationError(
-                "parent_id", "a resource may have parent_id or thread_id, not both"
-            )
-        if not isinstance(self.author, Author):
+        message = self.message
+        if type(message) is not str or len(message) > _MESSAGE_MAX:
+            if message is None:
+                raise ValidationError("message", "is required")
+            _check_text("message", message, _MESSAGE_MAX)
+        if self.html_message is not None:
+            _check_text("html_message", self.html_message, _MESSAGE_MAX)
+        if self.parent_id is not None:
+            _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
+            if self.thread_id is not None:
+                raise ValidationError(
+                    "parent_id", "a resource may have parent_id or thread_id, not both"
+                )
+        if self.thread_id is not None:
+            _check_text("thread_id", self.thread_id, _THREAD_ID_MAX)
+        if type(self.author) is not Author and not isinstance(self.author, Author):
             raise ValidationError("author", f"must be an Author, got {type(self.author).__name__}")
-        _check_bool("internal_note", self.internal_note)
-        _check_bool("allow_channelback", self.allow_channelback)
-        _check_items("display_info", self.display_info, DisplayInfo)
-        _check_items("fields", self.fields, FieldValue)
-        if len(self.file_urls) > _FILE_URLS_MAX:
-            raise ValidationError(
-                "file_urls", f"{len(self.file_urls)} items exceed the limit of {_FILE_URLS_MAX}"
-            )
-        _check_items("file_urls", self.file_urls, str)
+        if self.internal_note is not None:
+            _check_bool("internal_note", self.internal_note)
+        if self.allow_channelback is not None:
+            _check_bool("allow_channelback", self.allow_channelback)
+        if self.display_info:
+            _check_items("display_info", self.display_info, DisplayInfo)
+        if self.fields:
+            _check_items("fields", self.fields, FieldValue)
+        if self.file_urls:
+            if len(self.file_urls) > _FILE_URLS_MAX:
+                raise ValidationError(
+                    "file_urls",
+                    f"{len(self.file_urls)} items exceed the limit of {_FILE_URLS_MAX}",
+                )
+            _check_items("file_urls", self.file_urls, str)
 
 
 class StatusCode(enum.StrEnum):
