@@ -554,17 +554,20 @@ class PushPipeline:
         external_id = item.external_id
         if self._pending_ids.get(external_id) is item:
             del self._pending_ids[external_id]
-        timer = self._timers.pop(item, None)
-        if timer is not None:
-            timer.cancel()
+        if self._timers:
+            timer = self._timers.pop(item, None)
+            if timer is not None:
+                timer.cancel()
         imported = item.imported
         if not imported:
             self._failed_ids[external_id] = None
             self._failed_ids.move_to_end(external_id)
             if len(self._failed_ids) > _FAILED_MEMORY:
                 self._failed_ids.popitem(last=False)
-        else:
-            self._failed_ids.pop(external_id, None)
+        elif self._failed_ids:
+            self._failed_ids.pop(external_id, None)  # it failed once, and now went through
+        if not self._waiting_children:
+            return
         children = self._waiting_children.pop(external_id, None)
         if children:
             if imported:
