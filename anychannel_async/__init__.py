@@ -20,6 +20,7 @@ from ._errors import (
     ValidationError,
 )
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
+from ._outbox import OutboxError
 from ._pipeline import PipelineStats, PushPipeline
 from ._serde import resource_from_json
 from ._version import __version__
@@ -34,6 +35,7 @@ __all__ = [
     "ExternalResource",
     "FieldValue",
     "HaltedError",
+    "OutboxError",
     "ParentNotFoundError",
     "PipelineStats",
     "ProcessingError",

@@ -42,6 +42,7 @@ class Item:
         "orphaned_at",
         "resource",
         "sends",
+        "seq",
         "size",
     )
 
@@ -71,6 +72,8 @@ class Item:
         self.imported = False
         #: Set once the pipeline has done its bookkeeping for the end of this item.
         self.finished = False
+        #: Its row in the pipeline's outbox, when there is one.
+        self.seq: int | None = None
 
 
 class Batcher:

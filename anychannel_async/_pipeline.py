@@ -13,12 +13,14 @@ import asyncio
 import collections
 import enum
 import logging
+import os
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Self
 
 import attrs
+import orjson
 
 from ._batcher import Batcher, Item
 from ._client import AnyChannelClient
@@ -28,12 +30,14 @@ from ._errors import (
     ParentNotFoundError,
     RateLimitedError,
     RequestRejectedError,
+    ResourceError,
     ValidationError,
 )
 from ._flow import FlowControl
 from ._models import ExternalResource, PushResult
+from ._outbox import Outbox
 from ._router import copies, route
-from ._serde import encode_body, push_body_overhead
+from ._serde import encode_body, push_body_overhead, resource_from_json
 
 __all__ = ["PipelineStats", "PushPipeline"]
 
@@ -42,6 +46,8 @@ logger = logging.getLogger("anychannel_async.pipeline")
 # Ids of resources that failed, remembered so their children fail at once instead of waiting
 # parent_timeout for a parent that will never come. Bounded: memory must stay flat.
 _FAILED_MEMORY = 10_000
+# Failures that are the resource's own and final: kept as dead letters in an outbox.
+_FINAL = (ResourceError, RequestRejectedError)
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
 _ORPHAN_MAX_WAIT = 5.0
@@ -106,6 +112,12 @@ class PushPipeline:
       pipeline on the same client.
     - ``close_timeout``: seconds ``close`` waits for pending resources before failing them
       with `ClosedError` (default 60).
+    - ``outbox``: path of a SQLite file (default None: memory only). With it, ``submit``
+      returns once the resource is durably written; entering the pipeline first pushes again
+      every row left unresolved by an earlier run (a crash), in submission order; resources
+      that fail for good stay in it as dead letters with their error (``anychannel-async
+      outbox list``). Resources failed by a request-level error (transport, auth, closing)
+      stay pending and are pushed again at the next start.
     """
 
     def __init__(
@@ -122,6 +134,7 @@ class PushPipeline:
         parent_timeout: float = 30.0,
         max_requests_per_minute: float | None = None,
         close_timeout: float = 60.0,
+        outbox: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(instance_push_id, str) or not instance_push_id:
             raise ValueError("instance_push_id must be a non-empty string")
@@ -156,6 +169,14 @@ class PushPipeline:
         self._max_item_bytes = max_batch_bytes - overhead + 1
         self._batcher = Batcher(max_batch_size=max_batch_size, max_batch_bytes=self._max_item_bytes)
         self._flow = FlowControl(max_pending)
+        self._outbox = Outbox(outbox) if outbox is not None else None
+        self._outbox_opened = False
+        self._replay: asyncio.Task[None] | None = None
+        # New work waits until the outbox's leftovers are queued: they were submitted first.
+        self._replayed = asyncio.Event()
+        if self._outbox is None:
+            self._replayed.set()
+        self._replayed_count = 0
 
         self._state = _State.OPEN
         self._outstanding: set[Item] = set()
@@ -190,6 +211,7 @@ class PushPipeline:
 
     async def __aenter__(self) -> Self:
         self._start()
+        await self._open_outbox()
         return self
 
     async def __aexit__(
@@ -208,6 +230,77 @@ class PushPipeline:
         """
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
+        body = self._encode(resource)
+        if self._sender is None or self._broken is not None:
+            self._start()
+        if not self._replayed.is_set():
+            await self._open_outbox()
+            await self._replayed.wait()
+        if not self._flow.try_acquire():
+            await self._flow.acquire()
+            if self._state is not _State.OPEN:  # closed while we waited for room
+                self._flow.release()
+                raise ClosedError("this PushPipeline is closed")
+        seq = None
+        if self._outbox is not None:
+            try:
+                [seq] = await self._outbox.add(
+                    self._instance_push_id, [(resource.external_id, body)]
+                )
+            except BaseException:
+                self._flow.release()
+                raise
+        return self._accept(resource, body, seq)
+
+    async def submit_many(
+        self, resources: Iterable[ExternalResource]
+    ) -> list[asyncio.Future[PushResult]]:
+        """Accept many resources; one future each, in order.
+
+        Every resource is checked before any is accepted, so a `ValidationError` leaves
+        nothing half-submitted. With an outbox, each group that fits in ``max_pending`` is
+        written in one transaction, which is far faster than one ``submit`` at a time.
+        """
+        if self._state is not _State.OPEN:
+            raise ClosedError("this PushPipeline is closed")
+        batch = [(resource, self._encode(resource)) for resource in resources]
+        if self._sender is None or self._broken is not None:
+            self._start()
+        if not self._replayed.is_set():
+            await self._open_outbox()
+            await self._replayed.wait()
+        futures: list[asyncio.Future[PushResult]] = []
+        start = 0
+        while start < len(batch):
+            if not self._flow.try_acquire():
+                await self._flow.acquire()
+                if self._state is not _State.OPEN:
+                    self._flow.release()
+                    raise ClosedError("this PushPipeline is closed")
+            end = start + 1
+            while end < len(batch) and self._flow.try_acquire():
+                end += 1
+            group = batch[start:end]
+            seqs: list[int | None] = [None] * len(group)
+            if self._outbox is not None:
+                try:
+                    seqs = list(
+                        await self._outbox.add(
+                            self._instance_push_id, [(r.external_id, b) for r, b in group]
+                        )
+                    )
+                except BaseException:
+                    for _ in group:
+                        self._flow.release()
+                    raise
+            futures.extend(
+                self._accept(resource, body, seq)
+                for (resource, body), seq in zip(group, seqs, strict=True)
+            )
+            start = end
+        return futures
+
+    def _encode(self, resource: ExternalResource) -> bytes:
         if not isinstance(resource, ExternalResource):
             raise ValidationError(
                 "resource", f"must be an ExternalResource, got {type(resource).__name__}"
@@ -219,18 +312,17 @@ class PushPipeline:
                 f"encoded size {len(body)} bytes does not fit in max_batch_bytes"
                 f" ({self._max_item_bytes - 1} bytes once the request's own fields are counted)",
             )
-        if self._sender is None or self._broken is not None:
-            self._start()
-        if not self._flow.try_acquire():
-            await self._flow.acquire()
-            if self._state is not _State.OPEN:  # closed while we waited for room
-                self._flow.release()
-                raise ClosedError("this PushPipeline is closed")
+        return body
+
+    def _accept(
+        self, resource: ExternalResource, body: bytes, seq: int | None
+    ) -> asyncio.Future[PushResult]:
+        """Queue a resource whose flow-control unit is taken; returns its future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PushResult] = loop.create_future()
-        item = Item(
-            resource, body, future, self._key_for(resource), loop.time() + self._max_latency
-        )
+        due = loop.time() + self._max_latency
+        item = Item(resource, body, future, self._key_for(resource), due)
+        item.seq = seq
         self._outstanding.add(item)
         self._pending_ids[resource.external_id] = item
         self._submitted += 1
@@ -241,12 +333,52 @@ class PushPipeline:
             self._wakeup.set()
         return future
 
+    async def _open_outbox(self) -> None:
+        """Open the outbox once and start pushing again what an earlier run left pending."""
+        if self._outbox is None or self._outbox_opened:
+            return
+        self._outbox_opened = True
+        try:
+            await self._outbox.open()
+        except BaseException:
+            self._outbox_opened = False
+            raise
+        self._replay = asyncio.get_running_loop().create_task(self._replay_outbox())
+
+    async def _replay_outbox(self) -> None:
+        """Queue the outbox's pending rows, oldest first, within max_pending; then new work."""
+        outbox = self._outbox
+        assert outbox is not None
+        last = 0
+        try:
+            while rows := await outbox.pending(self._instance_push_id, after=last):
+                for seq, body in rows:
+                    last = seq
+                    try:
+                        resource = resource_from_json(orjson.loads(body))
+                    except (ValueError, ValidationError) as exc:
+                        outbox.bury(seq, f"unreadable row: {exc}")
+                        continue
+                    await self._flow.acquire()
+                    future = self._accept(resource, body, seq)
+                    # Nobody awaits a replayed resource: read its error here, so asyncio does
+                    # not log it as never retrieved. Its outcome is in the outbox and stats.
+                    future.add_done_callback(_retrieve)
+                    self._replayed_count += 1
+            if self._replayed_count:
+                logger.info("replayed %d resources from %s", self._replayed_count, outbox.path)
+        finally:
+            self._replayed.set()
+
     async def push(self, resource: ExternalResource) -> PushResult:
         """Submit a resource and wait for its result."""
         return await (await self.submit(resource))
 
     async def flush(self) -> None:
-        """Send everything queued now, and wait until every resource submitted so far resolved."""
+        """Send everything queued now, and wait until every resource submitted so far resolved
+        (with an outbox, the rows an earlier run left pending included)."""
+        if self._outbox_opened:
+            await self._replayed.wait()
         futures = [item.future for item in self._outstanding]
         if not futures:
             return
@@ -278,6 +410,8 @@ class PushPipeline:
             )
         finally:
             await self._stop()
+            if self._outbox is not None:
+                await self._outbox.close()
             self._state = _State.CLOSED
             self._closed.set()
 
@@ -327,6 +461,8 @@ class PushPipeline:
         tasks = list(self._sends)
         if self._sender is not None:
             tasks.append(self._sender)
+        if self._replay is not None:
+            tasks.append(self._replay)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -527,12 +663,18 @@ class PushPipeline:
             item.future.set_result(result)
             item.imported = True
             self._resolved[str(getattr(result.code, "value", result.code))] += 1
+            if item.seq is not None and self._outbox is not None:
+                self._outbox.resolve(item.seq)
         self._finished(item)
 
     def _fail(self, item: Item, error: AnyChannelError) -> None:
         if not item.future.done():
             item.future.set_exception(error)
             self._failed[type(error).__name__] += 1
+            # Dead letters are what failed for good; a request-level failure (transport,
+            # auth, closing) leaves the row pending, to be pushed again at the next start.
+            if item.seq is not None and self._outbox is not None and isinstance(error, _FINAL):
+                self._outbox.bury(item.seq, f"{type(error).__name__}: {error}")
         self._finished(item)
 
     def _fail_all(self, items: list[Item], error: AnyChannelError) -> None:
@@ -549,6 +691,8 @@ class PushPipeline:
         if item.finished:
             return
         item.finished = True
+        if item.seq is not None and self._outbox is not None and item.future.cancelled():
+            self._outbox.bury(item.seq, "cancelled by its owner before it was pushed")
         self._outstanding.discard(item)
         self._flow.release()
         external_id = item.external_id
@@ -579,3 +723,8 @@ class PushPipeline:
                         child,
                         ParentNotFoundError(child.external_id, f"parent {external_id} failed"),
                     )
+
+
+def _retrieve(future: asyncio.Future[PushResult]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -21,9 +21,9 @@ class UsageError(Exception):
     """The command line or environment is incomplete; the message says what to fix."""
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--subdomain/--base-url, --instance-push-id, --timeout."""
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--subdomain", help="the Zendesk account: https://SUBDOMAIN.zendesk.com")
     where.add_argument("--base-url", help="the account's base URL instead (e.g. the emulator's)")
     parser.add_argument(

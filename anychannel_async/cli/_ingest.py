@@ -24,7 +24,7 @@ from anychannel_async._models import ExternalResource, PushResult
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._serde import converter, resource_from_json
 
-__all__ = ["Ingest", "read_lines"]
+__all__ = ["Ingest", "read_chunks"]
 
 # Lines read per trip to the reader thread: enough to amortise the hop, small enough to keep
 # memory flat however large the file.
@@ -32,17 +32,15 @@ _READ_HINT = 256 * 1024
 _ENVELOPE_KEYS = frozenset({"line", "error", "resource", "raw"})
 
 
-async def read_lines(stream: IO[str]) -> AsyncIterator[tuple[int, str]]:
-    """Yield (line number, text) from stream, reading in a thread so a slow stdin never
-    blocks the event loop (and with it the pipeline's requests)."""
+async def read_chunks(stream: IO[str]) -> AsyncIterator[list[tuple[int, str]]]:
+    """Yield lists of (line number, text) from stream, reading in a thread so a slow stdin
+    never blocks the event loop (and with it the pipeline's requests)."""
     number = 0
     while True:
         chunk = await asyncio.to_thread(stream.readlines, _READ_HINT)
         if not chunk:
             return
-        for text in chunk:
-            number += 1
-            yield number, text
+        yield [(number := number + 1, text) for text in chunk]
 
 
 class Ingest:
@@ -74,28 +72,40 @@ class Ingest:
         """True when every resource seen so far was imported (success or already_imported)."""
         return all(o in ("success", "already_imported") for o in self.outcomes)
 
-    async def submit_line(self, number: int, text: str) -> None:
-        """Parse one JSON line (a resource, or a failed-file entry) and submit it."""
+    async def submit_lines(self, lines: list[tuple[int, str]]) -> None:
+        """Parse and submit a chunk of lines together (one outbox transaction, if any)."""
+        parsed = [(number, self._parse(number, text)) for number, text in lines]
+        ready = [(number, r) for number, r in parsed if r is not None]
+        try:
+            futures = await self._pipeline.submit_many([r for _, r in ready])
+        except ValidationError:  # one resource too large: find it, keep the others
+            for number, resource in ready:
+                await self.submit(number, resource)
+            return
+        for (number, resource), future in zip(ready, futures, strict=True):
+            future.add_done_callback(functools.partial(self._settled, number, resource))
+
+    def _parse(self, number: int, text: str) -> ExternalResource | None:
+        """The resource on a line, or None (and the failure recorded) when there is none."""
         text = text.strip()
         if not text:
-            return
+            return None
         try:
             obj = json.loads(text)
         except ValueError as exc:
             self._record_failure(number, "malformed", f"not JSON: {exc}", raw=text)
-            return
+            return None
         if isinstance(obj, dict) and "error" in obj and obj.keys() <= _ENVELOPE_KEYS:
             # A line of an earlier run's failed file: retry what it holds.
             if "resource" not in obj:
                 self._record_failure(number, "malformed", str(obj["error"]), raw=obj.get("raw"))
-                return
+                return None
             obj = obj["resource"]
         try:
-            resource = resource_from_json(obj)
+            return resource_from_json(obj)
         except ValidationError as exc:
             self._record_failure(number, "invalid", str(exc), resource=obj)
-            return
-        await self.submit(number, resource)
+            return None
 
     async def submit(self, number: int, resource: ExternalResource) -> None:
         """Submit one resource; its outcome is tallied when it resolves."""

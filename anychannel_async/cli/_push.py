@@ -12,7 +12,7 @@ from anychannel_async._client import AnyChannelClient
 from anychannel_async._pipeline import PushPipeline
 
 from ._common import add_connection_options, client_from_args
-from ._ingest import Ingest, read_lines
+from ._ingest import Ingest, read_chunks
 
 __all__ = ["add_batch_options", "add_parser", "pipeline_from_args", "run"]
 
@@ -48,6 +48,7 @@ def pipeline_from_args(
         max_pending=args.max_pending,
         parent_timeout=args.parent_timeout,
         max_requests_per_minute=args.max_requests_per_minute,
+        outbox=getattr(args, "outbox", None),
     )
 
 
@@ -65,6 +66,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--failed", metavar="FILE", help="write each failed line with its error here (JSON Lines)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    parser.add_argument(
+        "--outbox",
+        metavar="PATH",
+        help="a SQLite outbox: every accepted line is kept until final (survives a crash)",
+    )
     add_connection_options(parser)
     add_batch_options(parser)
 
@@ -97,8 +103,8 @@ async def _push(
     async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
         ingest = Ingest(pipeline, failed=failed, progress=not args.quiet and sys.stderr.isatty())
         try:
-            async for number, text in read_lines(source):
-                await ingest.submit_line(number, text)
+            async for lines in read_chunks(source):
+                await ingest.submit_lines(lines)
             await pipeline.flush()
         finally:
             ingest.close()

@@ -1,0 +1,272 @@
+"""The durable outbox: accepted resources in a SQLite file until their outcome is final.
+
+A bot that crashed after ``submit()`` returned must not lose the resource (the webhook that
+brought it was already answered). So, with an outbox, ``submit()`` returns only once the
+resource is in this file; its row is marked resolved when it was imported, or kept as a dead
+letter with its error when it failed for good. On the next start, every row still pending is
+pushed again. That is at-least-once delivery, and Zendesk makes it exactly-once: a resource it
+already holds is answered ``already_imported`` and creates nothing.
+
+All SQLite work happens on one thread of the outbox's own, never on the event loop, and is
+grouped: whatever was asked while the previous transaction committed goes into the next one,
+so many concurrent submissions share one commit (and one fsync).
+
+The file is opened in WAL mode with ``synchronous=FULL`` (a commit survives a power cut, not
+only a crash) and ``locking_mode=EXCLUSIVE``: two processes replaying one outbox at once
+could push the same resource concurrently and race it into two tickets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from ._errors import AnyChannelError
+
+__all__ = ["DEAD", "PENDING", "RESOLVED", "Outbox", "OutboxError", "OutboxRow"]
+
+logger = logging.getLogger("anychannel_async.outbox")
+
+PENDING, RESOLVED, DEAD = "pending", "resolved", "dead"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_push_id TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    submitted_at REAL NOT NULL,
+    updated_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, seq);
+"""
+_T = TypeVar("_T")
+# Writes asked while one transaction commits join the next; this bounds one transaction.
+_MAX_GROUP = 5_000
+
+
+class OutboxError(AnyChannelError):
+    """The outbox file cannot be used: not a database, locked by another process, disk full."""
+
+
+@attrs.frozen
+class OutboxRow:
+    """One accepted resource as the outbox keeps it."""
+
+    seq: int
+    instance_push_id: str
+    external_id: str
+    body: bytes
+    state: str
+    error: str | None
+    submitted_at: float
+
+
+def connect(path: str | os.PathLike[str], *, exclusive: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed) an outbox file, or raise `OutboxError` saying why not."""
+    try:
+        connection = sqlite3.connect(os.fspath(path), timeout=0.5, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox {os.fspath(path)!r}: {exc}") from None
+    try:
+        if exclusive:
+            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.executescript(_SCHEMA)
+        # Take the lock now, so a second process is refused at open, not at its first write.
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("COMMIT")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise OutboxError(_explain(path, exc)) from None
+    return connection
+
+
+def _explain(path: str | os.PathLike[str], exc: sqlite3.Error) -> str:
+    text = str(exc)
+    where = os.fspath(path)
+    if "locked" in text or "busy" in text:
+        return f"outbox {where!r} is in use by another process ({text})"
+    if "not a database" in text or "malformed" in text:
+        return f"outbox {where!r} is not a usable SQLite database ({text})"
+    if "full" in text:
+        return f"outbox {where!r}: the disk is full ({text})"
+    return f"outbox {where!r}: {text}"
+
+
+class Outbox:
+    """One outbox file, written by a thread of its own; the pipeline's durable memory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<Outbox {self.path!r}>"
+
+    async def open(self) -> None:
+        """Open the file on the outbox's thread; raises `OutboxError` if it cannot be used."""
+        self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(opened,), name="anychannel-outbox", daemon=True
+        )
+        self._thread.start()
+        await opened
+
+    async def pending(
+        self, instance_push_id: str, *, after: int = 0, limit: int = 1_000
+    ) -> list[tuple[int, bytes]]:
+        """(seq, body) of pending rows of instance_push_id past seq after, oldest first."""
+        rows: list[tuple[int, bytes]] = await self._ask(
+            lambda db: db.execute(
+                "SELECT seq, body FROM outbox WHERE state = ? AND instance_push_id = ?"
+                " AND seq > ? ORDER BY seq LIMIT ?",
+                (PENDING, instance_push_id, after, limit),
+            ).fetchall()
+        )
+        return rows
+
+    async def add(self, instance_push_id: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Write (external_id, body) rows as pending; returns their seqs once committed."""
+        now = time.time()
+
+        def insert(db: sqlite3.Connection) -> list[int]:
+            seqs = []
+            for external_id, body in items:
+                cursor = db.execute(
+                    "INSERT INTO outbox (instance_push_id, external_id, body, submitted_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (instance_push_id, external_id, body, now),
+                )
+                seqs.append(int(cursor.lastrowid or 0))
+            return seqs
+
+        result: list[int] = await self._ask(insert)
+        return result
+
+    def resolve(self, seq: int) -> None:
+        """Mark a row resolved (imported); written with the next group, not awaited."""
+        self._tell(
+            lambda db: db.execute(
+                "UPDATE outbox SET state = ?, error = NULL, updated_at = ? WHERE seq = ?",
+                (RESOLVED, time.time(), seq),
+            )
+        )
+
+    def bury(self, seq: int, error: str) -> None:
+        """Keep a row as a dead letter with its error; written with the next group."""
+        self._tell(
+            lambda db: db.execute(
+                "UPDATE outbox SET state = ?, error = ?, updated_at = ? WHERE seq = ?",
+                (DEAD, error, time.time(), seq),
+            )
+        )
+
+    async def close(self) -> None:
+        """Write what is queued, close the file and stop the thread."""
+        if self._thread is None:
+            return
+        self._requests.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    # -- the outbox's thread ----------------------------------------------------------------
+
+    async def _ask(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._thread is None or self._loop is None:
+            raise OutboxError(f"outbox {self.path!r} is not open")
+        future: asyncio.Future[_T] = self._loop.create_future()
+        self._requests.put(_Request(work, future))
+        return await future
+
+    def _tell(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        if self._thread is not None:
+            self._requests.put(_Request(work, None))
+
+    def _run(self, opened: asyncio.Future[Any]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            db = connect(self.path)
+        except OutboxError as exc:
+            loop.call_soon_threadsafe(_settle, opened, None, exc)
+            return
+        loop.call_soon_threadsafe(_settle, opened, None, None)
+        try:
+            running = True
+            while running:
+                group = [self._requests.get()]
+                while len(group) < _MAX_GROUP:
+                    try:
+                        group.append(self._requests.get_nowait())
+                    except queue.Empty:
+                        break
+                if None in group:
+                    running = False
+                self._commit(db, [r for r in group if r is not None])
+        finally:
+            db.close()
+
+    def _commit(self, db: sqlite3.Connection, group: list[_Request]) -> None:
+        """Run a group of requests in one transaction and answer their futures."""
+        if not group:
+            return
+        loop = self._loop
+        assert loop is not None
+        answers: list[tuple[asyncio.Future[Any] | None, object, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for request in group:
+                answers.append((request.future, request.work(db), None))
+            db.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - every waiter must be answered, whatever broke
+            if db.in_transaction:
+                db.rollback()
+            error = OutboxError(
+                _explain(self.path, exc) if isinstance(exc, sqlite3.Error) else repr(exc)
+            )
+            logger.error("outbox write failed: %s", error)
+            answers = [(request.future, None, error) for request in group]
+        # One hop back to the loop for the whole group, not one per request.
+        loop.call_soon_threadsafe(_settle_all, answers)
+
+
+class _Request:
+    __slots__ = ("future", "work")
+
+    def __init__(
+        self, work: Callable[[sqlite3.Connection], object], future: asyncio.Future[Any] | None
+    ) -> None:
+        self.work = work
+        self.future = future
+
+
+def _settle(future: asyncio.Future[Any] | None, value: object, error: BaseException | None) -> None:
+    if future is None or future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+def _settle_all(
+    answers: list[tuple[asyncio.Future[Any] | None, object, BaseException | None]],
+) -> None:
+    for future, value, error in answers:
+        _settle(future, value, error)

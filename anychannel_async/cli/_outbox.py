@@ -1,0 +1,111 @@
+"""`anychannel-async outbox list|retry|purge PATH`: look into and tend a durable outbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+
+from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
+
+from ._common import add_connection_options, client_from_args
+from ._push import add_batch_options, pipeline_from_args
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("outbox", help="list, retry or purge a durable outbox")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="counts by state, then dead letters with errors")
+    listing.add_argument("path")
+    listing.add_argument("--limit", type=int, default=50, help="dead letters shown (50)")
+    retry = actions.add_parser(
+        "retry",
+        help="dead letters back to pending; with connection options, push them now",
+        description=(
+            "Dead letters become pending again: the next pipeline that opens this outbox"
+            " pushes them. Give --subdomain/--base-url to push them now."
+        ),
+    )
+    retry.add_argument("path")
+    add_connection_options(retry, required=False)
+    add_batch_options(retry)
+    purge = actions.add_parser("purge", help="remove resolved rows (--dead: dead letters too)")
+    purge.add_argument("path")
+    purge.add_argument("--dead", action="store_true", help="also remove dead letters")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out the action; 0 on success, 1 when a retried resource failed again."""
+    if args.action == "list":
+        return _list(args)
+    if args.action == "purge":
+        return _purge(args)
+    return _retry(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    db = connect(args.path)
+    try:
+        counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        for state in (PENDING, RESOLVED, DEAD):
+            print(f"{state:<9} {counts.get(state, 0):>9,}")
+        dead = db.execute(
+            "SELECT seq, external_id, error FROM outbox WHERE state = ? ORDER BY seq LIMIT ?",
+            (DEAD, args.limit),
+        ).fetchall()
+    finally:
+        db.close()
+    if dead:
+        print("\ndead letters:")
+        for seq, external_id, error in dead:
+            print(f"  #{seq} {external_id}: {error}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    states = (RESOLVED, DEAD) if args.dead else (RESOLVED,)
+    db = connect(args.path)
+    try:
+        removed = _write(db, "DELETE FROM outbox WHERE state IN (?, ?)", (states * 2)[:2])
+        db.execute("VACUUM")
+    finally:
+        db.close()
+    print(f"removed {removed:,} rows ({', '.join(states)})")
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    db = connect(args.path)
+    try:
+        revived = _write(
+            db, "UPDATE outbox SET state = ?, error = NULL WHERE state = ?", (PENDING, DEAD)
+        )
+    finally:
+        db.close()
+    print(f"{revived:,} dead letters are pending again")
+    if args.subdomain is None and args.base_url is None:
+        return 0
+    return asyncio.run(_push_now(args))
+
+
+async def _push_now(args: argparse.Namespace) -> int:
+    """Open a pipeline on the outbox: entering it pushes every pending row."""
+    client, instance_push_id = client_from_args(args)
+    args.outbox = args.path
+    async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
+        await pipeline.flush()  # replayed rows resolve inside the pipeline
+    stats = pipeline.stats
+    print(
+        f"pushed {stats.submitted:,} pending resources:"
+        f" {dict(stats.resolved)} resolved, {dict(stats.failed)} failed"
+    )
+    return 0 if not stats.failed else 1
+
+
+def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:
+    db.execute("BEGIN IMMEDIATE")
+    count = db.execute(sql, params).rowcount
+    db.execute("COMMIT")
+    return count
