@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from anychannel_async._errors import AnyChannelError
 
-from . import _demo, _push, _validate
+from . import _demo, _outbox, _push, _validate
 from ._common import UsageError
 
 __all__ = ["main"]
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     _push.add_parser(commands)
     _validate.add_parser(commands)
     _demo.add_parser(commands)
+    _outbox.add_parser(commands)
     commands.add_parser(
         "emulator",
         help="run the Zendesk emulator standalone (see `emulator --help`)",
@@ -44,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(arguments[1:], prog="anychannel-async emulator")
     args = _parser().parse_args(arguments)
-    runner = {"push": _push.run, "validate-token": _validate.run, "demo": _demo.run}
+    runner = {
+        "push": _push.run,
+        "validate-token": _validate.run,
+        "demo": _demo.run,
+        "outbox": _outbox.run,
+    }
     try:
         return runner[args.command](args)
     except UsageError as exc:
