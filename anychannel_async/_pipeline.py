@@ -57,7 +57,7 @@ _ORPHAN_MAX_WAIT = 5.0
 class PipelineStats:
     """A snapshot of a pipeline's counters."""
 
-    #: Resources accepted by ``submit``.
+    #: Resources accepted by ``submit`` (and replayed from the outbox).
     submitted: int
     #: Resources resolved with a result, by status code (``success``, ``already_imported``).
     resolved: Mapping[str, int]
@@ -76,6 +76,8 @@ class PipelineStats:
     in_flight: int
     #: Resources accepted and not yet resolved.
     pending: int
+    #: Resources an earlier run left pending in the outbox, pushed again by this one.
+    replayed: int = 0
 
 
 class _State(enum.Enum):
@@ -429,6 +431,7 @@ class PushPipeline:
             max_batch_size=self._largest_batch,
             in_flight=len(self._sends),
             pending=self._flow.used,
+            replayed=self._replayed_count,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""The durable outbox: replay, dead letters, refusals, and its command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anychannel_async import (
+    AnyChannelClient,
+    OutboxError,
+    PushPipeline,
+    RetryPolicy,
+    StatusCode,
+    TransportError,
+    ValidationError,
+)
+from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
+from anychannel_async.testing import Fault, Faults, ZendeskEmulator
+
+from .conftest import IPID, TOKEN, resource
+
+ONE_TRY = RetryPolicy(max_tries=1)
+
+
+def rows(path: Path) -> list[tuple[str, str, str | None]]:
+    """(external_id, state, error) of every row, in submission order."""
+    db = connect(path)
+    try:
+        return [
+            (external_id, state, error)
+            for external_id, state, error in db.execute(
+                "SELECT external_id, state, error FROM outbox ORDER BY seq"
+            )
+        ]
+    finally:
+        db.close()
+
+
+async def test_resolved_resources_are_marked_resolved(
+    client: AnyChannelClient, tmp_path: Path
+) -> None:
+    """Each imported resource's row ends resolved."""
+    path = tmp_path / "outbox.sqlite"
+    async with PushPipeline(client, IPID, outbox=path) as pipe:
+        results = [await pipe.push(resource(f"ok-{n}")) for n in range(3)]
+    assert all(r.code is StatusCode.SUCCESS for r in results)
+    assert rows(path) == [(f"ok-{n}", RESOLVED, None) for n in range(3)]
+
+
+async def test_rows_left_by_a_failed_run_are_replayed_in_order_before_new_work(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Transport failures leave rows pending; the next pipeline pushes them first, in order."""
+    path = tmp_path / "outbox.sqlite"
+    async with AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=ONE_TRY) as client:
+        emulator.faults = Faults(server_error_rate=1.0)
+        async with PushPipeline(client, IPID, outbox=path, max_latency=0) as pipe:
+            futures = [await pipe.submit(resource(f"t-{n}", thread_id="t")) for n in range(3)]
+            await pipe.flush()
+        assert all(isinstance(f.exception(), TransportError) for f in futures)
+        assert [state for _, state, _ in rows(path)] == [PENDING] * 3
+
+        emulator.faults = Faults()
+        async with PushPipeline(client, IPID, outbox=path) as pipe:
+            result = await pipe.push(resource("t-3", thread_id="t"))
+            assert result.code is StatusCode.SUCCESS
+            await pipe.flush()
+            assert pipe.stats.replayed == 3
+    [ticket] = emulator.tickets
+    assert [c.external_id for c in ticket.comments] == ["t-0", "t-1", "t-2", "t-3"]
+    assert [state for _, state, _ in rows(path)] == [RESOLVED] * 4
+
+
+async def test_final_failures_stay_as_dead_letters_with_their_error(
+    client: AnyChannelClient, emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A processing_error is kept as a dead letter naming the error; the rest resolve."""
+    path = tmp_path / "outbox.sqlite"
+    emulator.faults = Faults(processing_error_ids=frozenset({"bad"}))
+    async with PushPipeline(client, IPID, outbox=path, max_batch_size=1) as pipe:
+        futures = [await pipe.submit(resource(i)) for i in ("good", "bad")]
+        await pipe.flush()
+    assert futures[0].result().imported
+    [(_, _, _), (bad_id, state, error)] = rows(path)
+    assert (bad_id, state) == ("bad", DEAD)
+    assert error is not None
+    assert error.startswith("ProcessingError")
+
+
+async def test_a_cancelled_resource_is_a_dead_letter(
+    client: AnyChannelClient, tmp_path: Path
+) -> None:
+    """Cancelled before it was pushed: kept as a dead letter, so it can be retried."""
+    path = tmp_path / "outbox.sqlite"
+    async with PushPipeline(client, IPID, outbox=path, max_latency=30) as pipe:
+        keep = await pipe.submit(resource("keep"))
+        drop = await pipe.submit(resource("drop"))
+        drop.cancel()
+        await pipe.flush()
+    assert keep.result().imported
+    assert rows(path)[1][:2] == ("drop", DEAD)
+
+
+async def test_submit_many_accepts_all_or_none(client: AnyChannelClient, tmp_path: Path) -> None:
+    """One bad resource refuses the whole call before anything is accepted."""
+    path = tmp_path / "outbox.sqlite"
+    async with PushPipeline(client, IPID, outbox=path, max_batch_bytes=2_000) as pipe:
+        with pytest.raises(ValidationError, match="max_batch_bytes"):
+            await pipe.submit_many([resource("fits"), resource("huge", "x" * 3_000)])
+        assert pipe.stats.submitted == 0
+        futures = await pipe.submit_many([resource(f"m-{n}") for n in range(20)])
+        results = await asyncio.gather(*futures)
+    assert all(r.imported for r in results)
+    assert [state for _, state, _ in rows(path)] == [RESOLVED] * 20
+
+
+async def test_an_outbox_in_use_by_another_pipeline_is_refused(
+    client: AnyChannelClient, tmp_path: Path
+) -> None:
+    """Two replays of one outbox could race a resource into two tickets: the second is refused."""
+    path = tmp_path / "outbox.sqlite"
+    async with PushPipeline(client, IPID, outbox=path):
+        second = PushPipeline(client, IPID, outbox=path)
+        with pytest.raises(OutboxError, match="in use"):
+            await second.__aenter__()
+        await second.close()
+
+
+async def test_a_corrupt_outbox_is_a_clear_error(client: AnyChannelClient, tmp_path: Path) -> None:
+    """A file that is not a database is refused naming the path, before anything is accepted."""
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database, just some bytes" * 200)
+    pipe = PushPipeline(client, IPID, outbox=path)
+    with pytest.raises(OutboxError, match="not a usable SQLite database") as info:
+        await pipe.__aenter__()
+    assert str(path) in str(info.value)
+    await pipe.close()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anychannel_async", "outbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+async def test_outbox_commands_list_retry_and_purge(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """list shows counts and dead letters; retry revives and pushes them; purge removes rows."""
+    path = tmp_path / "outbox.sqlite"
+    emulator.faults = Faults(processing_error_ids=frozenset({"dead-1"}))
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url) as client,
+        PushPipeline(client, IPID, outbox=path, max_batch_size=1) as pipe,
+    ):
+        for external_id in ("fine-1", "dead-1"):
+            await pipe.submit(resource(external_id))
+        await pipe.flush()
+
+    listed = await asyncio.to_thread(_cli, "list", str(path))
+    assert listed.returncode == 0, listed.stderr
+    assert "resolved          1" in listed.stdout
+    assert "dead              1" in listed.stdout
+    assert "dead-1: ProcessingError" in listed.stdout
+
+    emulator.faults = Faults()
+    env = dict(os.environ, ANYCHANNEL_TOKEN=TOKEN)
+    retried = await asyncio.to_thread(
+        _cli,
+        "retry",
+        str(path),
+        "--base-url",
+        emulator.base_url,
+        "--instance-push-id",
+        IPID,
+        env=env,
+    )
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert emulator.import_count("dead-1") == 1
+    assert [state for _, state, _ in rows(path)] == [RESOLVED, RESOLVED]
+
+    purged = await asyncio.to_thread(_cli, "purge", str(path))
+    assert purged.returncode == 0
+    assert rows(path) == []
+
+
+async def test_fault_in_flight_leaves_row_pending_not_dead(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A dropped connection after the tries is a request-level failure: the row stays pending."""
+    path = tmp_path / "outbox.sqlite"
+    emulator.script(Fault.DROP)
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=ONE_TRY) as client,
+        PushPipeline(client, IPID, outbox=path) as pipe,
+    ):
+        future = await pipe.submit(resource("dropped"))
+        await pipe.flush()
+    assert isinstance(future.exception(), TransportError)
+    assert rows(path) == [("dropped", PENDING, None)]
