@@ -208,3 +208,57 @@ async def test_fault_in_flight_leaves_row_pending_not_dead(
         await pipe.flush()
     assert isinstance(future.exception(), TransportError)
     assert rows(path) == [("dropped", PENDING, None)]
+
+
+FULL_DISK_CHILD = """
+import asyncio, resource, signal, sys
+from anychannel_async import AnyChannelClient, OutboxError, PushPipeline
+from tests.conftest import resource as make
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+async def main(base_url: str, path: str) -> None:
+    accepted = 0
+    async with AnyChannelClient(token=sys.argv[3], base_url=base_url) as client:
+        async with PushPipeline(client, sys.argv[4], outbox=path, close_timeout=5) as pipe:
+            try:
+                for n in range(100_000):
+                    await pipe.submit(make(f"full-{n}", "x" * 2_000))
+                    accepted += 1
+            except OutboxError as exc:
+                print("refused after", accepted, ":", exc, flush=True)
+                await pipe.flush()
+                print("flushed", flush=True)
+                return
+    print("never refused", flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_a_full_disk_refuses_submit_clearly_and_nothing_wedges(tmp_path: Path) -> None:
+    """When the outbox cannot grow, submit raises OutboxError; accepted work still completes."""
+    with ZendeskEmulator(accounts={IPID: TOKEN}) as zendesk:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                FULL_DISK_CHILD,
+                zendesk.base_url,
+                str(tmp_path / "outbox.sqlite"),
+                TOKEN,
+                IPID,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "refused after" in done.stdout, done.stdout
+        assert "flushed" in done.stdout
+        accepted = int(done.stdout.split("refused after", 1)[1].split(":", 1)[0])
+        assert accepted > 0
+        assert all(zendesk.import_count(f"full-{n}") == 1 for n in range(accepted))
