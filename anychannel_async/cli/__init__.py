@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from anychannel_async._errors import AnyChannelError
 
-from . import _demo, _outbox, _push, _validate
+from . import _consume, _demo, _outbox, _produce, _push, _validate
 from ._common import UsageError
 
 __all__ = ["main"]
@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     _push.add_parser(commands)
     _validate.add_parser(commands)
     _demo.add_parser(commands)
+    _consume.add_parser(commands)
+    _produce.add_parser(commands)
     _outbox.add_parser(commands)
     commands.add_parser(
         "emulator",
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate-token": _validate.run,
         "demo": _demo.run,
         "outbox": _outbox.run,
+        "consume": _consume.run,
+        "produce": _produce.run,
     }
     try:
         return runner[args.command](args)

@@ -1,0 +1,157 @@
+"""`anychannel-async consume`: push the resources of a Redis stream, as one consumer of a group.
+
+Runs until SIGTERM or SIGINT, then stops reading, finishes what is in flight, acknowledges it
+and exits 0. A second signal gives up at once (exit 130): what was not acknowledged stays
+pending in Redis and is delivered again, which Zendesk's already_imported makes safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from anychannel_async._client import AnyChannelClient
+
+from ._common import UsageError, add_connection_options, client_from_args
+from ._push import add_batch_options, pipeline_from_args
+
+if TYPE_CHECKING:  # redis-py is an optional extra: import it only where it is used
+    import redis.asyncio
+
+    from anychannel_async.sources import ConsumeStats
+
+__all__ = ["NEED_REDIS", "add_parser", "redis_client", "run"]
+
+NEED_REDIS = "Redis support is not installed: pip install 'anychannel-async[redis]'"
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "consume",
+        help="push resources read from a Redis stream with a consumer group",
+        description=(
+            "Read entries of a Redis stream as CONSUMER of GROUP, push the JSON resource of each"
+            " entry's 'resource' field, and acknowledge each entry once its outcome is final."
+            " Resources that cannot be imported go to the stream STREAM:dead with their error."
+        ),
+    )
+    redis_options = parser.add_argument_group("Redis")
+    redis_options.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    redis_options.add_argument("--stream", required=True, help="the stream to read")
+    redis_options.add_argument("--group", required=True, help="the consumer group")
+    redis_options.add_argument(
+        "--consumer",
+        required=True,
+        help="this worker's name in the group; keep it across restarts to resume its entries",
+    )
+    redis_options.add_argument(
+        "--claim-idle",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="claim another consumer's entries pending this long (default 60)",
+    )
+    redis_options.add_argument(
+        "--count", type=int, default=100, help="entries per read at most (default 100)"
+    )
+    redis_options.add_argument(
+        "--block-ms", type=int, default=1_000, help="ms one read waits for entries (default 1000)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no summary")
+    add_connection_options(parser)
+    add_batch_options(parser)
+
+
+def redis_client(url: str, *, read_timeout: float) -> redis.asyncio.Redis:
+    """A redis.asyncio client for url; UsageError when redis-py is missing or the URL is wrong."""
+    try:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError:
+        raise UsageError(NEED_REDIS) from None
+    try:
+        return redis.asyncio.from_url(
+            url,
+            socket_connect_timeout=5.0,
+            # Above the read's own block time, so only a silent network trips it.
+            socket_timeout=read_timeout,
+            # One immediate retry, for a pooled connection that died with a Redis restart;
+            # waiting out an outage is the consumer's job, with its own backoff and logs.
+            retry=Retry(NoBackoff(), 1),
+        )
+    except ValueError as exc:
+        raise UsageError(f"--redis: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Consume until signalled; 0 after a clean stop."""
+    try:
+        import anychannel_async.sources  # noqa: F401 - fail early, before any connection
+    except ImportError:
+        raise UsageError(NEED_REDIS) from None
+    client, instance_push_id = client_from_args(args)
+    _log_to_stderr()
+    try:
+        stats = asyncio.run(_consume(client, instance_push_id, args))
+    except asyncio.CancelledError:
+        return 130
+    if not args.quiet:
+        print(
+            f"read {stats.read} (claimed {stats.claimed}), imported {stats.imported},"
+            f" dead-lettered {stats.dead_lettered}, left pending {stats.left_pending}"
+        )
+    return 0
+
+
+def _log_to_stderr() -> None:
+    """Show the source's warnings (Redis away and back, entries left pending)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("anychannel-async consume: %(message)s"))
+    log = logging.getLogger("anychannel_async")
+    log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.WARNING)
+
+
+async def _consume(
+    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+) -> ConsumeStats:
+    from anychannel_async.sources import consume_stream
+
+    redis_conn = redis_client(args.redis, read_timeout=args.block_ms / 1000 + 10.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()  # the second signal: give up now
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
+            return await consume_stream(
+                pipeline,
+                redis_conn,
+                stream=args.stream,
+                group=args.group,
+                consumer=args.consumer,
+                claim_idle=args.claim_idle,
+                block_ms=args.block_ms,
+                count=args.count,
+                max_unacked=args.max_pending,
+                stop=stop,
+            )
+    except ValueError as exc:  # a setting out of range
+        raise UsageError(str(exc)) from None
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await redis_conn.aclose()
