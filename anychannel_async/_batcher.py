@@ -17,6 +17,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 
+from ._errors import AnyChannelError
 from ._models import ExternalResource, PushResult
 
 __all__ = ["Batcher", "Item"]
@@ -32,6 +33,7 @@ class Item:
     __slots__ = (
         "body",
         "due",
+        "error",
         "external_id",
         "finished",
         "future",
@@ -74,6 +76,8 @@ class Item:
         self.finished = False
         #: Its row in the pipeline's outbox, when there is one.
         self.seq: int | None = None
+        #: The error its future was failed with, when it was.
+        self.error: AnyChannelError | None = None
 
 
 class Batcher:

@@ -229,6 +229,8 @@ class ExternalResource:
             _check_text("html_message", self.html_message, _MESSAGE_MAX)
         if self.parent_id is not None:
             _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
+            if self.parent_id == external_id:
+                raise ValidationError("parent_id", "a resource cannot be its own parent")
             if self.thread_id is not None:
                 raise ValidationError(
                     "parent_id", "a resource may have parent_id or thread_id, not both"

@@ -19,6 +19,7 @@ could push the same resource concurrently and race it into two tickets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -77,7 +78,7 @@ def connect(path: str | os.PathLike[str], *, exclusive: bool = True) -> sqlite3.
     """Open (creating if needed) an outbox file, or raise `OutboxError` saying why not."""
     try:
         connection = sqlite3.connect(os.fspath(path), timeout=0.5, isolation_level=None)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: e.g. a NUL in the path
         raise OutboxError(f"cannot open outbox {os.fspath(path)!r}: {exc}") from None
     try:
         if exclusive:
@@ -114,6 +115,9 @@ class Outbox:
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set when closing starts or the thread died: no request may be queued after that,
+        # or it would never be answered.
+        self._refusal: OutboxError | None = None
 
     def __repr__(self) -> str:
         return f"<Outbox {self.path!r}>"
@@ -179,15 +183,19 @@ class Outbox:
 
     async def close(self) -> None:
         """Write what is queued, close the file and stop the thread."""
+        if self._refusal is None:
+            self._refusal = OutboxError(f"outbox {self.path!r} is closed")
         if self._thread is None:
             return
         self._requests.put(None)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        thread, self._thread = self._thread, None
+        await asyncio.to_thread(thread.join)
 
     # -- the outbox's thread ----------------------------------------------------------------
 
     async def _ask(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._refusal is not None:
+            raise OutboxError(str(self._refusal))
         if self._thread is None or self._loop is None:
             raise OutboxError(f"outbox {self.path!r} is not open")
         future: asyncio.Future[_T] = self._loop.create_future()
@@ -195,7 +203,7 @@ class Outbox:
         return await future
 
     def _tell(self, work: Callable[[sqlite3.Connection], object]) -> None:
-        if self._thread is not None:
+        if self._thread is not None and self._refusal is None:
             self._requests.put(_Request(work, None))
 
     def _run(self, opened: asyncio.Future[Any]) -> None:
@@ -204,6 +212,7 @@ class Outbox:
         try:
             db = connect(self.path)
         except OutboxError as exc:
+            self._refusal = exc
             loop.call_soon_threadsafe(_settle, opened, None, exc)
             return
         loop.call_soon_threadsafe(_settle, opened, None, None)
@@ -219,6 +228,21 @@ class Outbox:
                 if None in group:
                     running = False
                 self._commit(db, [r for r in group if r is not None])
+        except BaseException as exc:  # noqa: BLE001
+            # Whatever killed the thread, no waiter may wait forever: refuse from now on and
+            # answer everything still queued.
+            self._refusal = OutboxError(f"outbox {self.path!r} stopped: {exc!r}")
+            logger.error("%s", self._refusal)
+            leftovers: list[tuple[asyncio.Future[Any] | None, object, BaseException | None]] = []
+            while True:
+                try:
+                    request = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if request is not None:
+                    leftovers.append((request.future, None, OutboxError(str(self._refusal))))
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(_settle_all, leftovers)
         finally:
             db.close()
 

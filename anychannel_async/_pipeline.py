@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._flow import FlowControl
 from ._models import ExternalResource, PushResult
-from ._outbox import Outbox
+from ._outbox import Outbox, OutboxError
 from ._router import copies, route
 from ._serde import encode_body, push_body_overhead, resource_from_json
 
@@ -46,8 +46,19 @@ logger = logging.getLogger("anychannel_async.pipeline")
 # Ids of resources that failed, remembered so their children fail at once instead of waiting
 # parent_timeout for a parent that will never come. Bounded: memory must stay flat.
 _FAILED_MEMORY = 10_000
-# Failures that are the resource's own and final: kept as dead letters in an outbox.
-_FINAL = (ResourceError, RequestRejectedError)
+# Statuses a push is split or bisected on: the refusal may be one resource's, or the size's.
+_SPLIT_STATUSES = (400, 413, 422)
+
+
+def _is_final(error: AnyChannelError) -> bool:
+    """True for a failure that is the resource's own and final: kept as a dead letter in an
+    outbox, and fails its children with ParentNotFoundError. Anything else (transport, auth,
+    a wrong URL's 404, closing) may pass next time: the row stays pending."""
+    if isinstance(error, RequestRejectedError):
+        return error.status in _SPLIT_STATUSES
+    return isinstance(error, ResourceError)
+
+
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
 _ORPHAN_MAX_WAIT = 5.0
@@ -172,7 +183,7 @@ class PushPipeline:
         self._batcher = Batcher(max_batch_size=max_batch_size, max_batch_bytes=self._max_item_bytes)
         self._flow = FlowControl(max_pending)
         self._outbox = Outbox(outbox) if outbox is not None else None
-        self._outbox_opened = False
+        self._opening: asyncio.Task[None] | None = None
         self._replay: asyncio.Task[None] | None = None
         # New work waits until the outbox's leftovers are queued: they were submitted first.
         self._replayed = asyncio.Event()
@@ -184,7 +195,11 @@ class PushPipeline:
         self._outstanding: set[Item] = set()
         self._pending_ids: dict[str, Item] = {}
         self._waiting_children: dict[str, list[Item]] = {}
-        self._failed_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # id -> None when it failed for good (its children fail with ParentNotFoundError), or
+        # the request-level error that stopped it (its children fail with a copy of that).
+        self._failed_ids: collections.OrderedDict[str, AnyChannelError | None] = (
+            collections.OrderedDict()
+        )
         self._timers: dict[Item, asyncio.TimerHandle] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._sender: asyncio.Task[None] | None = None
@@ -213,7 +228,11 @@ class PushPipeline:
 
     async def __aenter__(self) -> Self:
         self._start()
-        await self._open_outbox()
+        try:
+            await self._open_outbox()
+        except BaseException:
+            await self.close()  # no sender task may outlive a pipeline that never opened
+            raise
         return self
 
     async def __aexit__(
@@ -252,6 +271,10 @@ class PushPipeline:
             except BaseException:
                 self._flow.release()
                 raise
+        if self._state is not _State.OPEN:
+            # Closed while we waited: not accepted (an outbox row stays pending, for replay).
+            self._flow.release()
+            raise ClosedError("this PushPipeline is closed")
         return self._accept(resource, body, seq)
 
     async def submit_many(
@@ -262,6 +285,9 @@ class PushPipeline:
         Every resource is checked before any is accepted, so a `ValidationError` leaves
         nothing half-submitted. With an outbox, each group that fits in ``max_pending`` is
         written in one transaction, which is far faster than one ``submit`` at a time.
+        If the pipeline closes or the outbox fails part-way, the resources not accepted get
+        futures already failed with that error (`ClosedError`, `OutboxError`): every resource
+        still has its one future, and none is lost from view.
         """
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
@@ -273,33 +299,39 @@ class PushPipeline:
             await self._replayed.wait()
         futures: list[asyncio.Future[PushResult]] = []
         start = 0
-        while start < len(batch):
-            if not self._flow.try_acquire():
-                await self._flow.acquire()
-                if self._state is not _State.OPEN:
-                    self._flow.release()
-                    raise ClosedError("this PushPipeline is closed")
-            end = start + 1
-            while end < len(batch) and self._flow.try_acquire():
-                end += 1
-            group = batch[start:end]
-            seqs: list[int | None] = [None] * len(group)
-            if self._outbox is not None:
+        try:
+            while start < len(batch):
+                if not self._flow.try_acquire():
+                    await self._flow.acquire()
+                end = start + 1
+                while end < len(batch) and self._flow.try_acquire():
+                    end += 1
+                group = batch[start:end]
+                seqs: list[int | None] = [None] * len(group)
                 try:
-                    seqs = list(
-                        await self._outbox.add(
-                            self._instance_push_id, [(r.external_id, b) for r, b in group]
+                    if self._outbox is not None:
+                        seqs = list(
+                            await self._outbox.add(
+                                self._instance_push_id, [(r.external_id, b) for r, b in group]
+                            )
                         )
-                    )
+                    if self._state is not _State.OPEN:
+                        raise ClosedError("this PushPipeline is closed")
                 except BaseException:
                     for _ in group:
                         self._flow.release()
                     raise
-            futures.extend(
-                self._accept(resource, body, seq)
-                for (resource, body), seq in zip(group, seqs, strict=True)
-            )
-            start = end
+                futures.extend(
+                    self._accept(resource, body, seq)
+                    for (resource, body), seq in zip(group, seqs, strict=True)
+                )
+                start = end
+        except AnyChannelError as exc:
+            loop = asyncio.get_running_loop()
+            for _ in batch[start:]:
+                refused: asyncio.Future[PushResult] = loop.create_future()
+                refused.set_exception(copies(exc, 1)[0])
+                futures.append(refused)
         return futures
 
     def _encode(self, resource: ExternalResource) -> bytes:
@@ -336,16 +368,25 @@ class PushPipeline:
         return future
 
     async def _open_outbox(self) -> None:
-        """Open the outbox once and start pushing again what an earlier run left pending."""
-        if self._outbox is None or self._outbox_opened:
+        """Open the outbox once (every caller awaits the same opening) and start pushing again
+        what an earlier run left pending. If it cannot be opened, every caller gets the error."""
+        if self._outbox is None:
             return
-        self._outbox_opened = True
+        loop = asyncio.get_running_loop()
+        if self._opening is None:
+            self._opening = loop.create_task(self._outbox.open())
         try:
-            await self._outbox.open()
-        except BaseException:
-            self._outbox_opened = False
+            await asyncio.shield(self._opening)
+        except OutboxError as exc:
+            raise copies(exc, 1)[0] from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._opening.cancelled() and task is not None and not task.cancelling():
+                # close() stopped the opening; this caller was not cancelled itself.
+                raise ClosedError("this PushPipeline is closed") from None
             raise
-        self._replay = asyncio.get_running_loop().create_task(self._replay_outbox())
+        if self._replay is None:
+            self._replay = loop.create_task(self._replay_outbox())
 
     async def _replay_outbox(self) -> None:
         """Queue the outbox's pending rows, oldest first, within max_pending; then new work."""
@@ -369,6 +410,9 @@ class PushPipeline:
                     self._replayed_count += 1
             if self._replayed_count:
                 logger.info("replayed %d resources from %s", self._replayed_count, outbox.path)
+        except OutboxError as exc:
+            # The rows stay pending in the file: the next start replays them.
+            logger.error("replay stopped: %s", exc)
         finally:
             self._replayed.set()
 
@@ -379,7 +423,7 @@ class PushPipeline:
     async def flush(self) -> None:
         """Send everything queued now, and wait until every resource submitted so far resolved
         (with an outbox, the rows an earlier run left pending included)."""
-        if self._outbox_opened:
+        if self._replay is not None:
             await self._replayed.wait()
         futures = [item.future for item in self._outstanding]
         if not futures:
@@ -411,11 +455,14 @@ class PushPipeline:
                 self._close_timeout,
             )
         finally:
-            await self._stop()
-            if self._outbox is not None:
-                await self._outbox.close()
-            self._state = _State.CLOSED
-            self._closed.set()
+            try:
+                await self._stop()
+                if self._outbox is not None:
+                    await self._outbox.close()
+            finally:
+                # Even if this close is cancelled mid-way, a later one must not wait forever.
+                self._state = _State.CLOSED
+                self._closed.set()
 
     @property
     def stats(self) -> PipelineStats:
@@ -456,27 +503,31 @@ class PushPipeline:
             self._fail(item, copies(self._broken, 1)[0])
 
     async def _stop(self) -> None:
-        closed = ClosedError("the PushPipeline closed before the resource was resolved")
-        for item, timer in list(self._timers.items()):
+        def closed() -> ClosedError:
+            return ClosedError("the PushPipeline closed before the resource was resolved")
+
+        timers, self._timers = self._timers, {}
+        for item, timer in timers.items():
             timer.cancel()
-            self._fail(item, closed)
-        self._timers.clear()
+            self._fail(item, closed())
         tasks = list(self._sends)
         if self._sender is not None:
             tasks.append(self._sender)
         if self._replay is not None:
             tasks.append(self._replay)
+        if self._opening is not None:
+            tasks.append(self._opening)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for item in self._batcher.drain():
-            self._fail(item, closed)
-        for children in self._waiting_children.values():
+            self._fail(item, closed())
+        waiting, self._waiting_children = self._waiting_children, {}
+        for children in waiting.values():
             for child in children:
-                self._fail(child, closed)
-        self._waiting_children.clear()
+                self._fail(child, closed())
         for item in list(self._outstanding):
-            self._fail(item, closed)
+            self._fail(item, closed())
 
     # -- the sender --------------------------------------------------------------------------
 
@@ -499,6 +550,9 @@ class PushPipeline:
                             self._finished(item)
                         if batch:
                             self._start_send(batch)
+                            # Let the request take its slot of the account's pace before the
+                            # next cut: a batch cut now but sent later would leave half full.
+                            await asyncio.sleep(0)
                         continue
                     wait = due - now
             self._wakeup.clear()
@@ -553,7 +607,7 @@ class PushPipeline:
                 on_retry=self._count_retry,
             )
         except RequestRejectedError as exc:
-            if len(items) > 1 and exc.status in (400, 413):
+            if len(items) > 1 and exc.status in _SPLIT_STATUSES:
                 # 413 (or a 400 about size): halves may pass. Another 400: bisect down to the
                 # resources Zendesk refuses, and push the rest. The second half waits for the
                 # first, so nothing overtakes a resource of the first half sent again.
@@ -580,6 +634,13 @@ class PushPipeline:
             logger.warning("push of %d resources failed: %s", len(items), exc)
             self._fail_all(items, exc)
             return []
+        for item, result in zip(items, results, strict=True):
+            if item.future.cancelled() and result.imported:
+                # Cancelled by its owner while in flight, yet Zendesk took it: its children
+                # and its outbox row must know it is there.
+                item.imported = True
+                if item.seq is not None and self._outbox is not None:
+                    self._outbox.resolve(item.seq)
         routed = route(items, results, max_attempts=self._max_attempts)
         for item, result in routed.resolved:
             self._resolve(item, result)
@@ -615,22 +676,41 @@ class PushPipeline:
             self._finished(item)
             return True
         parent_id = item.resource.parent_id
-        if parent_id is not None and parent_id in self._failed_ids:
-            self._fail(item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed"))
+        if (
+            parent_id is not None
+            and parent_id in self._failed_ids
+            and parent_id not in self._pending_ids  # submitted again since: it may pass
+        ):
+            self._fail(item, self._orphan_error(item, parent_id))
             return True
         return False
+
+    def _orphan_error(
+        self, item: Item, parent_id: str, result: PushResult | None = None
+    ) -> AnyChannelError:
+        """What a child fails with when its parent failed: final, or the parent's own error."""
+        cause = self._failed_ids.get(parent_id)
+        if cause is None:
+            return ParentNotFoundError(item.external_id, f"parent {parent_id} failed", result)
+        return copies(cause, 1)[0]
 
     def _orphan(self, item: Item, result: PushResult) -> None:
         """Zendesk could not locate the item's parent: wait for it, retry later, or fail."""
         parent_id = item.resource.parent_id or ""
-        if parent_id in self._failed_ids:
-            self._fail(
-                item, ParentNotFoundError(item.external_id, f"parent {parent_id} failed", result)
-            )
-            return
         if parent_id in self._pending_ids:
+            if self._is_ancestor(item.external_id, parent_id):
+                self._fail(
+                    item,
+                    ParentNotFoundError(
+                        item.external_id, f"parent {parent_id} descends from it (a cycle)", result
+                    ),
+                )
+                return
             # Pending here: its outcome will release or fail this child (see _finished).
             self._waiting_children.setdefault(parent_id, []).append(item)
+            return
+        if parent_id in self._failed_ids:
+            self._fail(item, self._orphan_error(item, parent_id, result))
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -652,6 +732,18 @@ class PushPipeline:
         wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter
         item.orphan_tries += 1
         self._timers[item] = loop.call_later(min(wait, deadline - now), self._orphan_wakes, item)
+
+    def _is_ancestor(self, external_id: str, parent_id: str | None) -> bool:
+        """True when external_id is on the chain of pending parents above parent_id: waiting
+        for that parent would be waiting for itself."""
+        seen: set[str] = set()
+        while parent_id is not None and parent_id not in seen:
+            if parent_id == external_id:
+                return True
+            seen.add(parent_id)
+            parent = self._pending_ids.get(parent_id)
+            parent_id = parent.resource.parent_id if parent is not None else None
+        return False
 
     def _orphan_wakes(self, item: Item) -> None:
         del self._timers[item]
@@ -676,7 +768,8 @@ class PushPipeline:
             self._failed[type(error).__name__] += 1
             # Dead letters are what failed for good; a request-level failure (transport,
             # auth, closing) leaves the row pending, to be pushed again at the next start.
-            if item.seq is not None and self._outbox is not None and isinstance(error, _FINAL):
+            item.error = error
+            if item.seq is not None and self._outbox is not None and _is_final(error):
                 self._outbox.bury(item.seq, f"{type(error).__name__}: {error}")
         self._finished(item)
 
@@ -694,7 +787,8 @@ class PushPipeline:
         if item.finished:
             return
         item.finished = True
-        if item.seq is not None and self._outbox is not None and item.future.cancelled():
+        cancelled = item.future.cancelled()
+        if cancelled and not item.imported and item.seq is not None and self._outbox is not None:
             self._outbox.bury(item.seq, "cancelled by its owner before it was pushed")
         self._outstanding.discard(item)
         self._flow.release()
@@ -707,7 +801,10 @@ class PushPipeline:
                 timer.cancel()
         imported = item.imported
         if not imported:
-            self._failed_ids[external_id] = None
+            error = item.error
+            self._failed_ids[external_id] = (
+                None if cancelled or error is None or _is_final(error) else error
+            )
             self._failed_ids.move_to_end(external_id)
             if len(self._failed_ids) > _FAILED_MEMORY:
                 self._failed_ids.popitem(last=False)
@@ -722,10 +819,7 @@ class PushPipeline:
                 self._wakeup.set()
             else:
                 for child in children:
-                    self._fail(
-                        child,
-                        ParentNotFoundError(child.external_id, f"parent {external_id} failed"),
-                    )
+                    self._fail(child, self._orphan_error(child, external_id))
 
 
 def _retrieve(future: asyncio.Future[PushResult]) -> None:

@@ -474,3 +474,9 @@ def test_field_value_refuses_integers_beyond_64_bits() -> None:
     FieldValue("count", 2**63 - 1)
     with pytest.raises(ValidationError, match="64 bits"):
         FieldValue("count", 2**64)
+
+
+def test_a_resource_cannot_be_its_own_parent() -> None:
+    """parent_id equal to external_id would wait for itself forever: refused at construction."""
+    with pytest.raises(ValidationError, match="its own parent"):
+        ExternalResource("same", "m", "2026-01-01T00:00:00Z", Author("a"), parent_id="same")

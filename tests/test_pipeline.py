@@ -24,6 +24,7 @@ from anychannel_async import (
     PushPipeline,
     PushResult,
     RequestRejectedError,
+    RetryPolicy,
     StatusCode,
     TransportError,
     ValidationError,
@@ -827,3 +828,106 @@ async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
             await asyncio.wait_for(future, 5)
         with pytest.raises(AnyChannelError):
             await pipe.submit(resource("bug-2"))
+
+
+async def test_close_bound_with_children_waiting_on_children_resolves_everything(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Two levels of children waiting for a slow root: close() still fails each future cleanly."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, close_timeout=0.5, max_latency=0)
+    await pipe.__aenter__()
+    child, grandchild = await pipe.submit_many(
+        [resource("y", parent_id="z"), resource("x", parent_id="y")]
+    )
+    await asyncio.sleep(0.05)
+    root = await pipe.submit(resource("z"))
+    await asyncio.sleep(0.1)
+    emulator.faults.latency = 5.0
+    await pipe.close()
+    for future in (root, child, grandchild):
+        assert future.done()
+        assert isinstance(future.exception(), ClosedError)
+    assert pipe.stats.pending == 0
+
+
+async def test_a_parent_cycle_fails_fast_instead_of_waiting_forever(
+    client: AnyChannelClient,
+) -> None:
+    """a replies to b and b to a: both fail with ParentNotFoundError, well before close."""
+    async with PushPipeline(client, IPID, parent_timeout=30, max_latency=0) as pipe:
+        futures = await pipe.submit_many(
+            [resource("a", parent_id="b"), resource("b", parent_id="a")]
+        )
+        done, _ = await asyncio.wait(futures, timeout=5)
+    assert len(done) == 2
+    assert all(isinstance(f.exception(), ParentNotFoundError) for f in futures)
+
+
+async def test_a_parent_cancelled_in_flight_but_imported_spares_its_child(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Cancelling a future never breaks its neighbours: the child of a cancelled-but-imported
+    parent still lands on the parent's ticket."""
+    emulator.faults = Faults(latency=0.2)
+    async with PushPipeline(client, IPID, max_latency=0, max_batch_size=1) as pipe:
+        parent = await pipe.submit(resource("p"))
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await asyncio.sleep(0.05)  # the parent is in flight
+        parent.cancel()
+        result = await child
+    assert result.imported
+    ticket = emulator.ticket_for("c")
+    assert ticket is not None
+    assert ticket.external_id == "p"
+
+
+async def test_a_transient_parent_failure_fails_children_with_the_same_retriable_error(
+    emulator: ZendeskEmulator,
+) -> None:
+    """A parent stopped by a transport error is not 'not found': its child gets that error too."""
+    emulator.faults = Faults(server_error_rate=1.0)
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0, max_batch_size=1) as pipe,
+    ):
+        parent = await pipe.submit(resource("p"))
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await pipe.flush()
+    assert isinstance(parent.exception(), TransportError)
+    assert isinstance(child.exception(), TransportError)
+
+
+async def test_submit_many_interrupted_by_close_gives_every_resource_a_future(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Resources not accepted before close get futures failed with ClosedError; none is lost."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, max_pending=2, close_timeout=5)
+    await pipe.__aenter__()
+    task = asyncio.create_task(pipe.submit_many([resource(f"s{n}") for n in range(5)]))
+    await asyncio.sleep(0.05)
+    await pipe.close()
+    futures = await task
+    assert len(futures) == 5
+    assert all(f.done() for f in futures)
+    accepted = [f for f in futures if not isinstance(f.exception(), ClosedError)]
+    assert all(f.result().imported for f in accepted)
+    assert len(accepted) == 2
+    assert [emulator.import_count(f"s{n}") for n in range(5)] == [1, 1, 0, 0, 0]
+
+
+async def test_budget_after_a_pause_still_sends_full_batches(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """With a requests-per-minute budget, a batch is cut only when its request can go."""
+    async with PushPipeline(
+        client, IPID, max_requests_per_minute=240, max_batch_size=50, max_in_flight=4
+    ) as pipe:
+        await pipe.push(resource("warm-up"))
+        futures = await pipe.submit_many([resource(f"b{n}") for n in range(150)])
+        await asyncio.gather(*futures)
+    sizes = [len(r.external_ids) for r in emulator.requests[1:]]
+    assert sizes == [50, 50, 50]
