@@ -51,6 +51,10 @@ _USER_AGENT = f"anychannel-async/{__version__}"
 _PUSH = "/api/v2/any_channel/push"
 _VALIDATE = "/api/v2/any_channel/validate_token"
 _REPORT_ERROR = "/api/v2/any_channel/channelback/report_error"
+# C0 and C1 control characters (CR and LF among them) and DEL: never part of a credential,
+# and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -116,7 +120,17 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def _check_base_url(base_url: str) -> URL:
-    url = URL(base_url)
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be a string, got {type(base_url).__name__}")
+    try:
+        url = URL(base_url)
+    except ValueError as exc:
+        # yarl's reason, unless the URL may hold credentials it could echo.
+        reason = "" if "@" in base_url else f": {exc}"
+        raise ValueError(f"base_url is not a valid URL{reason}") from None
+    if url.user is not None or url.password is not None or "@" in url.raw_authority:
+        # It would show in repr, base_url and errors; credentials go in token or basic_auth.
+        raise ValueError("base_url must not contain credentials; use token or basic_auth")
     if url.scheme == "https" and url.host:
         return url
     if url.scheme == "http" and _is_loopback(url.host):
@@ -169,6 +183,13 @@ class AnyChannelClient:
         if token is not None:
             if not isinstance(token, str) or not token:
                 raise ValueError("token must be a non-empty string")
+            # Caught here, once, rather than by aiohttp as a bare ValueError on every request;
+            # the message names the problem, never the token.
+            if _TOKEN_FORBIDDEN.search(token):
+                raise ValueError(
+                    "token must not contain whitespace or control characters"
+                    " (a trailing newline from a file?)"
+                )
             header = f"Bearer {token}"
         else:
             assert basic_auth is not None
@@ -176,6 +197,10 @@ class AnyChannelClient:
                 raise ValueError("basic_auth must be a (username, secret) pair of strings")
             if ":" in basic_auth[0]:
                 raise ValueError("basic_auth username must not contain ':' (RFC 7617)")
+            if any(_CONTROL.search(part) for part in basic_auth):
+                raise ValueError(
+                    "basic_auth must not contain control characters (a trailing newline?)"
+                )
             pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
             header = "Basic " + base64.b64encode(pair).decode("ascii")
         if (subdomain is None) == (base_url is None):
@@ -328,6 +353,8 @@ class AnyChannelClient:
     ) -> bytes:
         """One try: wait for the account's pace, POST, map the answer or the failure."""
         await self.pace.acquire()
+        if session.closed:  # a session passed in, closed by its owner
+            raise ClosedError("the aiohttp session of this AnyChannelClient is closed")
         started = time.monotonic()
         try:
             async with session.post(
@@ -350,6 +377,12 @@ class AnyChannelClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"POST {path}: {type(exc).__name__}: {exc}") from None
+        except RuntimeError:  # aiohttp's "Session is closed": the session closed under us
+            if session.closed:
+                raise ClosedError(
+                    "the aiohttp session of this AnyChannelClient is closed"
+                ) from None
+            raise
         self.pace.observe(headers)
         logger.debug(
             "POST %s -> %d in %.3f s (%d bytes sent)",

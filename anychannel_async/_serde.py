@@ -95,6 +95,8 @@ def encode_body(resource: ExternalResource) -> bytes:
         return orjson.dumps(converter.unstructure(resource))
     except orjson.JSONEncodeError as exc:
         raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
+    except RecursionError:  # a field's JSON value nested deeper than the converter can walk
+        raise ValidationError("resource", "cannot be encoded as JSON: nested too deeply") from None
 
 
 def encode_resource(resource: ExternalResource) -> EncodedResource:
@@ -169,7 +171,20 @@ def decode_push_results(body: bytes, external_ids: Sequence[str]) -> list[PushRe
                 f"push answer result {position} is for {got.external_resource_id!r},"
                 f" the request had {sent!r} there"
             )
-        results.append(PushResult(sent, StatusCode.parse(got.status.code), got.status.description))
+        # The str structure hook takes values as they come: check the status is text here, so
+        # a list or object in it is this request's ProtocolError, not a TypeError escaping.
+        code, description = got.status.code, got.status.description
+        if not isinstance(code, str):
+            raise ProtocolError(
+                f"push answer result {position} has a status code that is not a string:"
+                f" {type(code).__name__}"
+            )
+        if description is not None and not isinstance(description, str):
+            raise ProtocolError(
+                f"push answer result {position} has a status description that is not a"
+                f" string: {type(description).__name__}"
+            )
+        results.append(PushResult(sent, StatusCode.parse(code), description))
     return results
 
 

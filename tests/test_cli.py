@@ -220,3 +220,158 @@ def test_emulator_command_serves_until_terminated() -> None:
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _cli_bytes(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """cli() for input that is not text (stdin as bytes, output undecoded)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
+    env["ANYCHANNEL_TOKEN"] = TOKEN
+    return subprocess.run(
+        [sys.executable, "-m", "anychannel_async", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+_NOT_UTF8 = b'{"external_id": "bad-\xff\xfe", "message": "x"}'
+
+
+def _mixed_bytes() -> bytes:
+    """Good lines around a line that is not UTF-8 (line 3)."""
+    lines = [_line("u-1").encode(), _line("u-2").encode(), _NOT_UTF8, _line("u-4").encode()]
+    return b"\n".join(lines) + b"\n"
+
+
+def _check_not_utf8_outcome(zendesk: ZendeskEmulator, failed: Path, returncode: int) -> None:
+    assert returncode == 1
+    assert all(zendesk.import_count(f"u-{n}") == 1 for n in (1, 2, 4))
+    [entry] = [json.loads(line) for line in failed.read_text(encoding="utf-8").splitlines()]
+    assert entry["line"] == 3
+    assert "not UTF-8" in entry["error"]
+    assert entry["raw"].startswith('{"external_id": "bad-')  # kept, bad bytes escaped
+    assert "\\xff" in entry["raw"]
+    assert "resource" not in entry
+
+
+def test_push_skips_a_line_that_is_not_utf8_and_keeps_the_others(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A line that is not UTF-8 is that line's failure (with its number), never the run's."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_mixed_bytes())
+    failed = tmp_path / "failed.jsonl"
+    done = push(zendesk, str(source), "--failed", str(failed))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "malformed" in done.stdout
+    _check_not_utf8_outcome(zendesk, failed, done.returncode)
+
+
+def test_push_from_standard_input_skips_a_line_that_is_not_utf8(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The same from `push -`: standard input is read as bytes too."""
+    failed = tmp_path / "failed.jsonl"
+    done = _cli_bytes(
+        "push",
+        "-",
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        stdin=_mixed_bytes(),
+    )
+    assert b"Traceback" not in done.stderr, done.stderr
+    _check_not_utf8_outcome(zendesk, failed, done.returncode)
+
+
+def test_push_rerun_of_a_failed_file_with_a_non_utf8_line_does_not_abort(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The failed file is valid UTF-8 JSON Lines: pushing it again reports the line, once."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_mixed_bytes())
+    failed = tmp_path / "failed.jsonl"
+    push(zendesk, str(source), "--failed", str(failed))
+    again = tmp_path / "again.jsonl"
+    done = push(zendesk, str(failed), "--failed", str(again))
+    assert done.returncode == 1, done.stderr
+    [entry] = [json.loads(line) for line in again.read_text(encoding="utf-8").splitlines()]
+    assert entry["line"] == 1
+    assert "not UTF-8" in entry["error"]
+
+
+def test_push_skips_json_nested_too_deeply(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """JSON nested past the parser's recursion limit, or too deeply to encode, is that line's
+    failure (malformed or invalid), not an abort."""
+    too_deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    deep_value = json.loads("[" * 900 + "]" * 900)
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                _line("d-1"),
+                too_deep,
+                _line("d-3", fields=[{"id": "f", "value": deep_value}]),
+                _line("d-4"),
+            ]
+        )
+        + "\n"
+    )
+    failed = tmp_path / "failed.jsonl"
+    done = push(zendesk, str(source), "--failed", str(failed))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    assert zendesk.import_count("d-1") == zendesk.import_count("d-4") == 1
+    entries = [json.loads(line) for line in failed.read_text().splitlines()]
+    assert [e["line"] for e in entries] == [2, 3]
+    assert all("nested too deeply" in e["error"] for e in entries)
+
+
+def test_push_drops_a_byte_order_mark_opening_the_file(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A UTF-8 byte order mark (Windows editors) before the first line is not a bad line."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf" + _line("bom-1").encode() + b"\n")
+    done = push(zendesk, str(source))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert zendesk.import_count("bom-1") == 1
+
+
+def test_push_has_a_max_attempts_option(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """--max-attempts reaches the pipeline: a value it refuses is a usage error (exit 2)."""
+    assert "--max-attempts" in cli("push", "--help").stdout
+    source = tmp_path / "in.jsonl"
+    source.write_text(_line("ma-1") + "\n")
+    refused = push(zendesk, str(source), "--max-attempts", "0")
+    assert refused.returncode == 2
+    assert "max_attempts" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    done = push(zendesk, str(source), "--max-attempts", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert zendesk.import_count("ma-1") == 1
+
+
+def test_produce_skips_a_line_that_is_not_utf8() -> None:
+    """`produce` reads bytes too: a line that is not UTF-8 is reported with its number and
+    skipped. (Only bad lines here, so nothing is sent and no Redis server is needed.)"""
+    pytest.importorskip("redis")
+    done = _cli_bytes(
+        "produce",
+        "-",
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--stream",
+        "s",
+        stdin=b"\n" + _NOT_UTF8 + b"\n{not json\n",
+    )
+    assert b"Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    assert b"line 2: not UTF-8" in done.stderr
+    assert b"line 3: not JSON" in done.stderr
+    assert b"skipped 2 lines" in done.stdout

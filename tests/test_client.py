@@ -336,3 +336,83 @@ async def test_faults_object_can_be_swapped_while_running(
     emulator.faults = Faults(seed=7, server_error_rate=0.3)
     results = await client.push(IPID, [resource(f"f-{i}") for i in range(20)])
     assert all(r.imported for r in results)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["SECRET\r\nX-Injected: yes", "SECRET\n", "SECRET\x00tok", "SECRET\x7f", "SECRET tok"],
+)
+def test_a_token_with_control_characters_is_refused_without_showing_it(token: str) -> None:
+    """CR/LF (header injection), other control characters and whitespace are refused at
+    construction, not by aiohttp on every request; the message does not hold the token."""
+    with pytest.raises(ValueError, match="control characters") as exc:
+        AnyChannelClient(token=token, base_url="https://x.io")
+    assert "SECRET" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "basic_auth", [("me/token", "SECRET\r\n"), ("me\n/token", "SECRET"), ("me", "SE\x00CRET")]
+)
+def test_basic_auth_with_control_characters_is_refused_without_showing_it(
+    basic_auth: tuple[str, str],
+) -> None:
+    """Each part of basic_auth is checked the same way."""
+    with pytest.raises(ValueError, match="control characters") as exc:
+        AnyChannelClient(basic_auth=basic_auth, base_url="https://x.io")
+    assert "SECRET" not in str(exc.value)
+    assert "CRET" not in str(exc.value)
+
+
+async def test_a_non_ascii_token_is_sent_and_refused_by_the_server(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Printable non-control characters are not refused locally: the server decides."""
+    async with AnyChannelClient(token="tok\u00e9n", base_url=emulator.base_url) as client:
+        with pytest.raises(AuthenticationError):
+            await client.validate_token(IPID)
+
+
+async def test_a_closed_session_passed_in_raises_closed_error(emulator: ZendeskEmulator) -> None:
+    """A caller's session closed by its owner is ClosedError (an AnyChannelError), not
+    aiohttp's bare RuntimeError."""
+    session = aiohttp.ClientSession()
+    await session.close()
+    async with AnyChannelClient(token=TOKEN, base_url=emulator.base_url, session=session) as c:
+        with pytest.raises(ClosedError, match="session"):
+            await c.push(IPID, [resource("closed-session")])
+        with pytest.raises(ClosedError):
+            await c.validate_token(IPID)
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://admin:hunter2@acme.zendesk.com",
+        "https://admin@acme.zendesk.com",
+        "https://:hunter2@acme.zendesk.com",
+        "http://admin:hunter2@127.0.0.1:8080",
+        "http://admin:hunter2@example.com",  # plain http too: credentials are said first
+        "ftp://admin:hunter2@example.com",
+        "https://admin:hunter2@acme.zendesk.com:99999",  # not even a valid URL
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_echoing_them(base_url: str) -> None:
+    """Credentials in base_url would show in repr, base_url and errors: refused, and the
+    message does not repeat them."""
+    with pytest.raises(ValueError) as exc:  # noqa: PT011 - message checked below
+        AnyChannelClient(token=TOKEN, base_url=base_url)
+    assert "hunter2" not in str(exc.value)
+    assert "admin" not in str(exc.value)
+
+
+def test_a_base_url_with_credentials_names_the_fix() -> None:
+    """The message says where credentials go instead."""
+    with pytest.raises(ValueError, match="must not contain credentials; use token or basic_auth"):
+        AnyChannelClient(token=TOKEN, base_url="https://admin:pw@acme.zendesk.com")
+
+
+def test_an_at_sign_outside_the_authority_is_not_credentials() -> None:
+    """'@' in a path or query is part of the URL, not a user."""
+    url = "https://acme.zendesk.com/x@y?q=a@b"
+    assert AnyChannelClient(token=TOKEN, base_url=url).base_url == url

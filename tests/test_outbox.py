@@ -13,6 +13,7 @@ import pytest
 from anychannel_async import (
     AnyChannelClient,
     OutboxError,
+    ProcessingError,
     PushPipeline,
     RetryPolicy,
     StatusCode,
@@ -163,9 +164,10 @@ async def test_outbox_commands_list_retry_and_purge(
         AnyChannelClient(token=TOKEN, base_url=emulator.base_url) as client,
         PushPipeline(client, IPID, outbox=path, max_batch_size=1) as pipe,
     ):
-        for external_id in ("fine-1", "dead-1"):
-            await pipe.submit(resource(external_id))
+        futures = [await pipe.submit(resource(i)) for i in ("fine-1", "dead-1")]
         await pipe.flush()
+    assert futures[0].result().imported
+    assert isinstance(futures[1].exception(), ProcessingError)
 
     listed = await asyncio.to_thread(_cli, "list", str(path))
     assert listed.returncode == 0, listed.stderr
@@ -262,3 +264,24 @@ def test_a_full_disk_refuses_submit_clearly_and_nothing_wedges(tmp_path: Path) -
         accepted = int(done.stdout.split("refused after", 1)[1].split(":", 1)[0])
         assert accepted > 0
         assert all(zendesk.import_count(f"full-{n}") == 1 for n in range(accepted))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("list",), id="list"),
+        pytest.param(("purge",), id="purge"),
+        pytest.param(("purge", "--dead"), id="purge_dead"),
+        pytest.param(("retry",), id="retry"),
+    ],
+)
+def test_outbox_commands_refuse_a_missing_outbox(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A path with no outbox (a typo) is refused, not created empty and reported as such."""
+    path = tmp_path / "no-such-outbox.sqlite"
+    action, *extra = args
+    done = _cli(action, str(path), *extra)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"no outbox at {path}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []  # no -wal/-shm left behind either

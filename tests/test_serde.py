@@ -513,3 +513,57 @@ def test_text_json_cannot_carry_is_refused_at_encoding() -> None:
         encode_resource(
             ExternalResource("s-1", "broken \ud800 text", "2026-01-01T00:00:00Z", Author("a"))
         )
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param({"code": []}, id="code_list"),
+        pytest.param({"code": {"a": 1}}, id="code_object"),
+        pytest.param({"code": 7}, id="code_number"),
+        pytest.param({"code": None}, id="code_null"),
+        pytest.param({"code": "success", "description": {"x": 1}}, id="description_object"),
+        pytest.param({"code": "success", "description": ["x"]}, id="description_list"),
+        pytest.param({"code": "success", "description": 5}, id="description_number"),
+    ],
+)
+def test_decode_raises_protocol_error_for_a_status_that_is_not_text(
+    status: dict[str, Any],
+) -> None:
+    """A status code or description of another JSON type is a ProtocolError, never a TypeError
+    escaping nor a non-string description in the PushResult."""
+    with pytest.raises(ProtocolError, match="not a string"):
+        decode_push_results(_answer(("a", status)), ["a"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"results": [{"external_resource_id": ["a"], "status": {"code": "x"}}]}'),
+        pytest.param(b'{"results": [{"external_resource_id": "a", "status": "success"}]}'),
+        pytest.param(b'{"results": [{"external_resource_id": "a", "status": []}]}'),
+        pytest.param(b'{"results": [5]}'),
+        pytest.param(b'{"results": "a"}'),
+    ],
+)
+def test_decode_raises_protocol_error_for_results_of_the_wrong_shape(body: bytes) -> None:
+    """Other wrong JSON types in a result are ProtocolError too."""
+    with pytest.raises(ProtocolError):
+        decode_push_results(body, ["a"])
+
+
+def test_decode_accepts_a_null_description() -> None:
+    """A null (or absent) description is no description."""
+    [result] = decode_push_results(_answer(("a", {"code": "success", "description": None})), ["a"])
+    assert result == PushResult("a", StatusCode.SUCCESS)
+
+
+def test_a_deeply_nested_field_value_is_refused_at_encoding() -> None:
+    """A field value nested beyond what the converter can walk is a ValidationError, not a
+    RecursionError escaping submit."""
+    deep: Any = []
+    for _ in range(5_000):
+        deep = [deep]
+    resource = _resource(fields=(FieldValue("f", deep),))
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        encode_resource(resource)

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import IO
 
 from tqdm import tqdm
@@ -24,7 +24,7 @@ from anychannel_async._models import ExternalResource, PushResult
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._serde import converter, resource_from_json
 
-__all__ = ["Ingest", "read_chunks"]
+__all__ = ["Ingest", "decode_line", "raw_text", "read_chunks"]
 
 # Lines read per trip to the reader thread: enough to amortise the hop, small enough to keep
 # memory flat however large the file.
@@ -32,15 +32,30 @@ _READ_HINT = 256 * 1024
 _ENVELOPE_KEYS = frozenset({"line", "error", "resource", "raw"})
 
 
-async def read_chunks(stream: IO[str]) -> AsyncIterator[list[tuple[int, str]]]:
-    """Yield lists of (line number, text) from stream, reading in a thread so a slow stdin
-    never blocks the event loop (and with it the pipeline's requests)."""
+async def read_chunks(stream: IO[bytes]) -> AsyncIterator[list[tuple[int, bytes]]]:
+    """Yield lists of (line number, raw bytes) from a binary stream, reading in a thread so a
+    slow stdin never blocks the event loop (and with it the pipeline's requests).
+
+    Lines stay bytes: each is decoded on its own (see decode_line), so one line that is not
+    UTF-8 is that line's failure, never the whole chunk's.
+    """
     number = 0
     while True:
         chunk = await asyncio.to_thread(stream.readlines, _READ_HINT)
         if not chunk:
             return
-        yield [(number := number + 1, text) for text in chunk]
+        yield [(number := number + 1, raw) for raw in chunk]
+
+
+def decode_line(number: int, raw: bytes) -> str:
+    """The line's text (a byte order mark opening line 1 dropped); UnicodeDecodeError when it
+    is not UTF-8."""
+    return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+
+
+def raw_text(raw: bytes) -> str:
+    """A line that does not decode, shown as text (bad bytes as backslash escapes)."""
+    return raw.decode("utf-8", errors="backslashreplace").strip()
 
 
 class Ingest:
@@ -72,7 +87,7 @@ class Ingest:
         """True when every resource seen so far was imported (success or already_imported)."""
         return all(o in ("success", "already_imported") for o in self.outcomes)
 
-    async def submit_lines(self, lines: list[tuple[int, str]]) -> None:
+    async def submit_lines(self, lines: Sequence[tuple[int, bytes | str]]) -> None:
         """Parse and submit a chunk of lines together (one outbox transaction, if any)."""
         parsed = [(number, self._parse(number, text)) for number, text in lines]
         ready = [(number, r) for number, r in parsed if r is not None]
@@ -85,8 +100,16 @@ class Ingest:
         for (number, resource), future in zip(ready, futures, strict=True):
             future.add_done_callback(functools.partial(self._settled, number, resource))
 
-    def _parse(self, number: int, text: str) -> ExternalResource | None:
+    def _parse(self, number: int, line: bytes | str) -> ExternalResource | None:
         """The resource on a line, or None (and the failure recorded) when there is none."""
+        if isinstance(line, bytes):
+            try:
+                text = decode_line(number, line)
+            except UnicodeDecodeError as exc:
+                self._record_failure(number, "malformed", f"not UTF-8: {exc}", raw=raw_text(line))
+                return None
+        else:
+            text = line
         text = text.strip()
         if not text:
             return None
@@ -94,6 +117,9 @@ class Ingest:
             obj = json.loads(text)
         except ValueError as exc:
             self._record_failure(number, "malformed", f"not JSON: {exc}", raw=text)
+            return None
+        except RecursionError:
+            self._record_failure(number, "malformed", "not JSON: nested too deeply", raw=text)
             return None
         if isinstance(obj, dict) and "error" in obj and obj.keys() <= _ENVELOPE_KEYS:
             # A line of an earlier run's failed file: retry what it holds.
@@ -151,13 +177,22 @@ class Ingest:
         if self._failed is None:
             return
         entry: dict[str, object] = {"line": number, "error": error}
-        if isinstance(resource, ExternalResource):
-            entry["resource"] = converter.unstructure(resource)
-        elif resource is not None:
-            entry["resource"] = resource
-        if raw is not None:
-            entry["raw"] = raw
-        self._failed.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        try:
+            if isinstance(resource, ExternalResource):
+                entry["resource"] = converter.unstructure(resource)
+            elif resource is not None:
+                entry["resource"] = resource
+            if raw is not None:
+                entry["raw"] = raw
+            line = json.dumps(entry, ensure_ascii=False)
+        except RecursionError:  # nested too deeply to write back: keep the line and error
+            entry = {"line": number, "error": error}
+            line = json.dumps(entry, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (from a \\ud800 escape): keep it escaped
+            line = json.dumps(entry)
+        self._failed.write(line + "\n")
 
     def close(self) -> None:
         """Finish the progress bar."""

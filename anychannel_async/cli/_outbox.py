@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 
-from ._common import add_connection_options, client_from_args
+from ._common import UsageError, add_connection_options, client_from_args
 from ._push import add_batch_options, pipeline_from_args
 
 __all__ = ["add_parser", "run"]
@@ -38,6 +39,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; 0 on success, 1 when a retried resource failed again."""
+    # Opening a missing path would create an empty outbox and report it as such: a typo in
+    # the path would look like "nothing to do".
+    if not os.path.exists(args.path):
+        raise UsageError(f"no outbox at {args.path}")
     if args.action == "list":
         return _list(args)
     if args.action == "purge":

@@ -22,7 +22,7 @@ from anychannel_async._serde import resource_from_json
 
 from ._common import UsageError
 from ._consume import NEED_REDIS, redis_client
-from ._ingest import read_chunks
+from ._ingest import decode_line, read_chunks
 
 __all__ = ["add_parser", "run"]
 
@@ -48,10 +48,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Append the file's resources; 0 when every line was appended, 1 when some were skipped."""
     with contextlib.ExitStack() as files:
+        # Binary: each line is decoded on its own, so one that is not UTF-8 fails alone.
         source = (
-            sys.stdin
-            if args.file == "-"
-            else files.enter_context(open(args.file, encoding="utf-8"))
+            sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
         )
         appended, skipped = asyncio.run(_produce(args, source))
     if not args.quiet:
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-async def _produce(args: argparse.Namespace, source: IO[str]) -> tuple[int, int]:
+async def _produce(args: argparse.Namespace, source: IO[bytes]) -> tuple[int, int]:
     try:
         import redis.exceptions
     except ImportError:
@@ -71,7 +70,13 @@ async def _produce(args: argparse.Namespace, source: IO[str]) -> tuple[int, int]
     try:
         batch = conn.pipeline(transaction=False)
         async for lines in read_chunks(source):
-            for number, text in lines:
+            for number, raw in lines:
+                try:
+                    text = decode_line(number, raw)
+                except UnicodeDecodeError as exc:
+                    print(f"line {number}: not UTF-8: {exc}; skipped", file=sys.stderr)
+                    skipped += 1
+                    continue
                 if not text.strip():
                     continue
                 try:

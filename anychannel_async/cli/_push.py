@@ -11,7 +11,7 @@ from typing import IO
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._pipeline import PushPipeline
 
-from ._common import add_connection_options, client_from_args
+from ._common import UsageError, add_connection_options, client_from_args
 from ._ingest import Ingest, read_chunks
 
 __all__ = ["add_batch_options", "add_parser", "pipeline_from_args", "run"]
@@ -27,6 +27,12 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-pending", type=int, default=10_000, help="(default 10000)")
     group.add_argument("--parent-timeout", type=float, default=30.0, help="seconds (default 30)")
     group.add_argument(
+        "--max-attempts",
+        type=int,
+        default=5,
+        help="halts or 429 refusals a resource may meet before it fails (default 5)",
+    )
+    group.add_argument(
         "--max-requests-per-minute",
         type=float,
         default=None,
@@ -37,7 +43,16 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
 def pipeline_from_args(
     client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
 ) -> PushPipeline:
-    """A PushPipeline with the batching options' settings."""
+    """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+    try:
+        return _pipeline(client, instance_push_id, args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _pipeline(
+    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+) -> PushPipeline:
     return PushPipeline(
         client,
         instance_push_id,
@@ -47,6 +62,7 @@ def pipeline_from_args(
         max_in_flight=args.max_in_flight,
         max_pending=args.max_pending,
         parent_timeout=args.parent_timeout,
+        max_attempts=args.max_attempts,
         max_requests_per_minute=args.max_requests_per_minute,
         outbox=getattr(args, "outbox", None),
     )
@@ -79,10 +95,9 @@ def run(args: argparse.Namespace) -> int:
     """Push the file; 0 when every resource was imported, 1 otherwise."""
     client, instance_push_id = client_from_args(args)
     with contextlib.ExitStack() as files:
+        # Binary: each line is decoded on its own, so one that is not UTF-8 fails alone.
         source = (
-            sys.stdin
-            if args.file == "-"
-            else files.enter_context(open(args.file, encoding="utf-8"))
+            sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
         )
         failed = (
             files.enter_context(open(args.failed, "w", encoding="utf-8")) if args.failed else None
@@ -97,7 +112,7 @@ async def _push(
     client: AnyChannelClient,
     instance_push_id: str,
     args: argparse.Namespace,
-    source: IO[str],
+    source: IO[bytes],
     failed: IO[str] | None,
 ) -> Ingest:
     async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
