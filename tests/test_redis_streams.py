@@ -24,7 +24,8 @@ import redis
 import redis.asyncio
 
 from anychannel_async import AnyChannelClient, PushPipeline
-from anychannel_async.sources import consume_stream
+from anychannel_async.sources import SourceError, consume_stream
+from anychannel_async.sources._redis import _SETTLE_LUA
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN
@@ -185,7 +186,8 @@ async def _adrained(conn: redis.asyncio.Redis) -> bool:
 def _delivered(conn: redis.Redis) -> int:
     """Entries the group has delivered so far; 0 before the group exists."""
     try:
-        return int(_group(conn)["entries-read"])
+        # Nil (None) from group creation until the group's first delivery of new entries.
+        return int(_group(conn)["entries-read"] or 0)
     except (ValueError, redis.exceptions.ResponseError):
         return 0
 
@@ -377,6 +379,122 @@ async def test_resp3_and_decoded_responses_work_alike(
     finally:
         await conn.aclose()
     _assert_each_imported_once(emulator, entries)
+
+
+async def test_entries_held_while_the_hand_is_full_stay_owned_when_outcomes_stall(
+    redis_server: RedisServer, emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """With the hand full (max_unacked) and Zendesk answering later than claim_idle, the
+    consumer goes on touching the entries it holds: another consumer's XAUTOCLAIM takes none,
+    so no other process pushes them at the same time."""
+    claim_idle = 0.6
+    emulator.faults = Faults(latency=2.0)  # outcomes stall for over three times claim_idle
+    entries = [_resource("held-1"), _resource("held-2")]
+    conn = redis.asyncio.Redis(port=redis_server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        for entry in entries:
+            await conn.xadd(STREAM, {"resource": json.dumps(entry)})
+        await conn.xgroup_create(STREAM, GROUP, id="0")
+
+        async def held_by_c1() -> list[dict[str, Any]]:
+            held = await conn.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+            return [dict(h) for h in held]
+
+        async def hand_full() -> bool:
+            return len(await held_by_c1()) == len(entries)
+
+        stop = asyncio.Event()
+        async with PushPipeline(client, IPID, max_latency=0.01) as pipeline:
+            task = asyncio.create_task(
+                consume_stream(
+                    pipeline,
+                    conn,
+                    stream=STREAM,
+                    group=GROUP,
+                    consumer="c1",
+                    claim_idle=claim_idle,
+                    block_ms=100,
+                    max_unacked=len(entries),
+                    stop=stop,
+                )
+            )
+            await _until(hand_full, 5)
+            # Watch past twice claim_idle, well before Zendesk answers.
+            deadline = loop.time() + 2 * claim_idle
+            while loop.time() < deadline:
+                await asyncio.sleep(0.1)
+                taken = await conn.xautoclaim(
+                    STREAM, GROUP, "c2", int(claim_idle * 1000), justid=True
+                )
+                assert taken == []  # the ids claimed, with justid
+                held = await held_by_c1()
+                assert [h["consumer"] for h in held] == [b"c1"] * len(entries)
+                assert all(h["time_since_delivered"] < claim_idle * 1000 for h in held), held
+            assert not task.done()
+            await _until(lambda: _adrained(conn), 10)
+            stop.set()
+            stats = await task
+        assert (stats.read, stats.claimed, stats.imported) == (len(entries), 0, len(entries))
+    finally:
+        await conn.aclose()
+    _assert_each_imported_once(emulator, entries)
+
+
+async def test_a_dead_letter_redis_refuses_leaves_its_entry_pending(
+    redis_server: RedisServer,
+    emulator: ZendeskEmulator,
+    client: AnyChannelClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the dead letter cannot be written (the dead key holds a string), the entry is not
+    acknowledged without it: it stays pending and the consumer stops with SourceError."""
+    conn = redis.asyncio.Redis(port=redis_server.port)
+    try:
+        await conn.set(STREAM + ":dead", "not a stream")
+        bad = await conn.xadd(STREAM, {"payload": "no resource field"})
+        async with PushPipeline(client, IPID, max_latency=0.01) as pipeline:
+            with pytest.raises(SourceError, match="WRONGTYPE"):
+                async with asyncio.timeout(10):
+                    await consume_stream(
+                        pipeline, conn, stream=STREAM, group=GROUP, consumer="c1", block_ms=100
+                    )
+        held = await conn.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+        assert [(h["message_id"], h["consumer"]) for h in held] == [(bad, b"c1")]
+        assert await conn.get(STREAM + ":dead") == b"not a stream"
+        assert any("consumer stops: SourceError" in r.getMessage() for r in caplog.records)
+    finally:
+        await conn.aclose()
+
+
+async def test_settling_again_after_a_lost_reply_writes_nothing_twice(
+    redis_server: RedisServer,
+) -> None:
+    """The settle script run twice for the same outcomes (its first reply lost) acks and
+    dead-letters each entry once; with the group gone it settles nothing and fails nothing."""
+    conn = redis.asyncio.Redis(port=redis_server.port)
+    try:
+        done = await conn.xadd(STREAM, {"resource": "{}"})
+        dead = await conn.xadd(STREAM, {"resource": "{}"})
+        await conn.xgroup_create(STREAM, GROUP, id="0")
+        await conn.xreadgroup(GROUP, "c1", {STREAM: ">"})
+        settle = conn.register_script(_SETTLE_LUA)
+        args = [GROUP, done, 0, dead, 4, "id", dead, "error", "E: x"]
+        keys = [STREAM, STREAM + ":dead"]
+        assert await settle(keys, args) == 2
+        assert await settle(keys, args) == 0
+        assert (await conn.xpending(STREAM, GROUP))["pending"] == 0
+        letters = await _xrange_async(conn, STREAM + ":dead")
+        assert [f[b"id"] for _, f in letters] == [dead]
+        await conn.xgroup_destroy(STREAM, GROUP)
+        assert await settle(keys, args) == 0
+        assert len(await _xrange_async(conn, STREAM + ":dead")) == 1
+    finally:
+        await conn.aclose()
+
+
+async def _xrange_async(conn: redis.asyncio.Redis, stream: str) -> Entries:
+    return cast(Entries, await conn.xrange(stream))
 
 
 # -- the command, as processes ----------------------------------------------------------------

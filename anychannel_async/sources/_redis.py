@@ -81,20 +81,34 @@ _ZENDESK_FIRST_PAUSE = 1.0
 _ZENDESK_MAX_PAUSE = 60.0
 
 # KEYS: the stream, its dead stream. ARGV: the group, then per entry its id, the number n of
-# dead-letter arguments (0 for a plain ack) and those n field/value arguments. The dead letter
-# is written only when this XACK acknowledged the entry: an entry another consumer settled
-# first is not dead-lettered too, and a script retried after a lost reply adds nothing twice.
+# dead-letter arguments (0 for a plain ack) and those n field/value arguments. A dead letter is
+# written only for an entry still pending in the group, and before its XACK: should the XADD
+# fail (the dead key holds another type), the script stops with the entry still pending, never
+# acked without its dead letter. An entry another consumer settled first is not dead-lettered
+# too, and a script retried after a lost reply adds nothing twice. Redis does not roll a script
+# back: entries earlier in the call stay settled when a later one fails. A missing group
+# (NOGROUP) means nothing is pending, as XACK itself answers 0 then.
 _SETTLE_LUA = """
 local acked = 0
 local i = 2
 while i <= #ARGV do
   local id = ARGV[i]
   local n = tonumber(ARGV[i + 1])
-  local done = redis.call('XACK', KEYS[1], ARGV[1], id)
-  if done == 1 and n > 0 then
-    redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + n))
+  if n > 0 then
+    local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    if type(pending) == 'table' and pending.err then
+      if string.sub(pending.err, 1, 7) ~= 'NOGROUP' then
+        return redis.error_reply(pending.err)
+      end
+      pending = {}
+    end
+    if #pending > 0 then
+      redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + n))
+      acked = acked + redis.call('XACK', KEYS[1], ARGV[1], id)
+    end
+  else
+    acked = acked + redis.call('XACK', KEYS[1], ARGV[1], id)
   end
-  acked = acked + done
   i = i + 2 + n
 end
 return acked
@@ -307,7 +321,7 @@ async def consume_stream(
 
 
 class _StreamConsumer:
-    """One consume_stream call: a reader, a claimer and a writer task, and the entries in hand.
+    """One consume_stream call: reader, claimer, toucher and writer tasks, and the entries in hand.
 
     An entry is in hand from its delivery until its outcome is written (or it is left pending
     for redelivery); the writer alone removes settled entries, so the room the reader sees is
@@ -376,6 +390,9 @@ class _StreamConsumer:
             await self._cancel([stopped])
             ready.result()
         writer = self._loop.create_task(self._guard(self._write_outcomes()))
+        # Touching runs apart from reading and claiming, which wait for room: entries held
+        # while the hand is full, or while the pipeline flushes at stop, stay ours in Redis.
+        keeper = self._loop.create_task(self._guard(self._touch_entries()))
         inputs = [
             self._loop.create_task(self._guard(self._read_entries())),
             self._loop.create_task(self._guard(self._claim_entries())),
@@ -394,7 +411,7 @@ class _StreamConsumer:
             await asyncio.sleep(0)  # let the futures' done callbacks queue their outcomes
             await self._drain(writer)
         finally:
-            await self._cancel([*inputs, writer, stopped, halted])
+            await self._cancel([*inputs, writer, keeper, stopped, halted])
             # Whatever is still in hand was not written: it stays pending in Redis.
             self._left_pending += len(self._in_hand)
             self._in_hand.clear()
@@ -542,9 +559,18 @@ class _StreamConsumer:
     async def _claim_entries(self) -> None:
         period = self._claim_idle / 2
         while not self._stopping.is_set():
-            await self._touch()
             await self._claim()
             await self._sleep(period)
+
+    async def _touch_entries(self) -> None:
+        """Touch the entries in hand every claim_idle / 2 seconds, until cancelled.
+
+        Never waits for room, and goes on after reads end, so an entry is not claimed by
+        another consumer while its outcome is pending here."""
+        period = self._claim_idle / 2
+        while True:
+            await asyncio.sleep(period)
+            await self._touch()
 
     async def _claim(self) -> None:
         """Claim entries idle for claim_idle: their consumer died, or gave them up."""
@@ -671,7 +697,7 @@ class _StreamConsumer:
             self._writing = True
             try:
                 acked = await self._call(
-                    "XACK", functools.partial(self._settle, [self._stream, self._dead], args)
+                    "XACK/XADD", functools.partial(self._settle, [self._stream, self._dead], args)
                 )
             except BaseException:
                 self._outcomes.extendleft(reversed(chunk))  # unwritten: keep them, in order
