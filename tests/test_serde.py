@@ -482,8 +482,11 @@ def _resources(draw: st.DrawFn) -> ExternalResource:
             st.tuples(st.none(), _text(255)),
         )
     )
+    external_id = draw(st.text(alphabet=string.printable, min_size=1, max_size=255))
+    if parent_id == external_id:  # a resource cannot be its own parent
+        parent_id = None
     return _make(
-        external_id=draw(st.text(alphabet=string.printable, min_size=1, max_size=255)),
+        external_id=external_id,
         message=draw(_text(65_535)),
         created_at=draw(
             st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0))
