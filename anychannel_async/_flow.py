@@ -43,8 +43,9 @@ class FlowControl:
         try:
             await waiter
         except asyncio.CancelledError:
-            # Granted at the moment of cancellation: hand the unit on rather than leak it.
-            if waiter.done() and not waiter.cancelled():
+            # Granted at the moment of cancellation: hand the unit on rather than leak it. (A
+            # waiter failed by wake_all was granted nothing, and gives nothing back.)
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release()
             else:
                 with contextlib.suppress(ValueError):  # release() may have popped it already

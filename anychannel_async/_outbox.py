@@ -200,6 +200,9 @@ class Outbox:
             raise OutboxError(f"outbox {self.path!r} is not open")
         future: asyncio.Future[_T] = self._loop.create_future()
         self._requests.put(_Request(work, future))
+        if not self._thread.is_alive() and not future.done():
+            # The thread died after the check above: nobody will answer this request.
+            raise OutboxError(str(self._refusal or f"outbox {self.path!r} stopped"))
         return await future
 
     def _tell(self, work: Callable[[sqlite3.Connection], object]) -> None:
@@ -216,6 +219,7 @@ class Outbox:
             loop.call_soon_threadsafe(_settle, opened, None, exc)
             return
         loop.call_soon_threadsafe(_settle, opened, None, None)
+        group: list[_Request | None] = []
         try:
             running = True
             while running:
@@ -228,12 +232,17 @@ class Outbox:
                 if None in group:
                     running = False
                 self._commit(db, [r for r in group if r is not None])
+                group = []  # answered
         except BaseException as exc:  # noqa: BLE001
             # Whatever killed the thread, no waiter may wait forever: refuse from now on and
             # answer everything still queued.
             self._refusal = OutboxError(f"outbox {self.path!r} stopped: {exc!r}")
             logger.error("%s", self._refusal)
-            leftovers: list[tuple[asyncio.Future[Any] | None, object, BaseException | None]] = []
+            leftovers: list[tuple[asyncio.Future[Any] | None, object, BaseException | None]] = [
+                (request.future, None, OutboxError(str(self._refusal)))
+                for request in group  # the group being written when the thread died
+                if request is not None
+            ]
             while True:
                 try:
                     request = self._requests.get_nowait()
@@ -260,7 +269,8 @@ class Outbox:
             db.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - every waiter must be answered, whatever broke
             if db.in_transaction:
-                db.rollback()
+                with contextlib.suppress(sqlite3.Error):  # the commit's error is the one to tell
+                    db.rollback()
             error = OutboxError(
                 _explain(self.path, exc) if isinstance(exc, sqlite3.Error) else repr(exc)
             )

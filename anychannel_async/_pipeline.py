@@ -385,6 +385,10 @@ class PushPipeline:
                 # close() stopped the opening; this caller was not cancelled itself.
                 raise ClosedError("this PushPipeline is closed") from None
             raise
+        if self._state is not _State.OPEN:
+            # close() ran while the opening finished: it stopped every task it knew of, so
+            # a replay started now would take rows into a pipeline that will never send them.
+            raise ClosedError("this PushPipeline is closed")
         if self._replay is None:
             self._replay = loop.create_task(self._replay_outbox())
 
@@ -403,6 +407,9 @@ class PushPipeline:
                         outbox.bury(seq, f"unreadable row: {exc}")
                         continue
                     await self._flow.acquire()
+                    if self._state is not _State.OPEN:
+                        self._flow.release()
+                        return  # closing: the row stays pending for the next start
                     future = self._accept(resource, body, seq)
                     # Nobody awaits a replayed resource: read its error here, so asyncio does
                     # not log it as never retrieved. Its outcome is in the outbox and stats.
@@ -410,6 +417,8 @@ class PushPipeline:
                     self._replayed_count += 1
             if self._replayed_count:
                 logger.info("replayed %d resources from %s", self._replayed_count, outbox.path)
+        except ClosedError:
+            pass  # closing while waiting for room: the rows stay pending for the next start
         except OutboxError as exc:
             # The rows stay pending in the file: the next start replays them.
             logger.error("replay stopped: %s", exc)

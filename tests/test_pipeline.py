@@ -919,15 +919,22 @@ async def test_submit_many_interrupted_by_close_gives_every_resource_a_future(
     assert [emulator.import_count(f"s{n}") for n in range(5)] == [1, 1, 0, 0, 0]
 
 
-async def test_budget_after_a_pause_still_sends_full_batches(
+async def test_a_batch_is_cut_only_when_its_request_can_go(
     emulator: ZendeskEmulator, client: AnyChannelClient
 ) -> None:
-    """With a requests-per-minute budget, a batch is cut only when its request can go."""
+    """Under a requests-per-minute budget, resources arriving while the budget is spent join
+    the waiting batch instead of leaving in a half-full request cut too early."""
     async with PushPipeline(
-        client, IPID, max_requests_per_minute=240, max_batch_size=50, max_in_flight=4
+        client,
+        IPID,
+        max_requests_per_minute=240,
+        max_batch_size=50,
+        max_in_flight=4,
+        max_latency=0.01,
     ) as pipe:
         await pipe.push(resource("warm-up"))
-        futures = await pipe.submit_many([resource(f"b{n}") for n in range(150)])
+        futures = await pipe.submit_many([resource(f"a{n}") for n in range(60)])
+        await asyncio.sleep(0.35)
+        futures += await pipe.submit_many([resource(f"b{n}") for n in range(40)])
         await asyncio.gather(*futures)
-    sizes = [len(r.external_ids) for r in emulator.requests[1:]]
-    assert sizes == [50, 50, 50]
+    assert [len(r.external_ids) for r in emulator.requests[1:]] == [50, 50]
