@@ -29,11 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import attrs
-
 from ._errors import AnyChannelError
 
-__all__ = ["DEAD", "PENDING", "RESOLVED", "Outbox", "OutboxError", "OutboxRow"]
+__all__ = ["DEAD", "PENDING", "RESOLVED", "Outbox", "OutboxError", "connect"]
 
 logger = logging.getLogger("anychannel_async.outbox")
 
@@ -59,19 +57,6 @@ _MAX_GROUP = 5_000
 
 class OutboxError(AnyChannelError):
     """The outbox file cannot be used: not a database, locked by another process, disk full."""
-
-
-@attrs.frozen
-class OutboxRow:
-    """One accepted resource as the outbox keeps it."""
-
-    seq: int
-    instance_push_id: str
-    external_id: str
-    body: bytes
-    state: str
-    error: str | None
-    submitted_at: float
 
 
 def connect(path: str | os.PathLike[str], *, exclusive: bool = True) -> sqlite3.Connection:

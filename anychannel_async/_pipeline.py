@@ -252,11 +252,8 @@ class PushPipeline:
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
         body = self._encode(resource)
-        if self._sender is None or self._broken is not None:
-            self._start()
-        if not self._replayed.is_set():
-            await self._open_outbox()
-            await self._replayed.wait()
+        if self._sender is None or self._broken is not None or not self._replayed.is_set():
+            await self._prepare()
         if not self._flow.try_acquire():
             await self._flow.acquire()
             if self._state is not _State.OPEN:  # closed while we waited for room
@@ -292,11 +289,7 @@ class PushPipeline:
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
         batch = [(resource, self._encode(resource)) for resource in resources]
-        if self._sender is None or self._broken is not None:
-            self._start()
-        if not self._replayed.is_set():
-            await self._open_outbox()
-            await self._replayed.wait()
+        await self._prepare()
         futures: list[asyncio.Future[PushResult]] = []
         start = 0
         try:
@@ -333,6 +326,15 @@ class PushPipeline:
                 refused.set_exception(copies(exc, 1)[0])
                 futures.append(refused)
         return futures
+
+    async def _prepare(self) -> None:
+        """Start the sender if needed, and wait until the outbox's leftovers are queued: they
+        were submitted before anything new."""
+        if self._sender is None or self._broken is not None:
+            self._start()
+        if not self._replayed.is_set():
+            await self._open_outbox()
+            await self._replayed.wait()
 
     def _encode(self, resource: ExternalResource) -> bytes:
         if not isinstance(resource, ExternalResource):
