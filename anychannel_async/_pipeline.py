@@ -206,6 +206,7 @@ class PushPipeline:
         self._broken: AnyChannelError | None = None  # set if the sender died of a bug
         self._wakeup = asyncio.Event()
         self._sender_idle = False
+        self._sending = True  # False once close(flush=False) stops new requests
         self._closed = asyncio.Event()
         self._flushing = 0
 
@@ -446,19 +447,32 @@ class PushPipeline:
         finally:
             self._flushing -= 1
 
-    async def close(self) -> None:
+    async def close(self, *, flush: bool = True) -> None:
         """Flush (waiting at most ``close_timeout``), then stop every task. Idempotent.
 
-        Resources still unresolved after the bound fail with `ClosedError`.
+        Resources still unresolved after the bound fail with `ClosedError`. With
+        ``flush=False`` (a stop on a signal, or credentials Zendesk refused), no new request
+        starts: resources not yet in a request fail with `ClosedError` at once (with an outbox
+        their rows stay pending), and only the requests already in flight settle, within the
+        same bound.
         """
         if self._state is not _State.OPEN:
             await self._closed.wait()
             return
         self._state = _State.CLOSING
         self._flow.wake_all(lambda: ClosedError("this PushPipeline is closed"))
+        if not flush:
+            self._sending = False
+            for item in self._batcher.drain():
+                self._fail(
+                    item, ClosedError("the PushPipeline closed before the resource was sent")
+                )
         try:
             async with asyncio.timeout(self._close_timeout):
-                await self.flush()
+                if flush:
+                    await self.flush()
+                elif self._sends:
+                    await asyncio.wait(list(self._sends))
         except TimeoutError:
             logger.warning(
                 "close: %d resources still unresolved after %g s; failing them",
@@ -549,7 +563,7 @@ class PushPipeline:
         pace = self._client.pace
         while True:
             wait: float | None = None
-            if batcher.has_sendable and len(self._sends) < self._max_in_flight:
+            if self._sending and batcher.has_sendable and len(self._sends) < self._max_in_flight:
                 wait = pace.delay()
                 if wait <= 0:
                     due = batcher.next_due()

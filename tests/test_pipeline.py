@@ -517,6 +517,22 @@ async def test_close_gives_up_after_close_timeout(
     assert pipe.stats.in_flight == 0
 
 
+async def test_close_without_flush_sends_nothing_new_and_lets_requests_in_flight_settle(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close(flush=False) fails what is queued at once, unsent, and waits for what is in flight."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, max_batch_size=2, max_in_flight=1, max_latency=0.0)
+    futures = [await pipe.submit(resource(f"r{n}")) for n in range(6)]
+    await wait_until(lambda: len(pushes(emulator)) == 1)
+    await pipe.close(flush=False)
+    outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 2 + [ClosedError] * 4
+    assert all("sent" in str(o) for o in outcomes[2:])
+    assert len(pushes(emulator)) == 1
+    assert pipe.stats.pending == 0
+
+
 async def test_cancelled_future_is_never_sent(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
