@@ -89,6 +89,9 @@ class PipelineStats:
     pending: int
     #: Resources an earlier run left pending in the outbox, pushed again by this one.
     replayed: int = 0
+    #: How the replayed resources ended, by status code or exception class name (as
+    #: ``resolved`` and ``failed``); those still pending are not counted yet.
+    replay_outcomes: Mapping[str, int] = attrs.field(factory=dict)
 
 
 class _State(enum.Enum):
@@ -190,6 +193,7 @@ class PushPipeline:
         if self._outbox is None:
             self._replayed.set()
         self._replayed_count = 0
+        self._replay_outcomes: collections.Counter[str] = collections.Counter()
 
         self._state = _State.OPEN
         self._outstanding: set[Item] = set()
@@ -414,9 +418,7 @@ class PushPipeline:
                         self._flow.release()
                         return  # closing: the row stays pending for the next start
                     future = self._accept(resource, body, seq)
-                    # Nobody awaits a replayed resource: read its error here, so asyncio does
-                    # not log it as never retrieved. Its outcome is in the outbox and stats.
-                    future.add_done_callback(_retrieve)
+                    future.add_done_callback(self._replay_settled)
                     self._replayed_count += 1
             if self._replayed_count:
                 logger.info("replayed %d resources from %s", self._replayed_count, outbox.path)
@@ -504,6 +506,7 @@ class PushPipeline:
             in_flight=len(self._sends),
             pending=self._flow.used,
             replayed=self._replayed_count,
+            replay_outcomes=dict(self._replay_outcomes),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -678,6 +681,11 @@ class PushPipeline:
                 self._finished(item)
         return routed.halted
 
+    def _replay_settled(self, future: asyncio.Future[PushResult]) -> None:
+        # Nobody awaits a replayed resource: reading its outcome here also keeps asyncio from
+        # logging its exception as never retrieved.
+        self._replay_outcomes[_outcome_name(future)] += 1
+
     def _count_retry(self) -> None:
         self._retries += 1
 
@@ -847,6 +855,11 @@ class PushPipeline:
                     self._fail(child, self._orphan_error(child, external_id))
 
 
-def _retrieve(future: asyncio.Future[PushResult]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _outcome_name(future: asyncio.Future[PushResult]) -> str:
+    """A settled future's outcome: its status code, or its exception's class name."""
+    if future.cancelled():
+        return "cancelled"
+    error = future.exception()
+    if error is not None:
+        return type(error).__name__
+    return str(future.result().code)

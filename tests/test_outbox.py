@@ -72,6 +72,7 @@ async def test_rows_left_by_a_failed_run_are_replayed_in_order_before_new_work(
             assert result.code is StatusCode.SUCCESS
             await pipe.flush()
             assert pipe.stats.replayed == 3
+            assert pipe.stats.replay_outcomes == {"success": 3}
     [ticket] = emulator.tickets
     assert [c.external_id for c in ticket.comments] == ["t-0", "t-1", "t-2", "t-3"]
     assert [state for _, state, _ in rows(path)] == [RESOLVED] * 4
