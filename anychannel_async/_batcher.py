@@ -31,13 +31,13 @@ class Item:
     """
 
     __slots__ = (
+        "attempts",
         "body",
         "due",
         "error",
         "external_id",
         "finished",
         "future",
-        "halts",
         "imported",
         "key",
         "orphan_tries",
@@ -65,7 +65,8 @@ class Item:
         self.size = len(body) + 1
         #: Monotonic time by which it should be sent: queued time plus max_latency.
         self.due = due
-        self.halts = 0
+        #: Pushes that told nothing definite of it: halted, rate limited, or unknown.
+        self.attempts = 0
         self.sends = 0
         self.orphan_tries = 0
         #: When Zendesk first could not locate its parent; None while it has not happened.

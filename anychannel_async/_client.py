@@ -13,10 +13,12 @@ that a repeat could double either.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -33,7 +35,10 @@ from ._errors import (
     AnyChannelError,
     AuthenticationError,
     ClosedError,
+    ConfigurationError,
+    EventLoopError,
     RateLimitedError,
+    RedirectError,
     RequestRejectedError,
     TransportError,
     ValidationError,
@@ -66,6 +71,16 @@ class RetryPolicy:
     ``min(max_delay, initial_delay * 2 ** (n - 2))``. A 429 always waits at least its
     ``Retry-After``, for every request to the account. 401, 403 and other 4xx are never retried.
     ``RetryPolicy(initial_delay=0)`` retries at once, which keeps tests of retry paths fast.
+
+    **No retry races its own first try.** Zendesk decides a push's outcome while it processes
+    it, which may outlast the client's ``timeout``; a second try arriving meanwhile would not
+    see the first one's tickets and could open a second ticket for the same conversation. So a
+    try that timed out ends only ``timeout`` seconds later: neither the next try nor the
+    pipeline's next push of the same resources starts until twice ``timeout`` after the first
+    try was sent. A first try that Zendesk takes up to twice ``timeout`` to decide has then
+    decided, and the next try reads ``already_imported``; set ``timeout`` to at least half
+    Zendesk's slowest answer. Other failures (a refused connection, a 5xx, an answer that
+    arrived) come after Zendesk decided, and are retried after the jittered wait alone.
     """
 
     #: Tries in all, the first included (default 5).
@@ -78,11 +93,12 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        if self.max_tries < 1:
-            raise ValueError(f"max_tries must be >= 1, got {self.max_tries}")
+        if type(self.max_tries) is not int or self.max_tries < 1:
+            raise ConfigurationError(f"max_tries must be an int >= 1, got {self.max_tries!r}")
         for name in ("max_time", "initial_delay", "max_delay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:  # NaN fails this too
+                raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
 
     def waits(self) -> Generator[float, AnyChannelError | None, None]:
         """backoff wait generator: full-jitter exponential, sent the exception of each try."""
@@ -99,10 +115,20 @@ class RetryPolicy:
 class _Secret:
     """Holds the Authorization header value; its repr never shows it."""
 
-    __slots__ = ("header",)
+    __slots__ = ("_parts", "header")
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, parts: Sequence[str]) -> None:
         self.header = header
+        # Every spelling of the credentials an answer could echo: the header's value, the
+        # token or secret alone. Longest first, so a part inside another is not left half.
+        self._parts = sorted({header, header.split(" ", 1)[1], *parts}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """text with every occurrence of the credentials replaced."""
+        for part in self._parts:
+            if part in text:
+                text = text.replace(part, "<redacted>")
+        return text
 
     def __repr__(self) -> str:
         return "<redacted>"
@@ -121,24 +147,26 @@ def _is_loopback(host: str | None) -> bool:
 
 def _check_base_url(base_url: str) -> URL:
     if not isinstance(base_url, str):
-        raise ValueError(f"base_url must be a string, got {type(base_url).__name__}")
+        raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
     try:
         url = URL(base_url)
     except ValueError as exc:
         # yarl's reason, unless the URL may hold credentials it could echo.
         reason = "" if "@" in base_url else f": {exc}"
-        raise ValueError(f"base_url is not a valid URL{reason}") from None
+        raise ConfigurationError(f"base_url is not a valid URL{reason}") from None
     if url.user is not None or url.password is not None or "@" in url.raw_authority:
         # It would show in repr, base_url and errors; credentials go in token or basic_auth.
-        raise ValueError("base_url must not contain credentials; use token or basic_auth")
+        raise ConfigurationError("base_url must not contain credentials; use token or basic_auth")
     if url.scheme == "https" and url.host:
         return url
     if url.scheme == "http" and _is_loopback(url.host):
         return url
     if url.scheme == "http":
         # A bearer token in clear text could be read by anyone on the path.
-        raise ValueError(f"base_url {base_url!r} uses plain http to a non-loopback host; use https")
-    raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        raise ConfigurationError(
+            f"base_url {base_url!r} uses plain http to a non-loopback host; use https"
+        )
+    raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
 
 
 class _State:
@@ -179,49 +207,57 @@ class AnyChannelClient:
         max_connections: int = 32,
     ) -> None:
         if (token is None) == (basic_auth is None):
-            raise ValueError("give exactly one of token and basic_auth")
+            raise ConfigurationError("give exactly one of token and basic_auth")
         if token is not None:
             if not isinstance(token, str) or not token:
-                raise ValueError("token must be a non-empty string")
+                raise ConfigurationError("token must be a non-empty string")
             # Caught here, once, rather than by aiohttp as a bare ValueError on every request;
             # the message names the problem, never the token.
             if _TOKEN_FORBIDDEN.search(token):
-                raise ValueError(
+                raise ConfigurationError(
                     "token must not contain whitespace or control characters"
                     " (a trailing newline from a file?)"
                 )
             header = f"Bearer {token}"
+            parts = [token]
         else:
             assert basic_auth is not None
             if len(basic_auth) != 2 or not all(isinstance(p, str) and p for p in basic_auth):
-                raise ValueError("basic_auth must be a (username, secret) pair of strings")
+                raise ConfigurationError("basic_auth must be a (username, secret) pair of strings")
             if ":" in basic_auth[0]:
-                raise ValueError("basic_auth username must not contain ':' (RFC 7617)")
+                raise ConfigurationError("basic_auth username must not contain ':' (RFC 7617)")
             if any(_CONTROL.search(part) for part in basic_auth):
-                raise ValueError(
+                raise ConfigurationError(
                     "basic_auth must not contain control characters (a trailing newline?)"
                 )
             pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
             header = "Basic " + base64.b64encode(pair).decode("ascii")
+            # The username (an email) is no secret; a 4-character "secret" could be anywhere.
+            parts = [basic_auth[1]]
         if (subdomain is None) == (base_url is None):
-            raise ValueError("give exactly one of subdomain and base_url")
+            raise ConfigurationError("give exactly one of subdomain and base_url")
         if subdomain is not None:
             if not _SUBDOMAIN.match(subdomain):
-                raise ValueError(f"subdomain {subdomain!r} is not a valid Zendesk subdomain")
+                raise ConfigurationError(
+                    f"subdomain {subdomain!r} is not a valid Zendesk subdomain"
+                )
             base_url = f"https://{subdomain}.zendesk.com"
         assert base_url is not None
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if not 0 < timeout < math.inf:
+            raise ConfigurationError(
+                f"timeout must be a finite number of seconds > 0, got {timeout!r}"
+            )
+        if type(max_connections) is not int or max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
         self._base_url = _check_base_url(base_url)
-        self._secret = _Secret(header)
+        self._secret = _Secret(header, parts)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._max_connections = max_connections
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The account's request pace, shared by every pipeline using this client.
         self.pace = AccountPace()
         self._send = backoff.on_exception(
@@ -260,6 +296,14 @@ class AnyChannelClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._state == _State.CLOSED:
             raise ClosedError("this AnyChannelClient is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # Its session and pace belong to the first loop: from another, a request would hang.
+            raise EventLoopError(
+                "this AnyChannelClient was opened on another event loop; create one per loop"
+            )
         self._state = _State.OPENED
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -367,14 +411,20 @@ class AnyChannelClient:
                     "User-Agent": _USER_AGENT,
                 },
                 timeout=self._timeout,
+                # Only Zendesk is believed: a redirect would carry the body and credentials
+                # to another host, and its answer would say nothing of what Zendesk holds.
+                allow_redirects=False,
             ) as response:
                 payload = await response.read()
                 status = response.status
                 headers = response.headers
         except TimeoutError:
-            raise TransportError(
-                f"POST {path}: no answer within {self._timeout.total:g} s"
-            ) from None
+            # Zendesk may still be working on this request and decide its outcome later. A
+            # try sent now could race it (two tickets for one conversation), so this try ends
+            # only when the first could have finished deciding: see RetryPolicy.
+            limit = self._timeout.total or 0.0
+            await asyncio.sleep(limit)
+            raise TransportError(f"POST {path}: no answer within {limit:g} s") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"POST {path}: {type(exc).__name__}: {exc}") from None
         except RuntimeError:  # aiohttp's "Session is closed": the session closed under us
@@ -393,7 +443,11 @@ class AnyChannelClient:
         )
         if 200 <= status < 300:
             return payload
-        text = payload.decode("utf-8", "replace")
+        if 300 <= status < 400:
+            location = headers.get("Location")
+            raise RedirectError(status, URL(location).host if location else None)
+        # Bound the excerpt before searching it, and never quote the credentials back.
+        text = self._secret.redact(payload[:4096].decode("utf-8", "replace"))
         if status in (401, 403):
             raise AuthenticationError(status, text)
         if status == 429:

@@ -11,6 +11,8 @@ which never carries the request's Authorization header.
 
 from __future__ import annotations
 
+import copy
+import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,15 +22,22 @@ __all__ = [
     "AnyChannelError",
     "AuthenticationError",
     "ClosedError",
+    "ConfigurationError",
+    "EventLoopError",
     "HaltedError",
+    "OutcomeUnknownError",
     "ParentNotFoundError",
     "ProcessingError",
     "ProtocolError",
     "RateLimitedError",
+    "RedirectError",
     "RequestRejectedError",
     "ResourceError",
     "TransportError",
     "ValidationError",
+    "Verdict",
+    "copies",
+    "verdict",
 ]
 
 # Response bodies are quoted in errors to help debugging, but bounded: a 5 MB HTML error page
@@ -38,6 +47,52 @@ _BODY_EXCERPT = 500
 
 def _excerpt(body: str) -> str:
     return body if len(body) <= _BODY_EXCERPT else body[:_BODY_EXCERPT] + "…"
+
+
+class Verdict(enum.Enum):
+    """What an error says about a resource's fate at Zendesk: the one answer to "final,
+    unknown, or retry?", read by the pipeline, its outbox and the Redis source alike."""
+
+    #: The resource itself can never be imported as it is (a result entry, or a 4xx refusal
+    #: of the resource alone): fail its future, keep it as a dead letter, fail its children.
+    FINAL = "final"
+    #: Zendesk refuses every request alike (credentials, a wrong URL, a redirect): nothing was
+    #: processed; fail the future, but keep the resource for a run with fixed settings.
+    REFUSED = "refused"
+    #: The answer does not say what happened (lost, garbled, timed out): Zendesk may hold the
+    #: resource. Push it again; ``already_imported`` will tell. Never a failure by itself.
+    UNKNOWN = "unknown"
+    #: Nothing happened and a later push may pass (rate limited, closing): push it again.
+    RETRY = "retry"
+
+
+# Refusals of a single resource's push that are about the resource, not the request: a 413 or
+# a 400/422 after the pipeline bisected a batch down to it.
+_RESOURCE_STATUSES = frozenset({400, 413, 422})
+
+
+def verdict(error: BaseException) -> Verdict:
+    """The fate of a resource whose push (or future) ended with error."""
+    if isinstance(error, ResourceError | ValidationError):
+        return Verdict.FINAL
+    if isinstance(error, RequestRejectedError):
+        return Verdict.FINAL if error.status in _RESOURCE_STATUSES else Verdict.REFUSED
+    if isinstance(error, TransportError | ProtocolError | OutcomeUnknownError):
+        return Verdict.UNKNOWN
+    if isinstance(error, RateLimitedError | ClosedError):
+        return Verdict.RETRY
+    return Verdict.REFUSED  # credentials, a redirect, the wrong event loop, a bad setting
+
+
+def splittable(error: AnyChannelError) -> bool:
+    """True when a refusal of a batch may be one resource's or the size's: push halves."""
+    return isinstance(error, RequestRejectedError) and error.status in _RESOURCE_STATUSES
+
+
+def copies(exc: AnyChannelError, count: int) -> list[AnyChannelError]:
+    """count distinct copies of a request's error: each future gets its own (aiokafka #246),
+    so one caller adding a note or traceback to it cannot change what another one sees."""
+    return [copy.copy(exc) for _ in range(count)]
 
 
 class AnyChannelError(Exception):
@@ -71,8 +126,16 @@ class ValidationError(AnyChannelError, ValueError):
         self.field = field
 
 
+class ConfigurationError(AnyChannelError, ValueError):
+    """A setting is out of its range (or NaN); raised by the constructor, before any request."""
+
+
 class ClosedError(AnyChannelError, RuntimeError):
-    """A client or pipeline was used after ``close()``."""
+    """A client or pipeline was used after ``close()``, or closed before a resource resolved."""
+
+
+class EventLoopError(AnyChannelError, RuntimeError):
+    """A client or pipeline was used from an event loop other than the one it was opened on."""
 
 
 class AuthenticationError(AnyChannelError):
@@ -82,6 +145,18 @@ class AuthenticationError(AnyChannelError):
         super().__init__(f"authentication failed: HTTP {status}: {_excerpt(body)}".rstrip(": "))
         self.status = status
         self.body = _excerpt(body)
+
+
+class RedirectError(AnyChannelError):
+    """Zendesk answered with a redirect (3xx). Never followed: the body and the credentials go
+    to ``base_url`` alone, and only its answer is believed."""
+
+    def __init__(self, status: int, location_host: str | None) -> None:
+        where = f" to host {location_host!r}" if location_host else " without a Location"
+        super().__init__(f"HTTP {status} redirect{where}, not followed; check base_url")
+        self.status = status
+        #: The host the redirect pointed to (never the full URL: it may carry a query).
+        self.location_host = location_host
 
 
 class RequestRejectedError(AnyChannelError):
@@ -105,7 +180,8 @@ class RateLimitedError(AnyChannelError):
 
 
 class TransportError(AnyChannelError):
-    """The request got no usable answer: connection error, timeout, or a 5xx after retries."""
+    """The request got no usable answer: connection error, timeout, or a 5xx after retries.
+    Zendesk may have processed it: the outcome of its resources is unknown."""
 
     retriable = True
 
@@ -119,8 +195,24 @@ class ProtocolError(AnyChannelError):
     """The answer does not follow the API: not JSON, or results that do not match the request.
 
     Results are never paired by guess: a results list of the wrong length, or whose external
-    ids differ from the request's, fails the whole request.
+    ids differ from the request's, says nothing of any resource in it. Zendesk may have
+    processed the request: the outcome of its resources is unknown.
     """
+
+
+class OutcomeUnknownError(AnyChannelError):
+    """A resource was pushed ``max_attempts`` times and no answer said what became of it:
+    Zendesk may hold it or not. Pushing it again is safe (``already_imported`` tells)."""
+
+    def __init__(self, external_id: str, attempts: int, last_error: AnyChannelError) -> None:
+        super().__init__(
+            f"{external_id}: outcome unknown after {attempts} pushes (last: {last_error});"
+            " Zendesk may hold it: push it again, already_imported will tell"
+        )
+        self.external_id = external_id
+        self.attempts = attempts
+        #: The error of the last push, which did not tell the outcome.
+        self.last_error = last_error
 
 
 class ResourceError(AnyChannelError):

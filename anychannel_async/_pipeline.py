@@ -13,6 +13,7 @@ import asyncio
 import collections
 import enum
 import logging
+import math
 import os
 import random
 from collections.abc import Iterable, Mapping
@@ -27,16 +28,19 @@ from ._client import AnyChannelClient
 from ._errors import (
     AnyChannelError,
     ClosedError,
+    ConfigurationError,
+    EventLoopError,
     ParentNotFoundError,
-    RateLimitedError,
-    RequestRejectedError,
-    ResourceError,
     ValidationError,
+    Verdict,
+    copies,
+    splittable,
+    verdict,
 )
 from ._flow import FlowControl
 from ._models import ExternalResource, PushResult
 from ._outbox import Outbox, OutboxError
-from ._router import copies, route
+from ._router import Routed, route, route_error
 from ._serde import encode_body, push_body_overhead, resource_from_json
 
 __all__ = ["PipelineStats", "PushPipeline"]
@@ -46,19 +50,9 @@ logger = logging.getLogger("anychannel_async.pipeline")
 # Ids of resources that failed, remembered so their children fail at once instead of waiting
 # parent_timeout for a parent that will never come. Bounded: memory must stay flat.
 _FAILED_MEMORY = 10_000
-# Statuses a push is split or bisected on: the refusal may be one resource's, or the size's.
-_SPLIT_STATUSES = (400, 413, 422)
 
-
-def _is_final(error: AnyChannelError) -> bool:
-    """True for a failure that is the resource's own and final: kept as a dead letter in an
-    outbox, and fails its children with ParentNotFoundError. Anything else (transport, auth,
-    a wrong URL's 404, closing) may pass next time: the row stays pending."""
-    if isinstance(error, RequestRejectedError):
-        return error.status in _SPLIT_STATUSES
-    return isinstance(error, ResourceError)
-
-
+# Zendesk's JSON schema for push: at most 256 external_resources in one request.
+MAX_RESOURCES_PER_PUSH = 256
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
 _ORPHAN_MAX_WAIT = 5.0
@@ -152,26 +146,34 @@ class PushPipeline:
         close_timeout: float = 60.0,
         outbox: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(instance_push_id, str) or not instance_push_id:
-            raise ValueError("instance_push_id must be a non-empty string")
-        for name, value in (
-            ("max_batch_size", max_batch_size),
-            ("max_in_flight", max_in_flight),
-            ("max_pending", max_pending),
-            ("max_attempts", max_attempts),
+        if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
+            raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
+        for name, value, ceiling in (
+            ("max_batch_size", max_batch_size, MAX_RESOURCES_PER_PUSH),
+            ("max_in_flight", max_in_flight, None),
+            ("max_pending", max_pending, None),
+            ("max_attempts", max_attempts, None),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            if type(value) is not int or value < 1 or (ceiling is not None and value > ceiling):
+                limit = f"1..{ceiling}" if ceiling is not None else ">= 1"
+                raise ConfigurationError(f"{name} must be an int {limit}, got {value!r}")
         for name, seconds in (
             ("max_latency", max_latency),
             ("parent_timeout", parent_timeout),
             ("close_timeout", close_timeout),
         ):
-            if not seconds >= 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
+            if not 0 <= seconds < math.inf:  # NaN and infinity fail this too
+                raise ConfigurationError(
+                    f"{name} must be a finite number of seconds >= 0, got {seconds!r}"
+                )
         overhead = push_body_overhead(instance_push_id)
-        if max_batch_bytes <= overhead:
-            raise ValueError(f"max_batch_bytes must exceed {overhead}, got {max_batch_bytes}")
+        if type(max_batch_bytes) is not int or max_batch_bytes <= overhead:
+            raise ConfigurationError(
+                f"max_batch_bytes must be an int above {overhead}, got {max_batch_bytes!r}"
+            )
+        if outbox is not None and not os.fspath(outbox):
+            # SQLite would open a private temporary database: nothing would be durable.
+            raise ConfigurationError("outbox must be a file path, got an empty one")
         client.pace.set_budget(max_requests_per_minute)
 
         self._client = client
@@ -196,6 +198,7 @@ class PushPipeline:
         self._replay_outcomes: collections.Counter[str] = collections.Counter()
 
         self._state = _State.OPEN
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._outstanding: set[Item] = set()
         self._pending_ids: dict[str, Item] = {}
         self._waiting_children: dict[str, list[Item]] = {}
@@ -232,6 +235,7 @@ class PushPipeline:
     # -- public face -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        self._bind_loop()
         self._start()
         try:
             await self._open_outbox()
@@ -256,6 +260,8 @@ class PushPipeline:
         """
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
+        if asyncio.get_running_loop() is not self._loop:
+            self._bind_loop()
         body = self._encode(resource)
         if self._sender is None or self._broken is not None or not self._replayed.is_set():
             await self._prepare()
@@ -293,6 +299,7 @@ class PushPipeline:
         """
         if self._state is not _State.OPEN:
             raise ClosedError("this PushPipeline is closed")
+        self._bind_loop()
         batch = [(resource, self._encode(resource)) for resource in resources]
         await self._prepare()
         futures: list[asyncio.Future[PushResult]] = []
@@ -437,6 +444,7 @@ class PushPipeline:
     async def flush(self) -> None:
         """Send everything queued now, and wait until every resource submitted so far resolved
         (with an outbox, the rows an earlier run left pending included)."""
+        self._bind_loop()
         if self._replay is not None:
             await self._replayed.wait()
         futures = [item.future for item in self._outstanding]
@@ -458,6 +466,7 @@ class PushPipeline:
         their rows stay pending), and only the requests already in flight settle, within the
         same bound.
         """
+        self._bind_loop()
         if self._state is not _State.OPEN:
             await self._closed.wait()
             return
@@ -510,6 +519,19 @@ class PushPipeline:
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _bind_loop(self) -> None:
+        """Tie the pipeline to the running loop on first use; refuse any other loop after.
+
+        Its tasks, futures and events belong to one loop: used from another, it would hang.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise EventLoopError(
+                "this PushPipeline was opened on another event loop; create one per loop"
+            )
 
     def _start(self) -> None:
         if self._state is not _State.OPEN:
@@ -634,34 +656,21 @@ class PushPipeline:
                 items,
                 on_retry=self._count_retry,
             )
-        except RequestRejectedError as exc:
-            if len(items) > 1 and exc.status in _SPLIT_STATUSES:
+        except AnyChannelError as exc:
+            if len(items) > 1 and splittable(exc):
                 # 413 (or a 400 about size): halves may pass. Another 400: bisect down to the
                 # resources Zendesk refuses, and push the rest. The second half waits for the
                 # first, so nothing overtakes a resource of the first half sent again.
                 middle = len(items) // 2
-                logger.info("HTTP %d for %d resources; splitting", exc.status, len(items))
+                logger.info("%s for %d resources; splitting", exc, len(items))
                 again = await self._deliver(items[:middle])
                 if again:
                     return again + items[middle:]
                 return await self._deliver(items[middle:])
-            self._fail_all(items, exc)
-            return []
-        except RateLimitedError as exc:
-            # The client's retries are spent, but the account's pace holds every request until
-            # Retry-After has passed: queue the resources again rather than fail them.
-            again = []
-            for item in items:
-                item.halts += 1
-                if item.halts > self._max_attempts:
-                    self._fail_all([item], exc)
-                else:
-                    again.append(item)
-            return again
-        except AnyChannelError as exc:
-            logger.warning("push of %d resources failed: %s", len(items), exc)
-            self._fail_all(items, exc)
-            return []
+            logger.warning("push of %d resources: %s", len(items), exc)
+            routed = route_error(items, exc, max_attempts=self._max_attempts)
+            self._apply(routed)
+            return routed.again
         for item, result in zip(items, results, strict=True):
             if item.future.cancelled() and result.imported:
                 # Cancelled by its owner while in flight, yet Zendesk took it: its children
@@ -670,16 +679,19 @@ class PushPipeline:
                 if item.seq is not None and self._outbox is not None:
                     self._outbox.resolve(item.seq)
         routed = route(items, results, max_attempts=self._max_attempts)
+        self._apply(routed)
+        for item in items:
+            if item.future.done() and not item.finished:  # cancelled while in flight
+                self._finished(item)
+        return routed.again
+
+    def _apply(self, routed: Routed) -> None:
         for item, result in routed.resolved:
             self._resolve(item, result)
         for item, error in routed.failed:
             self._fail(item, error)
         for item, result in routed.orphans:
             self._orphan(item, result)
-        for item in items:
-            if item.future.done() and not item.finished:  # cancelled while in flight
-                self._finished(item)
-        return routed.halted
 
     def _replay_settled(self, future: asyncio.Future[PushResult]) -> None:
         # Nobody awaits a replayed resource: reading its outcome here also keeps asyncio from
@@ -802,7 +814,11 @@ class PushPipeline:
             # Dead letters are what failed for good; a request-level failure (transport,
             # auth, closing) leaves the row pending, to be pushed again at the next start.
             item.error = error
-            if item.seq is not None and self._outbox is not None and _is_final(error):
+            if (
+                item.seq is not None
+                and self._outbox is not None
+                and verdict(error) is Verdict.FINAL
+            ):
                 self._outbox.bury(item.seq, f"{type(error).__name__}: {error}")
         self._finished(item)
 
@@ -836,7 +852,7 @@ class PushPipeline:
         if not imported:
             error = item.error
             self._failed_ids[external_id] = (
-                None if cancelled or error is None or _is_final(error) else error
+                None if cancelled or error is None or verdict(error) is Verdict.FINAL else error
             )
             self._failed_ids.move_to_end(external_id)
             if len(self._failed_ids) > _FAILED_MEMORY:

@@ -16,8 +16,11 @@ It never sends anything itself; it only says when.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
+
+from ._errors import ConfigurationError
 
 __all__ = ["AccountPace", "parse_retry_after"]
 
@@ -43,6 +46,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     return max(0.0, when.timestamp() - current)
 
 
+def _check_budget(requests_per_minute: float | None) -> None:
+    if requests_per_minute is not None and not 0 < requests_per_minute < math.inf:
+        raise ConfigurationError(
+            f"max_requests_per_minute must be a finite number > 0, got {requests_per_minute!r}"
+        )
+
+
 class AccountPace:
     """Decides when a request to the account may start; shared by all users of one client."""
 
@@ -52,8 +62,7 @@ class AccountPace:
         requests_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if requests_per_minute is not None and requests_per_minute <= 0:
-            raise ValueError(f"requests_per_minute must be > 0, got {requests_per_minute}")
+        _check_budget(requests_per_minute)
         self._clock = clock
         self._budget = requests_per_minute
         self._learned: float | None = None
@@ -71,8 +80,7 @@ class AccountPace:
         """Set the budget; the smallest one given wins, as every user shares one account."""
         if requests_per_minute is None:
             return
-        if requests_per_minute <= 0:
-            raise ValueError(f"requests_per_minute must be > 0, got {requests_per_minute}")
+        _check_budget(requests_per_minute)
         if self._budget is None or requests_per_minute < self._budget:
             self._budget = requests_per_minute
 

@@ -13,15 +13,15 @@ import pytest
 from anychannel_async import (
     AnyChannelClient,
     OutboxError,
+    OutcomeUnknownError,
     ProcessingError,
     PushPipeline,
     RetryPolicy,
     StatusCode,
-    TransportError,
     ValidationError,
 )
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
-from anychannel_async.testing import Fault, Faults, ZendeskEmulator
+from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN, resource
 
@@ -63,7 +63,7 @@ async def test_rows_left_by_a_failed_run_are_replayed_in_order_before_new_work(
         async with PushPipeline(client, IPID, outbox=path, max_latency=0) as pipe:
             futures = [await pipe.submit(resource(f"t-{n}", thread_id="t")) for n in range(3)]
             await pipe.flush()
-        assert all(isinstance(f.exception(), TransportError) for f in futures)
+        assert all(isinstance(f.exception(), OutcomeUnknownError) for f in futures)
         assert [state for _, state, _ in rows(path)] == [PENDING] * 3
 
         emulator.faults = Faults()
@@ -200,16 +200,16 @@ async def test_outbox_commands_list_retry_and_purge(
 async def test_fault_in_flight_leaves_row_pending_not_dead(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
-    """A dropped connection after the tries is a request-level failure: the row stays pending."""
+    """Connections dropped past max_attempts leave the outcome unknown: the row stays pending."""
     path = tmp_path / "outbox.sqlite"
-    emulator.script(Fault.DROP)
+    emulator.faults = Faults(drop_rate=1.0)
     async with (
         AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=ONE_TRY) as client,
-        PushPipeline(client, IPID, outbox=path) as pipe,
+        PushPipeline(client, IPID, outbox=path, max_attempts=1) as pipe,
     ):
         future = await pipe.submit(resource("dropped"))
         await pipe.flush()
-    assert isinstance(future.exception(), TransportError)
+    assert isinstance(future.exception(), OutcomeUnknownError)
     assert rows(path) == [("dropped", PENDING, None)]
 
 

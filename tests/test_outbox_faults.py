@@ -11,9 +11,9 @@ from anychannel_async import (
     AnyChannelClient,
     ClosedError,
     OutboxError,
+    OutcomeUnknownError,
     PushPipeline,
     RetryPolicy,
-    TransportError,
 )
 from anychannel_async._outbox import PENDING, RESOLVED
 from anychannel_async.testing import Faults, ZendeskEmulator
@@ -54,7 +54,7 @@ async def test_submit_racing_close_is_refused_and_its_row_replayed_later(
     assert rows(path) == [("late", RESOLVED, None)]
 
 
-async def test_children_of_a_parent_stopped_by_a_transport_error_stay_pending(
+async def test_children_of_a_parent_of_unknown_outcome_stay_pending(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """A parent that failed for now keeps its children pending too; the next start imports both."""
@@ -67,8 +67,8 @@ async def test_children_of_a_parent_stopped_by_a_transport_error_stay_pending(
             parent = await pipe.submit(resource("p"))
             child = await pipe.submit(resource("c", parent_id="p"))
             await pipe.flush()
-        assert isinstance(parent.exception(), TransportError)
-        assert isinstance(child.exception(), TransportError)
+        assert isinstance(parent.exception(), OutcomeUnknownError)
+        assert isinstance(child.exception(), OutcomeUnknownError)
         assert [state for _, state, _ in rows(path)] == [PENDING, PENDING]
 
         emulator.faults = Faults()

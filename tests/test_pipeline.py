@@ -18,6 +18,7 @@ from anychannel_async import (
     Author,
     ClosedError,
     HaltedError,
+    OutcomeUnknownError,
     ParentNotFoundError,
     ProcessingError,
     ProtocolError,
@@ -342,33 +343,39 @@ async def test_authentication_failure_fails_every_future_with_its_own_error(
     assert pipe.stats.failed == {"AuthenticationError": 5}
 
 
-async def test_server_errors_beyond_retries_fail_the_batch_with_transport_error(
+async def test_server_errors_past_max_attempts_fail_the_batch_as_unknown(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
-    """A batch whose every try gets a 5xx fails with TransportError, once per future."""
-    emulator.script(*[Fault.SERVER_ERROR] * FAST_RETRY.max_tries)
-    async with PushPipeline(client, IPID) as pipe:
+    """A batch whose every push gets 5xx fails with OutcomeUnknownError, once per future."""
+    emulator.script(*[Fault.SERVER_ERROR] * FAST_RETRY.max_tries * 2)
+    async with PushPipeline(client, IPID, max_attempts=1) as pipe:
         futures = [await pipe.submit(resource(f"r{n}")) for n in range(3)]
         outcomes = await settle(futures)
         after = await pipe.push(resource("after"))
-    assert all(isinstance(o, TransportError) and o.status == 503 for o in outcomes)
+    unknown = [o for o in outcomes if isinstance(o, OutcomeUnknownError)]
+    assert len(unknown) == 3
+    assert all(isinstance(o.last_error, TransportError) for o in unknown)
+    assert all(getattr(o.last_error, "status", None) == 503 for o in unknown)
     assert len({id(o) for o in outcomes}) == 3
     assert after.code is StatusCode.SUCCESS
-    assert len(pushes(emulator)) == FAST_RETRY.max_tries + 1
-    assert pipe.stats.retries == FAST_RETRY.max_tries - 1
+    assert len(pushes(emulator)) == FAST_RETRY.max_tries * 2 + 1
+    assert pipe.stats.retries == (FAST_RETRY.max_tries - 1) * 2
 
 
-async def test_garbage_answer_fails_the_batch_with_protocol_error(
+async def test_garbage_answers_past_max_attempts_fail_the_batch_as_unknown(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
-    """An answer that is not JSON fails the batch's futures with ProtocolError."""
-    emulator.script(Fault.GARBAGE)
-    async with PushPipeline(client, IPID) as pipe:
+    """Answers that are not JSON, every time: OutcomeUnknownError whose last error is the
+    ProtocolError, once per future."""
+    emulator.faults = Faults(garbage_rate=1.0)
+    async with PushPipeline(client, IPID, max_attempts=1) as pipe:
         futures = [await pipe.submit(resource(f"r{n}")) for n in range(3)]
         outcomes = await settle(futures)
-    assert all(isinstance(o, ProtocolError) for o in outcomes)
+    unknown = [o for o in outcomes if isinstance(o, OutcomeUnknownError)]
+    assert len(unknown) == 3
+    assert all(isinstance(o.last_error, ProtocolError) for o in unknown)
     assert len({id(o) for o in outcomes}) == 3
-    assert len(pushes(emulator)) == 1
+    assert len(pushes(emulator)) == 2
 
 
 # -- 429, 413 and 400 -------------------------------------------------------------------------
@@ -898,22 +905,22 @@ async def test_a_parent_cancelled_in_flight_but_imported_spares_its_child(
     assert ticket.external_id == "p"
 
 
-async def test_a_transient_parent_failure_fails_children_with_the_same_retriable_error(
+async def test_a_parent_of_unknown_outcome_fails_children_with_the_same_error(
     emulator: ZendeskEmulator,
 ) -> None:
-    """A parent stopped by a transport error is not 'not found': its child gets that error too."""
+    """A parent whose outcome stayed unknown is not 'not found': its child gets that error too."""
     emulator.faults = Faults(server_error_rate=1.0)
     async with (
         AnyChannelClient(
             token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
         ) as client,
-        PushPipeline(client, IPID, max_latency=0, max_batch_size=1) as pipe,
+        PushPipeline(client, IPID, max_latency=0, max_batch_size=1, max_attempts=1) as pipe,
     ):
         parent = await pipe.submit(resource("p"))
         child = await pipe.submit(resource("c", parent_id="p"))
         await pipe.flush()
-    assert isinstance(parent.exception(), TransportError)
-    assert isinstance(child.exception(), TransportError)
+    assert isinstance(parent.exception(), OutcomeUnknownError)
+    assert isinstance(child.exception(), OutcomeUnknownError)
 
 
 async def test_submit_many_interrupted_by_close_gives_every_resource_a_future(

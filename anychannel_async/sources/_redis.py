@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import functools
 import logging
 import random
@@ -32,10 +31,10 @@ import orjson
 
 from anychannel_async._errors import (
     AnyChannelError,
-    AuthenticationError,
-    RequestRejectedError,
-    ResourceError,
+    ClosedError,
     ValidationError,
+    Verdict,
+    verdict,
 )
 from anychannel_async._models import ExternalResource, PushResult
 from anychannel_async._pipeline import PushPipeline
@@ -147,29 +146,6 @@ class ConsumeStats:
     left_pending: int
     #: Redis commands that failed with connection trouble and were retried.
     redis_retries: int
-
-
-class _Verdict(enum.Enum):
-    """What a failed resource's error means for its stream entry."""
-
-    DEAD = "dead"  # the resource itself can never be imported: dead-letter, ack
-    RETRY = "retry"  # not final (Zendesk away, shutdown): leave pending for redelivery
-    FATAL = "fatal"  # nothing can be imported (credentials, wrong URL): stop the consumer
-
-
-def _verdict(error: BaseException) -> _Verdict:
-    if isinstance(error, AuthenticationError):
-        return _Verdict.FATAL
-    if isinstance(error, RequestRejectedError):
-        # The pipeline bisects 400/413 down to the resource at fault; another 4xx (404 on a
-        # wrong base URL) would refuse every resource alike, so dead-lettering them all would
-        # empty the stream into the dead one.
-        return _Verdict.DEAD if error.status in (400, 413, 422) else _Verdict.FATAL
-    if isinstance(error, ResourceError | ValidationError):
-        return _Verdict.DEAD
-    # Retriable errors (Zendesk unreachable, rate limited past the retries), ClosedError, and a
-    # ProtocolError (the answer did not say what happened) are not final outcomes.
-    return _Verdict.RETRY
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -653,14 +629,17 @@ class _StreamConsumer:
             self._pause = 0.0
             self._queue(_Outcome(entry_id, []))
             return
-        verdict = _verdict(error)
-        if verdict is _Verdict.DEAD:
+        # The pipeline's own verdict: final outcomes are dead-lettered; a refusal of every
+        # request (credentials, a wrong URL) stops the consumer rather than empty the stream
+        # into the dead one; an unknown outcome or a retry is left pending for redelivery.
+        fate = verdict(error)
+        if fate is Verdict.FINAL:
             self._queue(_Outcome(entry_id, _dead_letter(entry_id, fields, error)))
             return
         self._leave(entry_id)
-        if verdict is _Verdict.FATAL:
+        if fate is Verdict.REFUSED:
             self._fail(error)
-        elif getattr(error, "retriable", False):
+        elif not isinstance(error, ClosedError):
             now = self._loop.time()
             if now < self._pause_until:
                 return  # one outage fails many resources: pause (and log) once for them

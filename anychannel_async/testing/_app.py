@@ -89,7 +89,7 @@ class Service:
     async def _serve(
         self,
         request: web.Request,
-        endpoint: Callable[[Mapping[str, object], Faults, RequestHandle], _Answer],
+        endpoint: Callable[[Mapping[str, object], Faults, RequestHandle, str], _Answer],
     ) -> web.StreamResponse:
         handle = self.state.arrive(request.path, request.headers.get("User-Agent"))
         faults = self.get_faults()
@@ -121,9 +121,10 @@ class Service:
                 raise RejectionError(400, "InvalidJSON", "the request body must be a JSON object")
             ipid = body.get("instance_push_id")
             credentials = self.accounts.get(ipid) if isinstance(ipid, str) else None
-            if not authenticate(request.headers.get("Authorization"), credentials):
+            authorization = request.headers.get("Authorization", "")
+            if not authenticate(authorization, credentials):
                 raise RejectionError(401, "Couldn't authenticate you")
-            answer = endpoint(body, faults, handle)
+            answer = endpoint(body, faults, handle, authorization)
         except RejectionError as rejection:
             answer = _error_answer(rejection)
         await asyncio.sleep(self.dice.latency(faults))
@@ -143,13 +144,13 @@ class Service:
         )
 
     def _validate_token(
-        self, body: Mapping[str, object], faults: Faults, handle: RequestHandle
+        self, body: Mapping[str, object], faults: Faults, handle: RequestHandle, _auth: str
     ) -> _Answer:
         check_validate_token(body)
         return _json_answer(200, None)
 
     def _report_error(
-        self, body: Mapping[str, object], faults: Faults, handle: RequestHandle
+        self, body: Mapping[str, object], faults: Faults, handle: RequestHandle, _auth: str
     ) -> _Answer:
         check_report_error(body)
         description = body.get("description")
@@ -164,13 +165,22 @@ class Service:
             200, None, commit=lambda: self.state.report_error(error, handle.generation)
         )
 
-    def _push(self, body: Mapping[str, object], faults: Faults, handle: RequestHandle) -> _Answer:
+    def _push(
+        self, body: Mapping[str, object], faults: Faults, handle: RequestHandle, authorization: str
+    ) -> _Answer:
         resources = check_push(body, self.max_resources)
         fault = self.dice.next_fault(faults)
         if fault is Fault.SERVER_ERROR:
             raise RejectionError(503, "ServiceUnavailable", "Injected server error")
         if fault is Fault.DROP:
             return _Answer(status=0, drop=True)
+        if fault is Fault.ECHO_CREDENTIALS:
+            raise RejectionError(
+                400, "BadRequest", f"refused {authorization} " + "x" * 10_000 + f" {authorization}"
+            )
+        if fault is Fault.REDIRECT:
+            location = faults.redirect_to.rstrip("/") + _PREFIX + "push"
+            return _Answer(status=307, headers={"Location": location})
         if fault is Fault.RATE_LIMITED:
             retry_after = max(0, math.ceil(faults.retry_after))
             raise RejectionError(

@@ -35,6 +35,11 @@ class Fault(enum.Enum):
     SHORT_RESULTS = "short_results"
     #: Process and commit, then answer 200 with the results' external ids mismatched.
     WRONG_IDS = "wrong_ids"
+    #: Answer 307 with a Location on another origin (`Faults.redirect_to`) and process nothing.
+    REDIRECT = "redirect"
+    #: Answer 400 with a long body quoting the request's Authorization header, as a careless
+    #: proxy might, and process nothing.
+    ECHO_CREDENTIALS = "echo_credentials"
 
 
 _unit_interval = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
@@ -63,6 +68,10 @@ class Faults:
     drop_rate: float = attrs.field(default=0.0, validator=_unit_interval)
     rate_limited_rate: float = attrs.field(default=0.0, validator=_unit_interval)
     garbage_rate: float = attrs.field(default=0.0, validator=_unit_interval)
+    short_results_rate: float = attrs.field(default=0.0, validator=_unit_interval)
+    wrong_ids_rate: float = attrs.field(default=0.0, validator=_unit_interval)
+    #: Where a `Fault.REDIRECT` points (the request's path is appended).
+    redirect_to: str = "https://elsewhere.invalid"
     retry_after: float = attrs.field(default=1.0, validator=_non_negative)
     processing_error_rate: float = attrs.field(default=0.0, validator=_unit_interval)
     processing_error_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_to_frozenset)
@@ -111,6 +120,9 @@ class FaultDice:
                 (Fault.RATE_LIMITED, faults.rate_limited_rate),
                 (Fault.LOST_ANSWER, faults.lost_answer_rate),
                 (Fault.GARBAGE, faults.garbage_rate),
+                # Drawn last: seeds from before they existed draw the same faults as then.
+                (Fault.SHORT_RESULTS, faults.short_results_rate),
+                (Fault.WRONG_IDS, faults.wrong_ids_rate),
             ):
                 if rate > 0.0 and rng.random() < rate:
                     return fault

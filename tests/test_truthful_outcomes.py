@@ -1,0 +1,273 @@
+"""A future tells the truth: unknown outcomes are pushed again, never failed, never raced.
+
+Against the emulator over TCP, with the faults that make an answer say nothing (garbled, short,
+wrong ids, lost, timed out), a redirect, and the misuses a new user meets first: another event
+loop, settings out of range, an error body that quotes the credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from anychannel_async import (
+    AnyChannelClient,
+    AnyChannelError,
+    ConfigurationError,
+    EventLoopError,
+    OutcomeUnknownError,
+    PushPipeline,
+    PushResult,
+    RedirectError,
+    RequestRejectedError,
+    RetryPolicy,
+    StatusCode,
+    TransportError,
+    Verdict,
+    verdict,
+)
+from anychannel_async.testing import Fault, Faults, ZendeskEmulator
+
+from .conftest import FAST_RETRY, IPID, TOKEN, resource
+
+PUSH_PATH = "/api/v2/any_channel/push"
+
+
+def push_count(emulator: ZendeskEmulator) -> int:
+    return sum(1 for r in emulator.requests if r.path == PUSH_PATH)
+
+
+async def settle(futures: Sequence[asyncio.Future[PushResult]]) -> list[Any]:
+    return list(await asyncio.gather(*futures, return_exceptions=True))
+
+
+# -- answers that say nothing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.GARBAGE, Fault.SHORT_RESULTS, Fault.WRONG_IDS, Fault.LOST_ANSWER]
+)
+async def test_an_answer_that_does_not_tell_is_pushed_again_and_resolves_as_imported(
+    emulator: ZendeskEmulator, fault: Fault
+) -> None:
+    """Zendesk processed the batch but its answer does not pair: the pipeline pushes again and
+    every future resolves imported (already_imported), each resource imported once."""
+    emulator.script(fault)
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY) as client,
+        PushPipeline(client, IPID) as pipe,
+    ):
+        futures = [await pipe.submit(resource(f"r{n}", thread_id="t")) for n in range(3)]
+        outcomes = await settle(futures)
+    assert [o.code for o in outcomes] == [StatusCode.ALREADY_IMPORTED] * 3
+    assert all(emulator.import_count(f"r{n}") == 1 for n in range(3))
+    assert len(emulator.tickets) == 1
+    assert push_count(emulator) == 2
+
+
+async def test_unknown_outcomes_past_max_attempts_fail_with_outcome_unknown_error(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Every push of a batch gets a 5xx: after max_attempts more pushes each future fails with
+    its own OutcomeUnknownError, whose last error is the transport error."""
+    emulator.faults = Faults(server_error_rate=1.0)
+    one_try = RetryPolicy(max_tries=1)
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=one_try) as client,
+        PushPipeline(client, IPID, max_attempts=2) as pipe,
+    ):
+        futures = [await pipe.submit(resource(f"r{n}")) for n in range(3)]
+        outcomes = await settle(futures)
+    assert all(isinstance(o, OutcomeUnknownError) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 3
+    assert [o.external_id for o in outcomes] == ["r0", "r1", "r2"]
+    assert all(isinstance(o.last_error, TransportError) for o in outcomes)
+    assert all(o.last_error.status == 503 and o.attempts == 3 for o in outcomes)
+    assert all(verdict(o) is Verdict.UNKNOWN for o in outcomes)
+    assert push_count(emulator) == 3
+
+
+async def test_a_transient_outage_resolves_every_future_once_zendesk_is_back(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Server errors beyond the client's retries do not fail the batch: it goes again."""
+    emulator.script(*[Fault.SERVER_ERROR] * (FAST_RETRY.max_tries + 1))
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY) as client,
+        PushPipeline(client, IPID) as pipe,
+    ):
+        outcomes = await settle([await pipe.submit(resource(f"r{n}")) for n in range(3)])
+    assert [o.code for o in outcomes] == [StatusCode.SUCCESS] * 3
+    assert push_count(emulator) == FAST_RETRY.max_tries + 2
+
+
+async def test_answers_slower_than_the_timeout_import_nothing_twice(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Latency spread up to 1.8 x timeout, Zendesk deciding at arrival: no retry races its
+    first try, so every resource is imported once, one ticket per thread, no false failure."""
+    timeout = 0.2
+    emulator.faults = Faults(seed=7, latency_jitter=1.8 * timeout)
+    retry = RetryPolicy(initial_delay=0.0, max_tries=3, max_time=30.0)
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=retry, timeout=timeout
+        ) as client,
+        PushPipeline(client, IPID, max_batch_size=5, max_in_flight=4, max_attempts=20) as pipe,
+    ):
+        futures = [await pipe.submit(resource(f"r{n}", thread_id=f"t{n % 8}")) for n in range(80)]
+        outcomes = await settle(futures)
+        retries = pipe.stats.retries
+    assert [o for o in outcomes if not isinstance(o, PushResult)] == []
+    assert {n: c for n in range(80) if (c := emulator.import_count(f"r{n}")) != 1} == {}
+    assert sorted(t.thread_id or "" for t in emulator.tickets) == [f"t{n}" for n in range(8)]
+    assert retries > 0, "no answer was slower than the timeout: the test proved nothing"
+
+
+# -- only Zendesk is believed ------------------------------------------------------------------
+
+
+async def test_a_redirect_is_never_followed(emulator: ZendeskEmulator) -> None:
+    """A 307 to another origin fails with RedirectError naming status and host; the other host
+    receives nothing, and the resource is not pushed again there or here."""
+    async with ZendeskEmulator(accounts={IPID: TOKEN}) as elsewhere:
+        other = elsewhere.base_url.replace("127.0.0.1", "localhost")
+        emulator.faults = Faults(redirect_to=other)
+        emulator.script(Fault.REDIRECT)
+        async with (
+            AnyChannelClient(token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY) as client,
+            PushPipeline(client, IPID) as pipe,
+        ):
+            [outcome] = await settle([await pipe.submit(resource("r0"))])
+        assert elsewhere.requests == []
+    assert isinstance(outcome, RedirectError)
+    assert outcome.status == 307
+    assert outcome.location_host == "localhost"
+    assert "307" in str(outcome)
+    assert "localhost" in str(outcome)
+    assert verdict(outcome) is Verdict.REFUSED
+    assert push_count(emulator) == 1
+    assert emulator.import_count("r0") == 0
+
+
+async def test_an_error_body_is_capped_and_never_quotes_the_credentials(
+    emulator: ZendeskEmulator,
+) -> None:
+    """A 400 whose body quotes the Authorization header: the error's excerpt is bounded and
+    the token appears nowhere in it."""
+    emulator.script(Fault.ECHO_CREDENTIALS)
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY
+    ) as client:
+        with pytest.raises(RequestRejectedError) as caught:
+            await client.push(IPID, [resource("r0")])
+    error = caught.value
+    assert error.status == 400
+    assert "refused" in error.body
+    assert "<redacted>" in error.body
+    for text in (str(error), error.body, repr(error)):
+        assert TOKEN not in text
+        assert len(text) < 700
+
+
+# -- one event loop ----------------------------------------------------------------------------
+
+
+def test_a_client_used_from_another_event_loop_raises_at_once() -> None:
+    """A client opened on one loop and used on another raises EventLoopError instead of hanging."""
+    home = asyncio.new_event_loop()
+    with ZendeskEmulator(accounts={IPID: TOKEN}) as emulator:
+        client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
+
+        async def elsewhere() -> None:
+            with pytest.raises(EventLoopError) as caught:
+                await client.validate_token(IPID)
+            assert isinstance(caught.value, RuntimeError)
+            assert isinstance(caught.value, AnyChannelError)
+
+        try:
+            home.run_until_complete(client.validate_token(IPID))
+            asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
+        finally:
+            home.run_until_complete(client.close())
+            home.close()
+
+
+def test_a_pipeline_used_from_another_event_loop_raises_at_once() -> None:
+    """A pipeline opened on one loop refuses submit, flush and close from another."""
+    home = asyncio.new_event_loop()
+    with ZendeskEmulator(accounts={IPID: TOKEN}) as emulator:
+        client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
+        pipe = PushPipeline(client, IPID)
+
+        async def first() -> None:
+            await (await pipe.submit(resource("r0")))
+
+        async def elsewhere() -> None:
+            with pytest.raises(EventLoopError):
+                await pipe.submit(resource("r1"))
+            with pytest.raises(EventLoopError):
+                await pipe.flush()
+            with pytest.raises(EventLoopError):
+                await pipe.close()
+
+        try:
+            home.run_until_complete(first())
+            asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
+        finally:
+            home.run_until_complete(pipe.close())
+            home.run_until_complete(client.close())
+            home.close()
+        assert emulator.import_count("r0") == 1
+        assert emulator.import_count("r1") == 0
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_latency", math.nan),
+        ("parent_timeout", math.inf),
+        ("close_timeout", -1.0),
+        ("max_batch_size", 257),
+        ("max_batch_size", 0),
+        ("max_in_flight", 2.5),
+        ("max_requests_per_minute", math.nan),
+        ("outbox", ""),
+    ],
+)
+async def test_a_bad_pipeline_setting_is_a_configuration_error(
+    client: AnyChannelClient, setting: str, value: object
+) -> None:
+    """A setting out of range raises ConfigurationError (a ValueError) naming it, at once."""
+    with pytest.raises(ConfigurationError, match=setting) as caught:
+        PushPipeline(client, IPID, **{setting: value})  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"timeout": math.nan}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"base_url": "http://example.com"}, "https"),
+    ],
+)
+def test_a_bad_client_setting_is_a_configuration_error(settings: dict[str, Any], name: str) -> None:
+    """Client settings out of range raise ConfigurationError naming the setting."""
+    with pytest.raises(ConfigurationError, match=name):
+        AnyChannelClient(token=TOKEN, **{"base_url": "http://127.0.0.1:1", **settings})
+
+
+@pytest.mark.parametrize("name", ["max_time", "initial_delay", "max_delay"])
+def test_a_nan_retry_setting_is_a_configuration_error(name: str) -> None:
+    """RetryPolicy refuses NaN waits, which would otherwise compare false everywhere."""
+    with pytest.raises(ConfigurationError, match=name):
+        RetryPolicy(**{name: math.nan})  # type: ignore[arg-type]
