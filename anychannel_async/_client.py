@@ -43,7 +43,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._models import ExternalResource, PushResult, as_resources
+from ._models import ExternalResource, PushResult, as_resources, check_request_id
 from ._ratelimit import AccountPace, parse_retry_after
 from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
 from ._version import __version__
@@ -352,6 +352,7 @@ class AnyChannelClient:
         ``on_retry`` is called each time a try fails and another one is due.
         """
         _check_id("instance_push_id", instance_push_id)
+        check_request_id(request_id)
         body = encode_push_body(instance_push_id, resources, request_id)
         payload = await self._request(_PUSH, body, on_retry)
         return decode_push_results(payload, [r.external_id for r in resources])
@@ -372,6 +373,7 @@ class AnyChannelClient:
         """Tell Zendesk that the channelback of external_id failed after the fact."""
         _check_id("instance_push_id", instance_push_id)
         _check_id("external_id", external_id)
+        check_request_id(request_id)
         body: dict[str, str] = {"instance_push_id": instance_push_id, "external_id": external_id}
         if description is not None:
             body["description"] = description

@@ -1,9 +1,10 @@
 """The Channel framework's resources and answers, as frozen values validated at construction.
 
 Every limit of the push API is checked here, so a bad resource is refused by its constructor,
-before it reaches a queue or the network. Lengths are counted in characters (Python ``len`` of
-the ``str``), the way Zendesk counts them. JSON rules (field omission, date format) live in
-`_serde.py`, not here.
+before it reaches a queue or the network: the seed's limits, and those of Zendesk's own JSON
+schemas for the push (no empty strings, at most 16 display_info items, at most 64 fields).
+Lengths are counted in characters (Python ``len`` of the ``str``), the way Zendesk counts them.
+JSON rules (field omission, date format) live in `_serde.py`, not here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ FieldScalar: TypeAlias = str | int | float | bool | None
 FieldData: TypeAlias = FieldScalar | list[str]
 _T = TypeVar("_T")
 
-# Limits from the push API reference, in characters.
+# Limits from the push API reference and Zendesk's JSON schemas, in characters or items.
 _ID_MAX = 255
 _MESSAGE_MAX = 65_535
 _PARENT_ID_MAX = 511
@@ -41,6 +42,10 @@ _THREAD_ID_MAX = 255
 _FILE_URLS_MAX = 10
 _SHORT_TEXT_MAX = 255
 _DISPLAY_DATA_MAX = 65_535
+_DISPLAY_INFO_MAX = 16
+_FIELDS_MAX = 64
+#: The longest ``request_id`` of a push (push_parameters.json: 1..64 characters).
+REQUEST_ID_MAX = 64
 
 
 def _check_text(field: str, value: object, limit: int, *, required: bool = False) -> None:
@@ -53,6 +58,17 @@ def _check_text(field: str, value: object, limit: int, *, required: bool = False
         raise ValidationError(field, f"length {len(value)} exceeds the limit of {limit} characters")
     if required and not value:
         raise ValidationError(field, f"must not be empty (1..{limit} characters)")
+
+
+def _check_count(field: str, items: tuple[object, ...], limit: int) -> None:
+    if len(items) > limit:
+        raise ValidationError(field, f"{len(items)} items exceed the limit of {limit}")
+
+
+def check_request_id(request_id: object) -> None:
+    """Raise `ValidationError` unless request_id is None or a str of 1..64 characters."""
+    if request_id is not None:
+        _check_text("request_id", request_id, REQUEST_ID_MAX, required=True)
 
 
 def _check_bool(field: str, value: object) -> None:
@@ -88,7 +104,14 @@ def _to_utc(value: datetime | str) -> datetime:
         # A naive time is ambiguous: Zendesk would read it as UTC and misdate the comment by
         # the caller's offset, silently. Refuse it instead.
         raise ValidationError("created_at", "naive datetime; give a timezone-aware value")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is still year 0 in UTC
+        raise ValidationError(
+            "created_at",
+            f"{value.isoformat()} is out of range in UTC (0001-01-01T00:00:00Z"
+            " to 9999-12-31T23:59:59Z)",
+        ) from None
 
 
 def _as_tuple(field: str, items: Iterable[_T]) -> tuple[_T, ...]:
@@ -112,14 +135,63 @@ def _file_urls(items: Iterable[str]) -> tuple[str, ...]:
     return _as_tuple("file_urls", items)
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _to_display_data(value: Mapping[str, object] | str) -> str:
-    """The API wants display_info data as a JSON string; a mapping is serialised here, once."""
+    """display_info data as the compact JSON text of an object, made here once.
+
+    The wire carries it as a JSON object (Zendesk's schema requires one); holding its text keeps
+    the model hashable and lets the encoder embed it without serialising it again. The stdlib
+    codec keeps integers exact and refuses NaN and Infinity, which JSON has no words for.
+    """
     if isinstance(value, str):
-        return value
+        try:
+            parsed = json.loads(value, parse_constant=_refuse_constant)
+        except ValueError as exc:  # JSONDecodeError included; the text is not quoted back
+            raise ValidationError(
+                "display_info.data", f"a string must hold a JSON object: {exc}"
+            ) from None
+        except RecursionError:
+            raise ValidationError("display_info.data", "JSON nested too deeply") from None
+        if not isinstance(parsed, dict):
+            raise ValidationError(
+                "display_info.data",
+                f"must be a JSON object, got a JSON {_json_kind(parsed)}",
+            )
+        value = parsed
+    elif not isinstance(value, Mapping):
+        raise ValidationError(
+            "display_info.data",
+            f"must be a mapping or a string holding a JSON object, got {type(value).__name__}",
+        )
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(
+            value if isinstance(value, dict) else dict(value),
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        if not text.isascii():  # isascii is O(1); only non-ASCII text can hold a lone surrogate
+            text.encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise ValidationError("display_info.data", f"not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ValidationError("display_info.data", "JSON nested too deeply") from None
+    return text
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
 
 
 @attrs.frozen
@@ -146,7 +218,8 @@ class FieldValue:
 class Author:
     """The person who wrote a resource in the origin service.
 
-    Limits: ``external_id`` 1..255 characters; ``name``, ``image_url``, ``locale`` at most 255.
+    Limits: ``external_id`` 1..255 characters; ``name``, ``image_url``, ``locale`` 1..255 when
+    given (an empty string is refused: leave the field out instead); at most 64 ``fields``.
     """
 
     external_id: str
@@ -159,13 +232,20 @@ class Author:
         external_id = self.external_id
         if type(external_id) is not str or not 0 < len(external_id) <= _ID_MAX:
             _check_text("author.external_id", external_id, _ID_MAX, required=True)
-        if self.name is not None:
-            _check_text("author.name", self.name, _SHORT_TEXT_MAX)
-        if self.image_url is not None:
-            _check_text("author.image_url", self.image_url, _SHORT_TEXT_MAX)
-        if self.locale is not None:
-            _check_text("author.locale", self.locale, _SHORT_TEXT_MAX)
+        # Inline common case, precise messages on the slow path (as in ExternalResource).
+        name = self.name
+        if name is not None and (type(name) is not str or not 0 < len(name) <= _SHORT_TEXT_MAX):
+            _check_text("author.name", name, _SHORT_TEXT_MAX, required=True)
+        url = self.image_url
+        if url is not None and (type(url) is not str or not 0 < len(url) <= _SHORT_TEXT_MAX):
+            _check_text("author.image_url", url, _SHORT_TEXT_MAX, required=True)
+        locale = self.locale
+        if locale is not None and (
+            type(locale) is not str or not 0 < len(locale) <= _SHORT_TEXT_MAX
+        ):
+            _check_text("author.locale", locale, _SHORT_TEXT_MAX, required=True)
         if self.fields:
+            _check_count("author.fields", self.fields, _FIELDS_MAX)
             _check_items("author.fields", self.fields, FieldValue)
 
 
@@ -173,16 +253,25 @@ class Author:
 class DisplayInfo:
     """Integration-specific hints for apps in the agent UI.
 
-    ``data`` may be a mapping (serialised to a JSON string, as the API wants) or a JSON string.
-    Limits: ``type`` at most 255 characters, ``data`` at most 65,535 characters once serialised.
+    ``data`` is a JSON object: give a mapping, or a string holding a JSON object (anything else
+    is refused). It is kept as its compact JSON text (so ``data`` reads as a ``str`` and the
+    model stays hashable) and sent as an object. Limits: ``type`` 1..255 characters; ``data``
+    at most 65,535 characters of compact JSON (non-ASCII counted as one character each).
     """
 
     type: str
     data: str = attrs.field(converter=_to_display_data)
 
     def __attrs_post_init__(self) -> None:
-        _check_text("display_info.type", self.type, _SHORT_TEXT_MAX, required=True)
-        _check_text("display_info.data", self.data, _DISPLAY_DATA_MAX)
+        kind = self.type
+        if type(kind) is not str or not 0 < len(kind) <= _SHORT_TEXT_MAX:
+            _check_text("display_info.type", kind, _SHORT_TEXT_MAX, required=True)
+        if len(self.data) > _DISPLAY_DATA_MAX:
+            raise ValidationError(
+                "display_info.data",
+                f"JSON text of length {len(self.data)} exceeds the limit of"
+                f" {_DISPLAY_DATA_MAX} characters",
+            )
 
 
 @attrs.frozen
@@ -193,9 +282,10 @@ class ExternalResource:
     in UTC and sent as ``YYYY-MM-DDTHH:MM:SSZ``. A naive datetime is refused.
 
     Limits, counted in characters as Zendesk counts them: ``external_id`` 1..255 ASCII;
-    ``message`` and ``html_message`` at most 65,535; ``parent_id`` at most 511; ``thread_id`` at
-    most 255; at most one of ``parent_id`` and ``thread_id``; at most 10 ``file_urls``.
-    Breaking one raises `ValidationError` naming the field, the limit and the value's size.
+    ``message`` 1..65,535 and ``html_message`` 1..65,535 when given; ``parent_id`` at most 511;
+    ``thread_id`` at most 255; at most one of ``parent_id`` and ``thread_id``; at most 16
+    ``display_info`` items, 64 ``fields`` and 10 ``file_urls``. Breaking one raises
+    `ValidationError` naming the field, the limit and the value's size.
     """
 
     external_id: str
@@ -221,12 +311,13 @@ class ExternalResource:
         if not external_id.isascii():
             raise ValidationError("external_id", "must be ASCII characters only")
         message = self.message
-        if type(message) is not str or len(message) > _MESSAGE_MAX:
+        if type(message) is not str or not 0 < len(message) <= _MESSAGE_MAX:
             if message is None:
                 raise ValidationError("message", "is required")
-            _check_text("message", message, _MESSAGE_MAX)
-        if self.html_message is not None:
-            _check_text("html_message", self.html_message, _MESSAGE_MAX)
+            _check_text("message", message, _MESSAGE_MAX, required=True)
+        html = self.html_message
+        if html is not None and (type(html) is not str or not 0 < len(html) <= _MESSAGE_MAX):
+            _check_text("html_message", html, _MESSAGE_MAX, required=True)
         if self.parent_id is not None:
             _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
             if self.parent_id == external_id:
@@ -244,15 +335,13 @@ class ExternalResource:
         if self.allow_channelback is not None:
             _check_bool("allow_channelback", self.allow_channelback)
         if self.display_info:
+            _check_count("display_info", self.display_info, _DISPLAY_INFO_MAX)
             _check_items("display_info", self.display_info, DisplayInfo)
         if self.fields:
+            _check_count("fields", self.fields, _FIELDS_MAX)
             _check_items("fields", self.fields, FieldValue)
         if self.file_urls:
-            if len(self.file_urls) > _FILE_URLS_MAX:
-                raise ValidationError(
-                    "file_urls",
-                    f"{len(self.file_urls)} items exceed the limit of {_FILE_URLS_MAX}",
-                )
+            _check_count("file_urls", self.file_urls, _FILE_URLS_MAX)
             _check_items("file_urls", self.file_urls, str)
 
 

@@ -1,15 +1,17 @@
 """JSON for the wire: the one cattrs converter, push bodies built from pre-encoded parts, answers.
 
 Models know nothing of JSON; this module holds every JSON rule: optional fields left at their
-default (None, empty) are omitted, ``created_at`` is sent as ``YYYY-MM-DDTHH:MM:SSZ``, and a
-push answer is parsed strictly. Each resource is encoded once, to bytes, when it enters the
-library; a push body is the join of those parts, so its size is known exactly before it is
-sent, and a retried or re-batched resource is never encoded again.
+default (None, empty) are omitted, ``created_at`` is sent as ``YYYY-MM-DDTHH:MM:SSZ``,
+``display_info[].data`` is sent as a JSON object, and a push answer is parsed strictly. Each
+resource is encoded once, to bytes, when it enters the library; a push body is the join of those
+parts, so its size is known exactly before it is sent, and a retried or re-batched resource is
+never encoded again.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -50,17 +52,62 @@ converter.register_structure_hook(bool, lambda value, _: value)
 converter.register_structure_hook_func(  # file_urls: a lone string is refused by the model
     lambda cls: cls == tuple[str, ...], lambda value, _: value
 )
+
+_DISPLAY_INFO_KEYS = frozenset({"type", "data"})
+
+
+def _structure_display_infos(items: object, _: object) -> object:
+    """display_info items from JSON, an error naming the item's index (display_info[2].data).
+
+    ``data`` may be an object (the wire form) or a string holding one (what earlier versions
+    sent and wrote, still found in outbox rows): the model takes both.
+    """
+    if not isinstance(items, list):
+        return items  # the model refuses it, naming display_info
+    infos = []
+    for index, item in enumerate(items):
+        where = f"display_info[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(where, f"must be an object, got {type(item).__name__}")
+        unknown = sorted(item.keys() - _DISPLAY_INFO_KEYS)
+        if unknown:
+            raise ValidationError(f"{where}.{unknown[0]}", "unknown field")
+        missing = sorted(_DISPLAY_INFO_KEYS - item.keys())
+        if missing:
+            raise ValidationError(f"{where}.{missing[0]}", "is required")
+        try:
+            infos.append(DisplayInfo(type=item["type"], data=item["data"]))
+        except ValidationError as exc:
+            field = exc.field.replace("display_info", where, 1)
+            raise ValidationError(field, str(exc).partition(": ")[2]) from None
+    return tuple(infos)
+
+
+converter.register_structure_hook_func(
+    lambda cls: cls == tuple[DisplayInfo, ...], _structure_display_infos
+)
 # Author first: ExternalResource's structure function captures the Author hook in force.
 for _cls in (Author, ExternalResource):
     # A misspelt field name in a JSON line must be an error, not a silently dropped value.
     converter.register_structure_hook(
         _cls, make_dict_structure_fn(_cls, converter, _cattrs_forbid_extra_keys=True)
     )
-# FieldValue.value and DisplayInfo.data are JSON values: take them as they come.
+# FieldValue.value is a JSON value: take it as it comes.
 converter.register_structure_hook(FieldValue, lambda obj, _: FieldValue(**obj))
-converter.register_structure_hook(
-    DisplayInfo, lambda obj, _: DisplayInfo(type=obj["type"], data=obj["data"])
+# Any other reader of `converter.unstructure` (a failure file of the CLI) gets display_info data
+# as a plain JSON object too.
+converter.register_unstructure_hook(
+    DisplayInfo, lambda info: {"type": info.type, "data": json.loads(info.data)}
 )
+
+# The wire converter embeds display_info data, which the model holds as compact JSON text, as
+# the object it is, without serialising it again (orjson.Fragment). An orjson too old to have
+# Fragment keeps the hook above: the text is parsed back to an object.
+_wire = converter.copy()
+if hasattr(orjson, "Fragment"):
+    _wire.register_unstructure_hook(
+        DisplayInfo, lambda info: {"type": info.type, "data": orjson.Fragment(info.data)}
+    )
 
 
 class Encoded(Protocol):
@@ -92,7 +139,7 @@ def encode_body(resource: ExternalResource) -> bytes:
     64 bits), before anything is sent.
     """
     try:
-        return orjson.dumps(converter.unstructure(resource))
+        return orjson.dumps(_wire.unstructure(resource))
     except orjson.JSONEncodeError as exc:
         raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
     except RecursionError:  # a field's JSON value nested deeper than the converter can walk

@@ -391,6 +391,202 @@ async def test_invalid_resource_rejects_the_whole_request(
     assert emu.tickets == []
 
 
+# The limits of Zendesk's own JSON schemas for the push (NOTES.md), beyond the seed's.
+_FIELD = {"id": "subject", "value": "x"}
+_INFO = {"type": "t", "data": {"k": "v"}}
+# '{"k":"' + filler + '"}' is 8 characters of compact JSON plus the filler.
+_BIG_DATA = {"k": "d" * (65_536 - 8)}
+
+
+@pytest.mark.parametrize(
+    ("extra", "description"),
+    [
+        pytest.param(
+            {"message": ""}, "external_resources[1].message: must not be empty", id="empty-message"
+        ),
+        pytest.param(
+            {"html_message": ""},
+            "external_resources[1].html_message: must not be empty",
+            id="empty-html-message",
+        ),
+        pytest.param(
+            {"author": {"external_id": "a", "name": ""}},
+            "external_resources[1].author.name: must not be empty",
+            id="empty-author-name",
+        ),
+        pytest.param(
+            {"author": {"external_id": "a", "image_url": ""}},
+            "external_resources[1].author.image_url: must not be empty",
+            id="empty-author-image-url",
+        ),
+        pytest.param(
+            {"author": {"external_id": "a", "locale": ""}},
+            "external_resources[1].author.locale: must not be empty",
+            id="empty-author-locale",
+        ),
+        pytest.param(
+            {"display_info": [{"type": "t", "data": '{"k": "v"}'}]},
+            "external_resources[1].display_info[0].data: must be an object",
+            id="display-data-a-string",
+        ),
+        pytest.param(
+            {"display_info": [{"type": "t", "data": ["k"]}]},
+            "external_resources[1].display_info[0].data: must be an object",
+            id="display-data-an-array",
+        ),
+        pytest.param(
+            {"display_info": [{"type": "t", "data": _BIG_DATA}]},
+            "external_resources[1].display_info[0].data: JSON text of length 65536 exceeds the"
+            " limit of 65535 characters",
+            id="display-data-too-long",
+        ),
+        pytest.param(
+            {"display_info": [{"type": "", "data": {}}]},
+            "external_resources[1].display_info[0].type: must not be empty",
+            id="empty-display-type",
+        ),
+        pytest.param(
+            {"display_info": [_INFO] * 17},
+            "external_resources[1].display_info: 17 items exceed the limit of 16",
+            id="too-many-display-infos",
+        ),
+        pytest.param(
+            {"fields": [_FIELD] * 65},
+            "external_resources[1].fields: 65 items exceed the limit of 64",
+            id="too-many-fields",
+        ),
+        pytest.param(
+            {"author": {"external_id": "a", "fields": [_FIELD] * 65}},
+            "external_resources[1].author.fields: 65 items exceed the limit of 64",
+            id="too-many-author-fields",
+        ),
+    ],
+)
+async def test_resource_breaking_a_schema_limit_rejects_the_whole_request(
+    emu: ZendeskEmulator,
+    session: aiohttp.ClientSession,
+    extra: dict[str, object],
+    description: str,
+) -> None:
+    """A resource breaking a limit of Zendesk's schema is a 400 naming its path and the limit."""
+    answer = await post(session, emu, PUSH, push_body(resource("ok"), resource("bad", **extra)))
+    assert answer.status == 400
+    assert answer.json() == {"error": "InvalidValue", "description": description}
+    assert emu.tickets == []
+
+
+async def test_resource_at_the_schema_limits_is_accepted(
+    emu: ZendeskEmulator, session: aiohttp.ClientSession
+) -> None:
+    """16 display_info items, 64 fields (resource and author) and 65,535 characters of display
+    data are accepted."""
+    at_limits = resource(
+        "m1",
+        author={"external_id": "a", "fields": [_FIELD] * 64},
+        display_info=[{"type": "t", "data": {"k": "d" * (65_535 - 8)}}] + [_INFO] * 15,
+        fields=[_FIELD] * 64,
+    )
+    answer = await post(session, emu, PUSH, push_body(at_limits))
+    assert answer.codes() == ["success"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "description"),
+    [
+        pytest.param(
+            PUSH,
+            push_body(resource("m1"), request_id="r" * 65),
+            "request_id: length 65 exceeds the limit of 64 characters",
+            id="push-long",
+        ),
+        pytest.param(
+            PUSH,
+            push_body(resource("m1"), request_id=""),
+            "request_id: must not be empty",
+            id="push-empty",
+        ),
+        pytest.param(
+            REPORT,
+            {
+                "instance_push_id": DEFAULT_INSTANCE_PUSH_ID,
+                "external_id": "x",
+                "request_id": "r" * 65,
+            },
+            "request_id: length 65 exceeds the limit of 64 characters",
+            id="report-error-long",
+        ),
+        pytest.param(
+            VALIDATE,
+            {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID, "request_id": "r" * 65},
+            "request_id: length 65 exceeds the limit of 64 characters",
+            id="validate-token-long",
+        ),
+    ],
+)
+async def test_request_id_outside_1_to_64_characters_is_400(
+    emu: ZendeskEmulator,
+    session: aiohttp.ClientSession,
+    path: str,
+    body: dict[str, object],
+    description: str,
+) -> None:
+    """A request_id that is empty or longer than 64 characters is a 400 naming it."""
+    answer = await post(session, emu, path, body)
+    assert answer.status == 400
+    assert answer.json() == {"error": "InvalidValue", "description": description}
+    assert emu.tickets == []
+    assert emu.reported_errors == []
+
+
+async def test_request_id_of_64_characters_is_accepted(
+    emu: ZendeskEmulator, session: aiohttp.ClientSession
+) -> None:
+    """A request_id of exactly 64 characters is accepted."""
+    answer = await post(session, emu, PUSH, push_body(resource("m1"), request_id="r" * 64))
+    assert answer.codes() == ["success"]
+
+
+async def test_instance_push_id_over_255_characters_is_400(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An instance_push_id longer than 255 characters is a 400, even for a known account."""
+    long_ipid = "i" * 256
+    async with ZendeskEmulator(accounts={long_ipid: DEFAULT_TOKEN}) as emu:
+        body = {"instance_push_id": long_ipid, "external_resources": [resource("m1")]}
+        answer = await post(session, emu, PUSH, body)
+        assert answer.status == 400
+        assert answer.json() == {
+            "error": "InvalidValue",
+            "description": "instance_push_id: length 256 exceeds the limit of 255 characters",
+        }
+
+
+@pytest.mark.parametrize("max_resources", [100, 1000])
+async def test_more_than_256_resources_is_400_whatever_the_emulators_limit(
+    session: aiohttp.ClientSession, max_resources: int
+) -> None:
+    """257 resources break the schema's 256: a 400, below or above the emulator's own limit."""
+    async with ZendeskEmulator(max_resources_per_request=max_resources) as emu:
+        body = push_body(*(resource(f"m{i}") for i in range(257)))
+        answer = await post(session, emu, PUSH, body)
+        assert answer.status == 400
+        assert answer.json() == {
+            "error": "InvalidValue",
+            "description": "external_resources: 257 items exceed the limit of 256",
+        }
+        assert emu.tickets == []
+
+
+async def test_256_resources_are_accepted_when_the_emulator_allows_them(
+    session: aiohttp.ClientSession,
+) -> None:
+    """256 resources, the schema's limit, are processed by an emulator configured for them."""
+    async with ZendeskEmulator(max_resources_per_request=256) as emu:
+        body = push_body(*(resource(f"m{i}") for i in range(256)))
+        answer = await post(session, emu, PUSH, body)
+        assert answer.codes() == ["success"] * 256
+
+
 async def test_unknown_top_level_field_is_rejected(
     emu: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
@@ -677,6 +873,19 @@ async def test_requests_are_recorded_without_credentials(
     assert first.user_agent is not None
     assert DEFAULT_TOKEN not in repr(emu.requests)
     assert "other-secret" not in repr(emu.requests)
+
+
+async def test_bodies_are_recorded_only_when_asked(session: aiohttp.ClientSession) -> None:
+    """With record_bodies each request keeps the JSON object it carried; by default none do."""
+    body = push_body(resource("m1", display_info=[{"type": "t", "data": {"k": [1]}}]))
+    async with ZendeskEmulator(record_bodies=True) as recording:
+        await post(session, recording, PUSH, body)
+        [request] = recording.requests
+        assert request.body == body
+    async with ZendeskEmulator() as plain:
+        await post(session, plain, PUSH, body)
+        [request] = plain.requests
+        assert request.body is None
 
 
 async def test_emulator_restarts_on_the_same_port(session: aiohttp.ClientSession) -> None:

@@ -1,11 +1,13 @@
 """Validation, immutability and status semantics of the Channel framework models.
 
-Every limit of the push API (see the spec's external_resource, author and display_info tables)
-is checked at the limit (accepted) and one past it (refused with `ValidationError`).
+Every limit of the push API (see the spec's external_resource, author and display_info tables,
+and the limits of Zendesk's own JSON schemas in NOTES.md) is checked at the limit (accepted) and
+one past it (refused with `ValidationError`).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +24,7 @@ from anychannel_async import (
     StatusCode,
     ValidationError,
 )
+from anychannel_async._models import REQUEST_ID_MAX, check_request_id
 
 WHEN = datetime(2015, 1, 13, 8, 59, 26, tzinfo=UTC)
 
@@ -104,6 +107,46 @@ def test_message_of_multibyte_characters_one_past_limit_is_refused(field: str) -
     _assert_names(exc, field, 65_535, 65_536)
 
 
+@pytest.mark.parametrize("field", ["message", "html_message"])
+def test_empty_message_is_refused(field: str) -> None:
+    """An empty message or html_message is refused (the schema wants 1..65,535 characters)."""
+    with pytest.raises(ValidationError) as exc:
+        _resource(**{field: ""})
+    assert exc.value.field == field
+    _assert_names(exc, field, "empty", 65_535)
+
+
+@pytest.mark.parametrize("field", ["message", "html_message"])
+def test_message_of_one_character_is_accepted(field: str) -> None:
+    """A message or html_message of one character (the lower bound) is accepted."""
+    assert getattr(_resource(**{field: "m"}), field) == "m"
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("display_info", 16), ("fields", 64)], ids=["display_info", "fields"]
+)
+def test_resource_collection_at_its_limit_is_accepted(field: str, limit: int) -> None:
+    """16 display_info items, or 64 ticket fields, are accepted."""
+    assert len(getattr(_resource(**{field: _items(field, limit)}), field)) == limit
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("display_info", 16), ("fields", 64)], ids=["display_info", "fields"]
+)
+def test_resource_collection_one_past_its_limit_is_refused(field: str, limit: int) -> None:
+    """17 display_info items, or 65 ticket fields, are refused, naming field, limit and count."""
+    with pytest.raises(ValidationError) as exc:
+        _resource(**{field: _items(field, limit + 1)})
+    assert exc.value.field == field
+    _assert_names(exc, field, limit, limit + 1)
+
+
+def _items(field: str, count: int) -> list[object]:
+    if field == "display_info":
+        return [DisplayInfo(type=f"t{i}", data={"i": i}) for i in range(count)]
+    return [FieldValue(id=f"f{i}", value=i) for i in range(count)]
+
+
 def test_external_id_of_one_character_is_accepted() -> None:
     """An external_id of a single ASCII character (the lower bound) is accepted."""
     assert _resource(external_id="x").external_id == "x"
@@ -181,6 +224,29 @@ def test_empty_author_external_id_is_refused() -> None:
     _assert_names(exc, "author.external_id", 255)
 
 
+@pytest.mark.parametrize("field", ["name", "image_url", "locale"])
+def test_empty_author_text_field_is_refused(field: str) -> None:
+    """An empty author name, image_url or locale is refused: leave it out instead (1..255)."""
+    with pytest.raises(ValidationError) as exc:
+        _author(**{field: ""})
+    assert exc.value.field == f"author.{field}"
+    _assert_names(exc, f"author.{field}", "empty", 255)
+
+
+def test_author_with_64_fields_is_accepted() -> None:
+    """An author with 64 user fields (the limit) is accepted."""
+    fields = [FieldValue(id=f"f{i}", value=i) for i in range(64)]
+    assert len(_author(fields=fields).fields) == 64
+
+
+def test_author_with_65_fields_is_refused() -> None:
+    """An author with 65 user fields is refused, naming author.fields, the limit and the count."""
+    with pytest.raises(ValidationError) as exc:
+        _author(fields=[FieldValue(id=f"f{i}", value=i) for i in range(65)])
+    assert exc.value.field == "author.fields"
+    _assert_names(exc, "author.fields", 64, 65)
+
+
 def test_author_external_id_of_one_character_is_accepted() -> None:
     """An author external_id of one character (the lower bound) is accepted."""
     assert _author(external_id="x").external_id == "x"
@@ -202,27 +268,99 @@ def test_display_info_type_of_256_characters_is_refused() -> None:
     _assert_names(exc, "display_info.type", 255, 256)
 
 
-def test_display_info_string_data_at_65535_characters_is_accepted() -> None:
-    """A display_info data string of exactly 65,535 characters is accepted as given."""
-    data = "d" * 65_535
-    assert DisplayInfo(type="t", data=data).data == data
-
-
-def test_display_info_string_data_of_65536_characters_is_refused() -> None:
-    """A display_info data string of 65,536 characters is refused, naming field, limit and size."""
+def test_empty_display_info_type_is_refused() -> None:
+    """An empty display_info type is refused, naming the field and its 1..255 range."""
     with pytest.raises(ValidationError) as exc:
-        DisplayInfo(type="t", data="d" * 65_536)
-    assert exc.value.field == "display_info.data"
-    _assert_names(exc, "display_info.data", 65_535, 65_536)
-
-
-def test_display_info_dict_data_is_stored_as_a_compact_json_string() -> None:
-    """A dict given as display_info data is serialised to a compact JSON string (API wants str)."""
-    assert DisplayInfo(type="t", data={"whatever": "I want"}).data == '{"whatever":"I want"}'
+        DisplayInfo(type="", data={})
+    assert exc.value.field == "display_info.type"
+    _assert_names(exc, "display_info.type", "empty", 255)
 
 
 # '{"k":"' + filler + '"}' is 8 characters plus the filler.
 _DICT_OVERHEAD = len('{"k":""}')
+
+
+def test_display_info_string_data_at_65535_characters_is_accepted() -> None:
+    """A string holding a JSON object of exactly 65,535 characters is accepted as that object."""
+    data = '{"k":"' + "d" * (65_535 - _DICT_OVERHEAD) + '"}'
+    assert DisplayInfo(type="t", data=data).data == data
+
+
+def test_display_info_string_data_of_65536_characters_is_refused() -> None:
+    """A string holding a 65,536-character JSON object is refused, naming field, limit, size."""
+    with pytest.raises(ValidationError) as exc:
+        DisplayInfo(type="t", data='{"k":"' + "d" * (65_536 - _DICT_OVERHEAD) + '"}')
+    assert exc.value.field == "display_info.data"
+    _assert_names(exc, "display_info.data", 65_535, 65_536)
+
+
+def test_display_info_string_data_counts_its_compact_json() -> None:
+    """Spaces in a data string do not count toward 65,535: the limit bounds the compact JSON."""
+    spaced = '{ "k" :  "' + "d" * (65_535 - _DICT_OVERHEAD) + '" }'
+    assert len(DisplayInfo(type="t", data=spaced).data) == 65_535
+
+
+def test_display_info_dict_data_is_stored_as_its_compact_json_text() -> None:
+    """A dict given as display_info data is kept as its compact JSON text (sent as an object)."""
+    assert DisplayInfo(type="t", data={"whatever": "I want"}).data == '{"whatever":"I want"}'
+
+
+def test_display_info_string_and_mapping_of_one_object_are_equal() -> None:
+    """A JSON object given as text or as a mapping makes the same, hashable, DisplayInfo."""
+    from_text = DisplayInfo(type="t", data='{ "a" : [1, 2] }')
+    from_mapping = DisplayInfo(type="t", data={"a": [1, 2]})
+    assert from_text == from_mapping
+    assert hash(from_text) == hash(from_mapping)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        ("[1, 2]", "array"),
+        ('"x"', "string"),
+        ("7", "number"),
+        ("null", "null"),
+        ("true", "boolean"),
+    ],
+)
+def test_display_info_string_data_not_holding_an_object_is_refused(data: str, kind: str) -> None:
+    """A data string holding JSON other than an object is refused, naming what it holds."""
+    with pytest.raises(ValidationError) as exc:
+        DisplayInfo(type="t", data=data)
+    assert exc.value.field == "display_info.data"
+    _assert_names(exc, "display_info.data", "JSON object", kind)
+
+
+@pytest.mark.parametrize("data", ["", "not json", '{"a": 1', '{"a": NaN}'])
+def test_display_info_string_data_that_is_not_json_is_refused(data: str) -> None:
+    """A data string that is not JSON (NaN included) is refused, naming display_info.data."""
+    with pytest.raises(ValidationError) as exc:
+        DisplayInfo(type="t", data=data)
+    assert exc.value.field == "display_info.data"
+    _assert_names(exc, "display_info.data", "JSON object")
+
+
+@pytest.mark.parametrize("data", [[1, 2], 7, None, b"{}"])
+def test_display_info_data_of_another_type_is_refused(data: object) -> None:
+    """Data that is neither a mapping nor a string is refused, naming display_info.data."""
+    with pytest.raises(ValidationError) as exc:
+        DisplayInfo(type="t", data=data)  # type: ignore[arg-type]
+    assert exc.value.field == "display_info.data"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_display_info_dict_data_with_a_non_finite_number_is_refused(value: float) -> None:
+    """NaN and Infinity are not JSON: refused rather than sent as something else."""
+    with pytest.raises(ValidationError) as exc:
+        DisplayInfo(type="t", data={"k": value})
+    assert exc.value.field == "display_info.data"
+
+
+def test_display_info_dict_data_keeps_big_integers_exact() -> None:
+    """An integer past 64 bits in data is kept exactly, not rounded through a float."""
+    assert json.loads(DisplayInfo(type="t", data='{"n": 123456789012345678901}').data) == {
+        "n": 123456789012345678901
+    }
 
 
 def test_display_info_dict_data_at_limit_after_serialisation_is_accepted() -> None:
@@ -297,6 +435,31 @@ def test_garbage_created_at_string_is_refused() -> None:
         _resource(created_at="yesterday-ish")
     assert exc.value.field == "created_at"
     _assert_names(exc, "created_at", "yesterday-ish")
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:00:00-05:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1))),
+    ],
+    ids=["str-before-year-1", "str-after-year-9999", "datetime-before", "datetime-after"],
+)
+def test_created_at_out_of_range_in_utc_is_refused(created_at: datetime | str) -> None:
+    """A time that falls outside years 1..9999 once in UTC is a ValidationError, not an
+    OverflowError."""
+    with pytest.raises(ValidationError) as exc:
+        _resource(created_at=created_at)
+    assert exc.value.field == "created_at"
+    _assert_names(exc, "created_at", "out of range", "9999")
+
+
+def test_created_at_at_the_edges_of_the_range_is_accepted() -> None:
+    """The first and last seconds the YYYY-MM-DDTHH:MM:SSZ form carries are accepted."""
+    assert _resource(created_at="0001-01-01T00:00:00Z").created_at.year == 1
+    assert _resource(created_at="9999-12-31T23:59:59+00:00").created_at.year == 9999
 
 
 def test_created_at_of_wrong_type_is_refused() -> None:
@@ -380,6 +543,35 @@ def test_field_value_id_may_be_name_or_numeric_id(good_id: str | int) -> None:
     assert FieldValue(id=good_id, value="x").id == good_id
 
 
+# --- request_id -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_id", [None, "r", "r" * 64])
+def test_request_id_of_1_to_64_characters_or_none_is_accepted(request_id: str | None) -> None:
+    """A request_id of 1..64 characters, or none at all, passes the check."""
+    check_request_id(request_id)
+
+
+@pytest.mark.parametrize(
+    ("request_id", "parts"),
+    [("", ("empty", 64)), ("r" * 65, (65, 64)), (42, ("string",))],
+    ids=["empty", "65-characters", "not-a-string"],
+)
+def test_request_id_outside_1_to_64_characters_is_refused(
+    request_id: object, parts: tuple[object, ...]
+) -> None:
+    """An empty, too long, or non-string request_id is refused, naming request_id (and 64)."""
+    with pytest.raises(ValidationError) as exc:
+        check_request_id(request_id)
+    assert exc.value.field == "request_id"
+    _assert_names(exc, "request_id", *parts)
+
+
+def test_request_id_limit_is_the_schemas_64() -> None:
+    """The request_id limit is push_parameters.json's 64 characters."""
+    assert REQUEST_ID_MAX == 64
+
+
 # --- immutability -----------------------------------------------------------------------------
 
 MODEL_INSTANCES: list[tuple[object, str]] = [
@@ -396,6 +588,12 @@ def test_models_are_frozen(instance: object, attribute: str) -> None:
     """Assigning to a model attribute raises attrs' FrozenInstanceError."""
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         setattr(instance, attribute, "changed")
+
+
+def test_a_resource_with_display_info_is_hashable() -> None:
+    """A resource with display_info (data held as JSON text) is a hashable value."""
+    infos = [DisplayInfo(type="t", data={"a": {"b": [1]}})]
+    assert hash(_resource(display_info=infos)) == hash(_resource(display_info=infos))
 
 
 @pytest.mark.parametrize(("instance", "attribute"), MODEL_INSTANCES, ids=lambda v: type(v).__name__)

@@ -55,7 +55,9 @@ class ZendeskEmulator:
     `accounts` maps each instance_push_id to its bearer token or (username, password); the
     default is one account, `DEFAULT_INSTANCE_PUSH_ID` with `DEFAULT_TOKEN`. `port=0` picks a
     free port. After a close the emulator can be started again, on the same port, with its state
-    kept: a test can take Zendesk down and bring it back.
+    kept: a test can take Zendesk down and bring it back. `record_bodies=True` keeps each
+    request's parsed JSON body in `requests` (`RecordedRequest.body`), for tests of the wire
+    format; it is off by default, so a long run does not hold every body in memory.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class ZendeskEmulator:
         faults: Faults | None = None,
         max_resources_per_request: int = 100,
         max_body_bytes: int = 8 * 1024 * 1024,
+        record_bodies: bool = False,
     ) -> None:
         if max_resources_per_request < 1:
             raise ValueError("max_resources_per_request must be at least 1")
@@ -81,7 +84,7 @@ class ZendeskEmulator:
         self._port = port
         self._max_resources = max_resources_per_request
         self._max_body_bytes = max_body_bytes
-        self._state = AccountState()
+        self._state = AccountState(record_bodies=record_bodies)
         self._dice = FaultDice()
         self._limiter = FixedWindow()
         self._runner: web.AppRunner | None = None
@@ -94,7 +97,9 @@ class ZendeskEmulator:
 
     @property
     def max_resources_per_request(self) -> int:
-        """The most external_resources one push may carry; more is a 413."""
+        """The most external_resources one push may carry; more is a 413.
+
+        More than 256 is a 400 whatever this is, as in Zendesk's schema for the push."""
         return self._max_resources
 
     @property

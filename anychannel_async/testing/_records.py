@@ -6,6 +6,8 @@ record a test holds never changes under it, whatever the emulator's thread does 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 __all__ = ["Comment", "RecordedRequest", "ReportedError", "Ticket"]
@@ -59,7 +61,10 @@ class RecordedRequest:
     """One request received on any endpoint; it never holds credentials.
 
     `status` is 0 while no answer has been sent: the request is still in flight, or its
-    connection was dropped by `Fault.DROP`. `at` is `time.monotonic()` at arrival.
+    connection was dropped by `Fault.DROP`. `at` is `time.monotonic()` at arrival. `body` is the
+    JSON object as the emulator parsed it from the bytes it received, kept only by an emulator
+    made with ``record_bodies=True`` (None otherwise, or when the body was not a JSON object);
+    the emulator never changes it, and neither should a test.
     """
 
     path: str
@@ -69,3 +74,5 @@ class RecordedRequest:
     status: int
     at: float
     user_agent: str | None
+    # Left out of eq and hash (a dict has none) and of repr (it may be megabytes).
+    body: Mapping[str, object] | None = attrs.field(default=None, eq=False, repr=False)

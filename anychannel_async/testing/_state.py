@@ -85,6 +85,7 @@ class RequestHandle:
     request_id: str | None = None
     external_ids: tuple[str, ...] = ()
     status: int = 0
+    body: Mapping[str, object] | None = None
 
     def freeze(self) -> RecordedRequest:
         return RecordedRequest(
@@ -95,13 +96,19 @@ class RequestHandle:
             status=self.status,
             at=self.at,
             user_agent=self.user_agent,
+            body=self.body,
         )
 
 
 class AccountState:
-    """Everything the emulated Zendesk account remembers, for every instance_push_id."""
+    """Everything the emulated Zendesk account remembers, for every instance_push_id.
 
-    def __init__(self) -> None:
+    With `record_bodies`, the request log keeps each parsed body too: tests of the wire format
+    read them; a long-running emulator leaves it off, so it does not hold every body it was sent.
+    """
+
+    def __init__(self, *, record_bodies: bool = False) -> None:
+        self._record_bodies = record_bodies
         self._lock = threading.Lock()
         self._generation = 0
         self._clear()
@@ -158,6 +165,8 @@ class AccountState:
             handle.instance_push_id = ipid if isinstance(ipid, str) else None
             handle.request_id = request_id if isinstance(request_id, str) else None
             handle.external_ids = external_ids
+            if self._record_bodies:
+                handle.body = body
 
     def answered(self, handle: RequestHandle, status: int) -> None:
         """Note the status sent for a request."""

@@ -1,13 +1,17 @@
 """Validation of request bodies against the documented field types and limits.
 
-The emulator reads raw JSON on its own, as Zendesk would, and is stricter than the docs in two
-ways that catch client bugs early: an unknown key is rejected (a misspelt field name would
-otherwise be silently ignored), and an optional field must be absent rather than `null`.
-Every error names the JSON path and, for limits, the limit. Nothing here knows about HTTP.
+The emulator reads raw JSON on its own, as Zendesk would. It holds the limits of the API
+reference and of Zendesk's own JSON schemas for the push (no empty strings, at most 16
+display_info items and 64 fields, display_info data an object, request_id 1..64 characters), and
+is stricter than the docs in two ways that catch client bugs early: an unknown key is rejected
+(a misspelt field name would otherwise be silently ignored), and an optional field must be
+absent rather than `null`. Every error names the JSON path and, for limits, the limit. Nothing
+here knows about HTTP.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -26,6 +30,13 @@ MAX_AUTHOR_STRING = 255
 MAX_DISPLAY_TYPE = 255
 MAX_DISPLAY_DATA = 65535
 MAX_FILE_URLS = 10
+MAX_DISPLAY_INFO = 16
+MAX_FIELDS = 64
+MAX_REQUEST_ID = 64
+MAX_INSTANCE_PUSH_ID = 255
+#: The most external_resources Zendesk's schema allows in one push, whatever the emulator's own
+#: (configurable) per-request limit.
+MAX_SCHEMA_RESOURCES = 256
 
 _PUSH_KEYS = frozenset({"instance_push_id", "request_id", "external_resources"})
 _VALIDATE_TOKEN_KEYS = frozenset({"instance_push_id", "request_id"})
@@ -120,7 +131,7 @@ def check_validate_token(body: Mapping[str, object]) -> None:
     """Check a validate_token body."""
     _check_keys(body, _VALIDATE_TOKEN_KEYS, "")
     _check_str(body, "instance_push_id", "", required=True, max_len=None)
-    _check_str(body, "request_id", "", max_len=None)
+    _check_request_id(body)
 
 
 def check_report_error(body: Mapping[str, object]) -> None:
@@ -129,23 +140,28 @@ def check_report_error(body: Mapping[str, object]) -> None:
     _check_str(body, "instance_push_id", "", required=True, max_len=None)
     _check_str(body, "external_id", "", required=True, min_len=1, max_len=None)
     _check_str(body, "description", "", max_len=None)
-    _check_str(body, "request_id", "", max_len=None)
+    _check_request_id(body)
 
 
 def check_push(body: Mapping[str, object], max_resources: int) -> list[Mapping[str, object]]:
     """Check a push body and return its resources.
 
-    The resource count is checked before the resources themselves, as a 413, so an oversized
-    batch is reported as such even when some resource is also invalid.
+    The resource count is checked before the resources themselves, so an oversized batch is
+    reported as such even when some resource is also invalid: past the schema's 256 as a 400,
+    past the emulator's own `max_resources` as a 413.
     """
     _check_keys(body, _PUSH_KEYS, "")
-    _check_str(body, "instance_push_id", "", required=True, max_len=None)
-    _check_str(body, "request_id", "", max_len=None)
+    _check_str(body, "instance_push_id", "", required=True, min_len=1, max_len=MAX_INSTANCE_PUSH_ID)
+    _check_request_id(body)
     if "external_resources" not in body:
         raise _invalid("external_resources: required")
     resources = body["external_resources"]
     if not isinstance(resources, list):
         raise _invalid("external_resources: must be an array")
+    if len(resources) > MAX_SCHEMA_RESOURCES:
+        raise _invalid(
+            f"external_resources: {len(resources)} items exceed the limit of {MAX_SCHEMA_RESOURCES}"
+        )
     if len(resources) > max_resources:
         raise RejectionError(
             413,
@@ -166,8 +182,8 @@ def _check_resource(resource: object, path: str) -> Mapping[str, object]:
     assert isinstance(external_id, str)
     if not external_id.isascii():
         raise _invalid(f"{path}.external_id: must contain only ASCII characters")
-    _check_str(obj, "message", path, required=True, max_len=MAX_MESSAGE)
-    _check_str(obj, "html_message", path, max_len=MAX_MESSAGE)
+    _check_str(obj, "message", path, required=True, min_len=1, max_len=MAX_MESSAGE)
+    _check_str(obj, "html_message", path, min_len=1, max_len=MAX_MESSAGE)
     _check_str(obj, "parent_id", path, max_len=MAX_PARENT_ID)
     _check_str(obj, "thread_id", path, max_len=MAX_THREAD_ID)
     if "parent_id" in obj and "thread_id" in obj:
@@ -204,7 +220,7 @@ def _check_author(obj: Mapping[str, object], path: str) -> None:
         author, "external_id", author_path, required=True, min_len=1, max_len=MAX_AUTHOR_STRING
     )
     for key in ("name", "image_url", "locale"):
-        _check_str(author, key, author_path, max_len=MAX_AUTHOR_STRING)
+        _check_str(author, key, author_path, min_len=1, max_len=MAX_AUTHOR_STRING)
     locale = author.get("locale")
     if isinstance(locale, str) and locale.lower() not in SUPPORTED_LOCALES:
         # Zendesk checks the locale against the account's supported locales, which a client
@@ -215,20 +231,30 @@ def _check_author(obj: Mapping[str, object], path: str) -> None:
 
 def _check_display_info(obj: Mapping[str, object], path: str) -> None:
     items = _list(obj, "display_info", path)
+    _check_count(items, "display_info", path, MAX_DISPLAY_INFO)
     for index, item in enumerate(items or ()):
         item_path = f"{path}.display_info[{index}]"
         info = _object(item, item_path)
         _check_keys(info, _DISPLAY_INFO_KEYS, item_path)
-        _check_str(info, "type", item_path, required=True, max_len=MAX_DISPLAY_TYPE)
+        _check_str(info, "type", item_path, required=True, min_len=1, max_len=MAX_DISPLAY_TYPE)
         if "data" not in info:
             raise _invalid(f"{item_path}.data: required")
-        # The docs type `data` as a string of JSON, but their own curl example sends an object.
-        if not isinstance(info["data"], dict):
-            _check_str(info, "data", item_path, required=True, max_len=MAX_DISPLAY_DATA)
+        # The seed's table types `data` "string", but its own curl example sends an object, and
+        # Zendesk's schema requires one; the seed's 65,535 bounds the object's JSON text.
+        data = info["data"]
+        if not isinstance(data, dict):
+            raise _invalid(f"{item_path}.data: must be an object")
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        if size > MAX_DISPLAY_DATA:
+            raise _invalid(
+                f"{item_path}.data: JSON text of length {size} exceeds the limit of"
+                f" {MAX_DISPLAY_DATA} characters"
+            )
 
 
 def _check_fields(obj: Mapping[str, object], key: str, path: str) -> None:
     items = _list(obj, key, path)
+    _check_count(items, key, path, MAX_FIELDS)
     for index, item in enumerate(items or ()):
         item_path = f"{path}.{key}[{index}]" if path else f"{key}[{index}]"
         field = _object(item, item_path)
@@ -305,6 +331,15 @@ def _check_str(
         raise _invalid(f"{where}: must not be empty")
     if max_len is not None and len(value) > max_len:
         raise _invalid(f"{where}: length {len(value)} exceeds the limit of {max_len} characters")
+
+
+def _check_count(items: list[object] | None, key: str, path: str, limit: int) -> None:
+    if items is not None and len(items) > limit:
+        raise _invalid(f"{_join(path, key)}: {len(items)} items exceed the limit of {limit}")
+
+
+def _check_request_id(body: Mapping[str, object]) -> None:
+    _check_str(body, "request_id", "", min_len=1, max_len=MAX_REQUEST_ID)
 
 
 def _check_bool(obj: Mapping[str, object], key: str, path: str) -> None:
