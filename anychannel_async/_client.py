@@ -479,8 +479,9 @@ def _not_retriable(exc: Exception) -> bool:
 
 
 def _check_id(field: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(field, "must be a non-empty string")
+    # Zendesk's schema: instance_push_id and external_id are 1..255 characters.
+    if not isinstance(value, str) or not 0 < len(value) <= 255:
+        raise ValidationError(field, "must be a string of 1..255 characters")
 
 
 def _json(body: Mapping[str, str]) -> bytes:

@@ -44,6 +44,7 @@ _SHORT_TEXT_MAX = 255
 _DISPLAY_DATA_MAX = 65_535
 _DISPLAY_INFO_MAX = 16
 _FIELDS_MAX = 64
+_FILE_URL_MAX = 511
 #: The longest ``request_id`` of a push (push_parameters.json: 1..64 characters).
 REQUEST_ID_MAX = 64
 
@@ -69,6 +70,12 @@ def check_request_id(request_id: object) -> None:
     """Raise `ValidationError` unless request_id is None or a str of 1..64 characters."""
     if request_id is not None:
         _check_text("request_id", request_id, REQUEST_ID_MAX, required=True)
+
+
+def _check_ascii(field: str, value: str) -> None:
+    # The schema's "external-id" format: ASCII, as the seed says of external_id.
+    if not value.isascii():
+        raise ValidationError(field, "must be ASCII characters only")
 
 
 def _check_bool(field: str, value: object) -> None:
@@ -206,6 +213,8 @@ class FieldValue:
             raise ValidationError(
                 "fields.id", f"must be a str or int, got {type(self.id).__name__}"
             )
+        if isinstance(self.id, str):
+            _check_text("fields.id", self.id, _ID_MAX, required=True)
         for name, number in (("fields.id", self.id), ("fields.value", self.value)):
             if isinstance(number, int) and not -(2**63) <= number < 2**64:
                 raise ValidationError(name, f"integer {number} does not fit in 64 bits")
@@ -232,6 +241,8 @@ class Author:
         external_id = self.external_id
         if type(external_id) is not str or not 0 < len(external_id) <= _ID_MAX:
             _check_text("author.external_id", external_id, _ID_MAX, required=True)
+        if not external_id.isascii():
+            _check_ascii("author.external_id", external_id)
         # Inline common case, precise messages on the slow path (as in ExternalResource).
         name = self.name
         if name is not None and (type(name) is not str or not 0 < len(name) <= _SHORT_TEXT_MAX):
@@ -320,6 +331,7 @@ class ExternalResource:
             _check_text("html_message", html, _MESSAGE_MAX, required=True)
         if self.parent_id is not None:
             _check_text("parent_id", self.parent_id, _PARENT_ID_MAX)
+            _check_ascii("parent_id", self.parent_id)
             if self.parent_id == external_id:
                 raise ValidationError("parent_id", "a resource cannot be its own parent")
             if self.thread_id is not None:
@@ -328,6 +340,7 @@ class ExternalResource:
                 )
         if self.thread_id is not None:
             _check_text("thread_id", self.thread_id, _THREAD_ID_MAX)
+            _check_ascii("thread_id", self.thread_id)
         if type(self.author) is not Author and not isinstance(self.author, Author):
             raise ValidationError("author", f"must be an Author, got {type(self.author).__name__}")
         if self.internal_note is not None:
@@ -343,6 +356,11 @@ class ExternalResource:
         if self.file_urls:
             _check_count("file_urls", self.file_urls, _FILE_URLS_MAX)
             _check_items("file_urls", self.file_urls, str)
+            for index, url in enumerate(self.file_urls):
+                # Zendesk fetches them itself; its schema takes https URLs only.
+                _check_text(f"file_urls[{index}]", url, _FILE_URL_MAX, required=True)
+                if not url.startswith("https://"):
+                    raise ValidationError(f"file_urls[{index}]", "must be an https:// URL")
 
 
 class StatusCode(enum.StrEnum):

@@ -417,6 +417,9 @@ class PushPipeline:
                     last = seq
                     try:
                         resource = resource_from_json(orjson.loads(body))
+                        # Encoded again: a row written by an earlier version may hold an
+                        # older wire form (display_info data as a string).
+                        body = encode_body(resource)
                     except (ValueError, ValidationError) as exc:
                         outbox.bury(seq, f"unreadable row: {exc}")
                         continue

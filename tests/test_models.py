@@ -8,6 +8,7 @@ one past it (refused with `ValidationError`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -678,3 +679,23 @@ def test_a_resource_cannot_be_its_own_parent() -> None:
     """parent_id equal to external_id would wait for itself forever: refused at construction."""
     with pytest.raises(ValidationError, match="its own parent"):
         ExternalResource("same", "m", "2026-01-01T00:00:00Z", Author("a"), parent_id="same")
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: _resource(file_urls=["http://example.com/a.png"]), "file_urls[0]"),
+        (lambda: _resource(file_urls=["https://example.com/" + "a" * 500]), "file_urls[0]"),
+        (lambda: _resource(file_urls=[""]), "file_urls[0]"),
+        (lambda: _resource(parent_id="päärent"), "parent_id"),
+        (lambda: _resource(thread_id="thrëad"), "thread_id"),
+        (lambda: Author("äuthor"), "author.external_id"),
+        (lambda: FieldValue("", 1), "fields.id"),
+        (lambda: FieldValue("x" * 256, 1), "fields.id"),
+    ],
+)
+def test_what_zendesks_schema_refuses_is_refused(build: Callable[[], object], field: str) -> None:
+    """https file URLs of at most 511 characters, ASCII ids, field ids of 1..255 characters."""
+    with pytest.raises(ValidationError) as exc:
+        build()
+    assert exc.value.field == field
