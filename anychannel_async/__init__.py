@@ -25,9 +25,10 @@ from ._errors import (
     Verdict,
     verdict,
 )
-from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
+from ._models import Author, DisplayInfo, ExternalResource, FieldValue
 from ._outbox import OutboxError
 from ._pipeline import PipelineStats, PushPipeline
+from ._results import PushResult, StatusCode
 from ._serde import resource_from_json
 from ._version import __version__
 

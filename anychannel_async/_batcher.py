@@ -8,77 +8,18 @@ completed (it can ride in the same request, after the parent), and two requests 
 open two tickets for one thread. A resource whose key is busy is parked, out of the way of
 independent resources, until the request holding its key completes.
 
-The batcher owns the queue and nothing else: it never sends, and never resolves a future.
+The batcher owns the queue, and of a `Submission` only its ``due`` time: it never sends, and
+never resolves a future.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Iterable
 
-from ._errors import AnyChannelError
-from ._models import ExternalResource, PushResult
+from ._submission import Submission
 
-__all__ = ["Batcher", "Item"]
-
-
-class Item:
-    """Internal bookkeeping of one submitted resource; the user's resource is never mutated.
-
-    It carries the resource's JSON body itself (it is an `_serde.Encoded`), so a resource in
-    the pipeline costs one record, not two.
-    """
-
-    __slots__ = (
-        "attempts",
-        "body",
-        "due",
-        "error",
-        "external_id",
-        "finished",
-        "future",
-        "imported",
-        "key",
-        "orphan_tries",
-        "orphaned_at",
-        "resource",
-        "sends",
-        "seq",
-        "size",
-    )
-
-    def __init__(
-        self,
-        resource: ExternalResource,
-        body: bytes,
-        future: asyncio.Future[PushResult],
-        key: str,
-        due: float,
-    ) -> None:
-        self.resource = resource
-        self.external_id = resource.external_id
-        self.body = body
-        self.future = future
-        self.key = key
-        #: Bytes this resource adds to a push body (its JSON and a separating comma).
-        self.size = len(body) + 1
-        #: Monotonic time by which it should be sent: queued time plus max_latency.
-        self.due = due
-        #: Pushes that told nothing definite of it: halted, rate limited, or unknown.
-        self.attempts = 0
-        self.sends = 0
-        self.orphan_tries = 0
-        #: When Zendesk first could not locate its parent; None while it has not happened.
-        self.orphaned_at: float | None = None
-        #: Set once its future resolved with a result (read by the pipeline for its children).
-        self.imported = False
-        #: Set once the pipeline has done its bookkeeping for the end of this item.
-        self.finished = False
-        #: Its row in the pipeline's outbox, when there is one.
-        self.seq: int | None = None
-        #: The error its future was failed with, when it was.
-        self.error: AnyChannelError | None = None
+__all__ = ["Batcher"]
 
 
 class Batcher:
@@ -88,31 +29,32 @@ class Batcher:
         self._max_size = max_batch_size
         # Budget for the resources themselves; the caller subtracts the body's fixed overhead.
         self._max_bytes = max_batch_bytes
-        self._queue: deque[Item] = deque()
+        self._queue: deque[Submission] = deque()
         self._queued_bytes = 0
         self._busy: set[str] = set()
-        self._parked: dict[str, deque[Item]] = {}
+        self._parked: dict[str, deque[Submission]] = {}
         self._parked_count = 0
 
     def __len__(self) -> int:
-        """Items queued or parked."""
+        """Submissions queued or parked."""
         return len(self._queue) + self._parked_count
 
     @property
     def has_sendable(self) -> bool:
         return bool(self._queue)
 
-    def add(self, item: Item) -> None:
-        """Queue a new item at the tail.
+    def add(self, item: Submission, due: float) -> None:
+        """Queue a new item at the tail, to be sent by due (monotonic time) at the latest.
 
         It is not parked here even when its key is busy: older items of its key may still
         wait in the queue, and parking it now would let it overtake them on release. `take`
         parks items as it reaches them, so parked items are always older than queued ones.
         """
+        item.due = due
         self._queue.append(item)
         self._queued_bytes += item.size
 
-    def add_front(self, items: Iterable[Item]) -> None:
+    def add_front(self, items: Iterable[Submission]) -> None:
         """Queue items at the head, in the given order, due at once (halted, released ones)."""
         batch = list(items)
         for item in reversed(batch):
@@ -123,7 +65,7 @@ class Batcher:
                 self._queue.appendleft(item)
                 self._queued_bytes += item.size
 
-    def _park(self, item: Item, *, front: bool = False) -> None:
+    def _park(self, item: Submission, *, front: bool = False) -> None:
         parked = self._parked.setdefault(item.key, deque())
         if front:
             parked.appendleft(item)
@@ -139,13 +81,13 @@ class Batcher:
         """When the oldest queued item should go out; None when nothing is queued."""
         return self._queue[0].due if self._queue else None
 
-    def take(self, dropped: list[Item]) -> list[Item]:
+    def take(self, dropped: list[Submission]) -> list[Submission]:
         """Cut a batch from the head: at most max_batch_size items and max_batch_bytes.
 
-        Items whose future is already done (cancelled by the user) are removed unsent and
+        Submissions whose future is already done (cancelled by the user) are removed unsent and
         appended to dropped. The batch's keys become busy until `release` is called with them.
         """
-        batch: list[Item] = []
+        batch: list[Submission] = []
         size = 0
         queue = self._queue
         busy = self._busy
@@ -170,10 +112,10 @@ class Batcher:
         busy.update(item.key for item in batch)
         return batch
 
-    def release(self, keys: Iterable[str], requeue: Iterable[Item] = ()) -> None:
+    def release(self, keys: Iterable[str], requeue: Iterable[Submission] = ()) -> None:
         """The request holding keys completed: requeue (its halted items), then the items
         parked on its keys, go back to the head, in that order, ahead of newer work."""
-        unparked: list[Item] = list(requeue)
+        unparked: list[Submission] = list(requeue)
         for key in keys:
             self._busy.discard(key)
             parked = self._parked.pop(key, None)
@@ -183,7 +125,7 @@ class Batcher:
         if unparked:
             self.add_front(unparked)
 
-    def drain(self) -> list[Item]:
+    def drain(self) -> list[Submission]:
         """Remove and return every item, queued or parked (used when the pipeline closes)."""
         items = list(self._queue)
         for parked in self._parked.values():

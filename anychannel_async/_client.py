@@ -14,15 +14,12 @@ that a repeat could double either.
 from __future__ import annotations
 
 import asyncio
-import base64
-import ipaddress
 import json
 import logging
 import math
 import random
-import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,6 +28,7 @@ import attrs
 import backoff
 from yarl import URL
 
+from ._credentials import Credentials, base_url_of
 from ._errors import (
     AnyChannelError,
     AuthenticationError,
@@ -43,12 +41,13 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._models import ExternalResource, PushResult, as_resources, check_request_id
+from ._models import ExternalResource, as_resources, check_request_id
 from ._ratelimit import AccountPace, parse_retry_after
+from ._results import PushResult
 from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
 from ._version import __version__
 
-__all__ = ["AnyChannelClient", "RetryPolicy"]
+__all__ = ["AnyChannelClient", "Pushed", "RetryPolicy"]
 
 logger = logging.getLogger("anychannel_async")
 
@@ -56,11 +55,6 @@ _USER_AGENT = f"anychannel-async/{__version__}"
 _PUSH = "/api/v2/any_channel/push"
 _VALIDATE = "/api/v2/any_channel/validate_token"
 _REPORT_ERROR = "/api/v2/any_channel/channelback/report_error"
-# C0 and C1 control characters (CR and LF among them) and DEL: never part of a credential,
-# and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
-_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
 @attrs.frozen(kw_only=True)
@@ -112,61 +106,24 @@ class RetryPolicy:
             yield random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
-class _Secret:
-    """Holds the Authorization header value; its repr never shows it."""
+@attrs.frozen
+class Pushed:
+    """What one push request came to: its results, or the error that stopped it."""
 
-    __slots__ = ("_parts", "header")
-
-    def __init__(self, header: str, parts: Sequence[str]) -> None:
-        self.header = header
-        # Every spelling of the credentials an answer could echo: the header's value, the
-        # token or secret alone. Longest first, so a part inside another is not left half.
-        self._parts = sorted({header, header.split(" ", 1)[1], *parts}, key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        """text with every occurrence of the credentials replaced."""
-        for part in self._parts:
-            if part in text:
-                text = text.replace(part, "<redacted>")
-        return text
-
-    def __repr__(self) -> str:
-        return "<redacted>"
+    #: One result per resource, in request order (empty when ``error`` is set).
+    results: list[PushResult]
+    error: AnyChannelError | None
+    #: HTTP tries it took, the first included.
+    tries: int
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class _Tries:
+    """Counts the tries of one request as backoff makes them."""
 
+    __slots__ = ("count",)
 
-def _check_base_url(base_url: str) -> URL:
-    if not isinstance(base_url, str):
-        raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
-    try:
-        url = URL(base_url)
-    except ValueError as exc:
-        # yarl's reason, unless the URL may hold credentials it could echo.
-        reason = "" if "@" in base_url else f": {exc}"
-        raise ConfigurationError(f"base_url is not a valid URL{reason}") from None
-    if url.user is not None or url.password is not None or "@" in url.raw_authority:
-        # It would show in repr, base_url and errors; credentials go in token or basic_auth.
-        raise ConfigurationError("base_url must not contain credentials; use token or basic_auth")
-    if url.scheme == "https" and url.host:
-        return url
-    if url.scheme == "http" and _is_loopback(url.host):
-        return url
-    if url.scheme == "http":
-        # A bearer token in clear text could be read by anyone on the path.
-        raise ConfigurationError(
-            f"base_url {base_url!r} uses plain http to a non-loopback host; use https"
-        )
-    raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class _State:
@@ -206,51 +163,14 @@ class AnyChannelClient:
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
     ) -> None:
-        if (token is None) == (basic_auth is None):
-            raise ConfigurationError("give exactly one of token and basic_auth")
-        if token is not None:
-            if not isinstance(token, str) or not token:
-                raise ConfigurationError("token must be a non-empty string")
-            # Caught here, once, rather than by aiohttp as a bare ValueError on every request;
-            # the message names the problem, never the token.
-            if _TOKEN_FORBIDDEN.search(token):
-                raise ConfigurationError(
-                    "token must not contain whitespace or control characters"
-                    " (a trailing newline from a file?)"
-                )
-            header = f"Bearer {token}"
-            parts = [token]
-        else:
-            assert basic_auth is not None
-            if len(basic_auth) != 2 or not all(isinstance(p, str) and p for p in basic_auth):
-                raise ConfigurationError("basic_auth must be a (username, secret) pair of strings")
-            if ":" in basic_auth[0]:
-                raise ConfigurationError("basic_auth username must not contain ':' (RFC 7617)")
-            if any(_CONTROL.search(part) for part in basic_auth):
-                raise ConfigurationError(
-                    "basic_auth must not contain control characters (a trailing newline?)"
-                )
-            pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
-            header = "Basic " + base64.b64encode(pair).decode("ascii")
-            # The username (an email) is no secret; a 4-character "secret" could be anywhere.
-            parts = [basic_auth[1]]
-        if (subdomain is None) == (base_url is None):
-            raise ConfigurationError("give exactly one of subdomain and base_url")
-        if subdomain is not None:
-            if not _SUBDOMAIN.match(subdomain):
-                raise ConfigurationError(
-                    f"subdomain {subdomain!r} is not a valid Zendesk subdomain"
-                )
-            base_url = f"https://{subdomain}.zendesk.com"
-        assert base_url is not None
+        self._credentials = Credentials(token=token, basic_auth=basic_auth)
+        self._base_url = base_url_of(subdomain=subdomain, base_url=base_url)
         if not 0 < timeout < math.inf:
             raise ConfigurationError(
                 f"timeout must be a finite number of seconds > 0, got {timeout!r}"
             )
         if type(max_connections) is not int or max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
-        self._base_url = _check_base_url(base_url)
-        self._secret = _Secret(header, parts)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._max_connections = max_connections
@@ -345,17 +265,32 @@ class AnyChannelClient:
         resources: Sequence[Encoded],
         *,
         request_id: str | None = None,
-        on_retry: Callable[[], None] | None = None,
     ) -> list[PushResult]:
-        """`push` for resources already encoded (the pipeline's entry point).
+        """`push` for resources already encoded (`_serde.encode_resource`)."""
+        pushed = await self.push_batch(instance_push_id, resources, request_id=request_id)
+        if pushed.error is not None:
+            raise pushed.error
+        return pushed.results
 
-        ``on_retry`` is called each time a try fails and another one is due.
-        """
-        _check_id("instance_push_id", instance_push_id)
-        check_request_id(request_id)
-        body = encode_push_body(instance_push_id, resources, request_id)
-        payload = await self._request(_PUSH, body, on_retry)
-        return decode_push_results(payload, [r.external_id for r in resources])
+    async def push_batch(
+        self,
+        instance_push_id: str,
+        resources: Sequence[Encoded],
+        *,
+        request_id: str | None = None,
+    ) -> Pushed:
+        """One push, reported by value: its results or the error that stopped it, and the tries
+        it took (the pipeline's entry point: it counts retries without being called back)."""
+        tries = _Tries()
+        try:
+            _check_id("instance_push_id", instance_push_id)
+            check_request_id(request_id)
+            body = encode_push_body(instance_push_id, resources, request_id)
+            payload = await self._request(_PUSH, body, tries)
+            results = decode_push_results(payload, [r.external_id for r in resources])
+        except AnyChannelError as exc:
+            return Pushed(results=[], error=exc, tries=tries.count)
+        return Pushed(results=results, error=None, tries=tries.count)
 
     async def validate_token(self, instance_push_id: str) -> None:
         """Check the credentials for the account; raises `AuthenticationError` if refused."""
@@ -383,11 +318,9 @@ class AnyChannelClient:
 
     # -- the HTTP boundary -------------------------------------------------------------------
 
-    async def _request(
-        self, path: str, body: bytes, on_retry: Callable[[], None] | None = None
-    ) -> bytes:
+    async def _request(self, path: str, body: bytes, tries: _Tries | None = None) -> bytes:
         session = self._open()
-        result: bytes = await self._send(session, path, body, on_retry)
+        result: bytes = await self._send(session, path, body, tries or _Tries())
         return result
 
     async def _send_once(
@@ -395,9 +328,10 @@ class AnyChannelClient:
         session: aiohttp.ClientSession,
         path: str,
         body: bytes,
-        on_retry: Callable[[], None] | None,  # read by _log_retry through backoff's details
+        tries: _Tries,
     ) -> bytes:
         """One try: wait for the account's pace, POST, map the answer or the failure."""
+        tries.count += 1
         await self.pace.acquire()
         if session.closed:  # a session passed in, closed by its owner
             raise ClosedError("the aiohttp session of this AnyChannelClient is closed")
@@ -407,7 +341,7 @@ class AnyChannelClient:
                 self._base_url.with_path(path),
                 data=body,
                 headers={
-                    "Authorization": self._secret.header,
+                    "Authorization": self._credentials.header,
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                     "User-Agent": _USER_AGENT,
@@ -449,7 +383,7 @@ class AnyChannelClient:
             location = headers.get("Location")
             raise RedirectError(status, URL(location).host if location else None)
         # Bound the excerpt before searching it, and never quote the credentials back.
-        text = self._secret.redact(payload[:4096].decode("utf-8", "replace"))
+        text = self._credentials.redact(payload[:4096].decode("utf-8", "replace"))
         if status in (401, 403):
             raise AuthenticationError(status, text)
         if status == 429:
@@ -462,7 +396,7 @@ class AnyChannelClient:
 
     def _log_retry(self, details: Mapping[str, Any]) -> None:
         self.retries += 1
-        _session, path, _body, on_retry = details["args"]
+        _session, path, _body, _tries = details["args"]
         logger.info(
             "retrying POST %s (try %s failed: %s); next try in %.2f s",
             path,
@@ -470,8 +404,6 @@ class AnyChannelClient:
             details.get("exception"),
             details.get("wait", 0.0),
         )
-        if on_retry is not None:
-            on_retry()
 
 
 def _not_retriable(exc: Exception) -> bool:

@@ -16,7 +16,7 @@ import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._models import PushResult
+    from ._results import PushResult
 
 __all__ = [
     "AnyChannelError",

@@ -1,100 +1,291 @@
-"""Answers to outcomes: which futures resolve, which fail, which are pushed again.
+"""Router: the only writer of futures. Answers to outcomes, the attempts check, orphan timers.
 
-An answer is either positional results, already paired with their resources
+An answer is positional results, already paired with their submissions
 (`_serde.decode_push_results` refuses any that do not pair exactly), or a request-level error.
-This module decides what each means for each resource, with `_errors.verdict` as the one
-answer to "final, unknown, or retry?", and holds the one attempts check. It changes no queue
-and starts nothing: the pipeline applies the decision.
+The router decides what each means for each submission, with `_errors.verdict` as the one
+answer to "final, unknown, or retry?", resolves or fails futures, and hands back what must be
+pushed again. It never sends and never touches the queue: resources to push again go back
+through the ``requeue`` it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import collections
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
 
-import attrs
-
-from ._batcher import Item
+from ._conversations import Conversations, Parent
 from ._errors import (
     AnyChannelError,
     HaltedError,
     OutcomeUnknownError,
+    ParentNotFoundError,
     ProcessingError,
     ResourceError,
     Verdict,
     copies,
     verdict,
 )
-from ._models import PushResult, StatusCode
+from ._flow import FlowControl
+from ._outbox import Outbox
+from ._results import PushResult, StatusCode
+from ._submission import Submission
 
-__all__ = ["Routed", "route", "route_error"]
+__all__ = ["Router"]
+
+logger = logging.getLogger("anychannel_async.pipeline")
+
+# Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
+_ORPHAN_FIRST_WAIT = 0.25
+_ORPHAN_MAX_WAIT = 5.0
 
 
-@attrs.define
-class Routed:
-    """What one answer means for each resource of its request."""
+class Router:
+    """Settles submissions: resolves or fails their futures, once, and does the bookkeeping."""
 
-    resolved: list[tuple[Item, PushResult]] = attrs.Factory(list)
-    failed: list[tuple[Item, AnyChannelError]] = attrs.Factory(list)
-    #: Resources to push again, in their original order: halted, rate limited, or unknown.
-    again: list[Item] = attrs.Factory(list)
-    #: Resources whose parent Zendesk could not locate: the pipeline knows whether it is coming.
-    orphans: list[tuple[Item, PushResult]] = attrs.Factory(list)
+    def __init__(
+        self,
+        *,
+        flow: FlowControl,
+        outbox: Outbox | None,
+        max_attempts: int,
+        parent_timeout: float,
+        requeue: Callable[[list[Submission]], None],
+    ) -> None:
+        self._flow = flow
+        self._outbox = outbox
+        self._max_attempts = max_attempts
+        self._parent_timeout = parent_timeout
+        self._requeue = requeue
+        self._conversations: Conversations[Submission] = Conversations()
+        self._timers: dict[Submission, asyncio.TimerHandle] = {}
+        #: Submissions accepted and not yet finished.
+        self.outstanding: set[Submission] = set()
+        #: Resources resolved, by status code; failed, by exception class name.
+        self.resolved: collections.Counter[str] = collections.Counter()
+        self.failed: collections.Counter[str] = collections.Counter()
 
-    def retry(self, item: Item, max_attempts: int, spent: AnyChannelError) -> None:
-        """Push item again, unless it already went ``max_attempts`` times without an outcome;
-        then fail it with ``spent``. The one attempts check."""
-        item.attempts += 1
-        if item.attempts > max_attempts:
-            self.failed.append((item, spent))
+    # -- admission ---------------------------------------------------------------------------
+
+    def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
+        return self._conversations.key_for(external_id, thread_id, parent_id)
+
+    def admit(self, submission: Submission) -> None:
+        """A submission whose flow-control unit is taken: it is the router's until finished."""
+        self.outstanding.add(submission)
+        self._conversations.admit(submission)
+
+    def doomed(self, submission: Submission) -> bool:
+        """Before a push: True (and settled) when it must not go, because its owner cancelled
+        it or its parent already failed."""
+        if submission.future.done():
+            self._finished(submission)
+            return True
+        if self._conversations.doomed(submission):
+            self.fail(submission, self._orphan_error(submission, submission.parent_id or ""))
+            return True
+        return False
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def results(
+        self, batch: Sequence[Submission], results: Sequence[PushResult]
+    ) -> list[Submission]:
+        """Settle a batch by its positional results; returns what to push again, in order."""
+        again: list[Submission] = []
+        for submission, result in zip(batch, results, strict=True):
+            if submission.future.done():
+                if result.imported and not submission.imported:
+                    # Cancelled by its owner while in flight, yet Zendesk took it: its children
+                    # and its outbox row must know it is there.
+                    self._mark_imported(submission)
+                self._finished(submission)
+                continue
+            code = result.code
+            if code is StatusCode.SUCCESS or code is StatusCode.ALREADY_IMPORTED:
+                self._resolve(submission, result)
+            elif code is StatusCode.HALTED:
+                # Nothing happened to a halted resource: Zendesk stopped before it.
+                spent = HaltedError(
+                    submission.external_id, f"halted {submission.attempts + 1} times", result
+                )
+                self._retry(submission, spent, again)
+            elif code is StatusCode.COULD_NOT_LOCATE_PARENT:
+                self._orphan(submission, result)
+            elif code is StatusCode.PROCESSING_ERROR:
+                detail = result.description or "no description"
+                error = f"processing_error: {detail}"
+                self.fail(submission, ProcessingError(submission.external_id, error, result))
+            else:
+                error = f"unknown status code {code!r}"
+                self.fail(submission, ResourceError(submission.external_id, error, result))
+        return again
+
+    def error(self, batch: Sequence[Submission], error: AnyChannelError) -> list[Submission]:
+        """Settle a batch by a request-level error; returns what to push again, in order.
+
+        An unknown outcome (lost, garbled, timed out) or a 429 is never a failure by itself:
+        the resources go again, and fail only once ``max_attempts`` pushes told nothing (an
+        unknown one with `OutcomeUnknownError`). A definite refusal fails them all, each with
+        its own copy of the error.
+        """
+        again: list[Submission] = []
+        live = []
+        for submission in batch:
+            if submission.future.done():
+                self._finished(submission)
+            else:
+                live.append(submission)
+        fate = verdict(error)
+        if fate is Verdict.UNKNOWN:
+            for submission in live:
+                attempts = submission.attempts + 1
+                spent = OutcomeUnknownError(submission.external_id, attempts, error)
+                self._retry(submission, spent, again)
+        elif fate is Verdict.RETRY:
+            for submission, own in zip(live, copies(error, len(live)), strict=True):
+                self._retry(submission, own, again)
         else:
-            self.again.append(item)
+            self.fail_all(live, error)
+        return again
 
-
-def route(items: Sequence[Item], results: Sequence[PushResult], *, max_attempts: int) -> Routed:
-    """Sort each resource of a request by the code of its result."""
-    routed = Routed()
-    for item, result in zip(items, results, strict=True):
-        if item.future.done():  # cancelled by its owner while in flight: nothing to tell
-            continue
-        code = result.code
-        if code is StatusCode.SUCCESS or code is StatusCode.ALREADY_IMPORTED:
-            routed.resolved.append((item, result))
-        elif code is StatusCode.HALTED:
-            # Nothing happened to a halted resource: Zendesk stopped before it. Safe to resend.
-            spent = HaltedError(item.external_id, f"halted {item.attempts + 1} times", result)
-            routed.retry(item, max_attempts, spent)
-        elif code is StatusCode.COULD_NOT_LOCATE_PARENT:
-            routed.orphans.append((item, result))
-        elif code is StatusCode.PROCESSING_ERROR:
-            detail = result.description or "no description"
-            routed.failed.append(
-                (item, ProcessingError(item.external_id, f"processing_error: {detail}", result))
-            )
+    def _retry(
+        self, submission: Submission, spent: AnyChannelError, again: list[Submission]
+    ) -> None:
+        """Push it again, unless it already went ``max_attempts`` times without a definite
+        outcome; then fail it with ``spent``. The one attempts check."""
+        submission.attempts += 1
+        if submission.attempts > self._max_attempts:
+            self.fail(submission, spent)
         else:
-            routed.failed.append(
-                (item, ResourceError(item.external_id, f"unknown status code {code!r}", result))
-            )
-    return routed
+            again.append(submission)
 
+    # -- parents -----------------------------------------------------------------------------
 
-def route_error(items: Sequence[Item], error: AnyChannelError, *, max_attempts: int) -> Routed:
-    """What a request-level error means for each resource of its request.
+    def _orphan(self, child: Submission, result: PushResult) -> None:
+        """Zendesk could not locate the child's parent: wait for it, retry later, or fail."""
+        parent_id = child.parent_id or ""
+        where = self._conversations.place(child)
+        if where is Parent.PENDING:
+            return  # its parent's outcome releases or fails it (see _finished)
+        if where is Parent.CYCLE:
+            reason = f"parent {parent_id} descends from it (a cycle)"
+            self.fail(child, ParentNotFoundError(child.external_id, reason, result))
+            return
+        if where is Parent.FAILED:
+            self.fail(child, self._orphan_error(child, parent_id, result))
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if child.orphaned_at is None:
+            child.orphaned_at = now
+        deadline = child.orphaned_at + self._parent_timeout
+        if now >= deadline:
+            reason = f"parent {parent_id} not found within {self._parent_timeout:g} s"
+            self.fail(child, ParentNotFoundError(child.external_id, reason, result))
+            return
+        # The parent may come from another process: try again later, with jittered backoff.
+        wait = min(_ORPHAN_MAX_WAIT, _ORPHAN_FIRST_WAIT * 2**child.orphan_tries)
+        wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        child.orphan_tries += 1
+        self._timers[child] = loop.call_later(min(wait, deadline - now), self._orphan_wakes, child)
 
-    An unknown outcome (lost, garbled, timed out) or a 429 is never a failure by itself: the
-    resources go again, and fail only once ``max_attempts`` pushes told nothing (an unknown
-    one with `OutcomeUnknownError`). A definite refusal fails them all, each with its own copy.
-    """
-    routed = Routed()
-    live = [item for item in items if not item.future.done()]
-    fate = verdict(error)
-    if fate is Verdict.UNKNOWN:
-        for item in live:
-            routed.retry(
-                item, max_attempts, OutcomeUnknownError(item.external_id, item.attempts + 1, error)
-            )
-    elif fate is Verdict.RETRY:
-        for item, own in zip(live, copies(error, len(live)), strict=True):
-            routed.retry(item, max_attempts, own)
-    else:
-        routed.failed.extend(zip(live, copies(error, len(live)), strict=True))
-    return routed
+    def _orphan_wakes(self, child: Submission) -> None:
+        del self._timers[child]
+        if child.future.done():
+            self._finished(child)
+        else:
+            self._requeue([child])
+
+    def _orphan_error(
+        self, child: Submission, parent_id: str, result: PushResult | None = None
+    ) -> AnyChannelError:
+        """What a child fails with when its parent failed: final, or the parent's own error."""
+        cause = self._conversations.cause(parent_id)
+        if cause is None:
+            return ParentNotFoundError(child.external_id, f"parent {parent_id} failed", result)
+        return copies(cause, 1)[0]
+
+    # -- futures -----------------------------------------------------------------------------
+
+    def _resolve(self, submission: Submission, result: PushResult) -> None:
+        submission.future.set_result(result)
+        self.resolved[str(result.code)] += 1
+        self._mark_imported(submission)
+        self._finished(submission)
+
+    def _mark_imported(self, submission: Submission) -> None:
+        submission.imported = True
+        if submission.seq is not None and self._outbox is not None:
+            self._outbox.resolve(submission.seq)
+
+    def fail(self, submission: Submission, error: AnyChannelError) -> None:
+        """Fail a submission's future with error (its own copy), unless it is done already."""
+        if not submission.future.done():
+            submission.future.set_exception(error)
+            self.failed[type(error).__name__] += 1
+            submission.error = error
+            # Dead letters are what failed for good; anything else (credentials, unknown,
+            # closing) leaves the row pending, to be pushed again at the next start.
+            outbox = self._outbox
+            if submission.seq is not None and outbox and verdict(error) is Verdict.FINAL:
+                outbox.bury(submission.seq, f"{type(error).__name__}: {error}")
+        self._finished(submission)
+
+    def fail_all(self, batch: Iterable[Submission], error: AnyChannelError) -> None:
+        batch = list(batch)
+        for submission, own in zip(batch, copies(error, len(batch)), strict=True):
+            self.fail(submission, own)
+
+    def dropped(self, submission: Submission) -> None:
+        """Taken out of the queue unsent: its owner cancelled it."""
+        self._finished(submission)
+
+    def _finished(self, submission: Submission) -> None:
+        """Bookkeeping for the end of a submission, however its future ended (once each).
+
+        Called when the router settles the future, or, for a future its owner cancelled, when
+        the pipeline next meets it (at the cut, in an answer, at a timer): no done callback
+        per future, which would cost a scheduled call per resource.
+        """
+        if submission.finished:
+            return
+        submission.finished = True
+        cancelled = submission.future.cancelled()
+        outbox = self._outbox
+        if cancelled and not submission.imported and submission.seq is not None and outbox:
+            outbox.bury(submission.seq, "cancelled by its owner before it was pushed")
+        self.outstanding.discard(submission)
+        self._flow.release()
+        if self._timers:
+            timer = self._timers.pop(submission, None)
+            if timer is not None:
+                timer.cancel()
+        imported = submission.imported
+        error = submission.error
+        final = cancelled or error is None or verdict(error) is Verdict.FINAL
+        children = self._conversations.finish(
+            submission, imported=imported, cause=None if final else error
+        )
+        if not children:
+            return
+        if imported:
+            self._requeue(children)
+        else:
+            for child in children:
+                self.fail(child, self._orphan_error(child, submission.external_id))
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, error: Callable[[], AnyChannelError]) -> None:
+        """Fail everything still here (timers, children waiting, outstanding) with error()."""
+        timers, self._timers = self._timers, {}
+        for submission, timer in timers.items():
+            timer.cancel()
+            self.fail(submission, error())
+        for child in self._conversations.drain_waiting():
+            self.fail(child, error())
+        for submission in list(self.outstanding):
+            self.fail(submission, error())

@@ -23,7 +23,8 @@ from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter
 
 from ._errors import ProtocolError, ValidationError
-from ._models import Author, DisplayInfo, ExternalResource, FieldValue, PushResult, StatusCode
+from ._models import Author, DisplayInfo, ExternalResource, FieldValue
+from ._results import PushResult, StatusCode
 
 __all__ = [
     "Encoded",

@@ -1,0 +1,142 @@
+"""Conversations: ordering keys, pending and failed ids, children waiting for a parent, cycles.
+
+Zendesk threads a reply onto its parent's ticket only once the parent is imported, and opens
+one ticket per thread only if two requests never carry the same thread at once. This module
+holds what the pipeline knows to keep those rules: which resources are pending (by id), which
+failed (a bounded memory), and which children wait for a pending parent. It is pure: no I/O,
+no futures, no event loop; it decides nothing about outcomes (the router does) and sends
+nothing (the sender does).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Generic, Protocol, TypeVar
+
+from ._errors import AnyChannelError
+
+__all__ = ["Conversations", "Member", "Parent"]
+
+# Ids of resources that failed, remembered so their children fail at once instead of waiting
+# parent_timeout for a parent that will never come. Bounded: memory must stay flat.
+FAILED_MEMORY = 10_000
+
+
+class Member(Protocol):
+    """What a conversation needs to know of a pending resource."""
+
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def key(self) -> str: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+class Parent(enum.Enum):
+    """Where a child's parent stands, when Zendesk could not locate it."""
+
+    #: Pending here: the child waits for its outcome (released or failed with it).
+    PENDING = "pending"
+    #: Pending here, but descending from the child itself: waiting would never end.
+    CYCLE = "cycle"
+    #: It failed here (see `Conversations.cause`).
+    FAILED = "failed"
+    #: Not known here: it may come from another process; try again later.
+    ABSENT = "absent"
+
+
+class Conversations(Generic[M]):
+    """The pipeline's view of conversations in progress."""
+
+    def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
+        self._pending: dict[str, M] = {}
+        self._waiting: dict[str, list[M]] = {}
+        # id -> None when it failed for good (its children fail as not found), or the error
+        # that stopped it without a final answer (its children fail with a copy of that).
+        self._failed: collections.OrderedDict[str, AnyChannelError | None] = (
+            collections.OrderedDict()
+        )
+        self._failed_memory = failed_memory
+
+    def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
+        """The ordering key: resources sharing one are never in two requests at once."""
+        same = self._pending.get(external_id)
+        if same is not None:  # the same id twice must not race into two tickets
+            return same.key
+        if thread_id is not None:
+            return "t:" + thread_id
+        if parent_id is not None:
+            parent = self._pending.get(parent_id)
+            return parent.key if parent is not None else "r:" + parent_id
+        return "r:" + external_id
+
+    def admit(self, member: M) -> None:
+        """member is pending from now on (the latest of its id, if submitted twice)."""
+        self._pending[member.external_id] = member
+
+    def doomed(self, member: M) -> bool:
+        """True when member's parent failed here and was not submitted again since."""
+        parent_id = member.parent_id
+        return (
+            parent_id is not None
+            and parent_id in self._failed
+            and parent_id not in self._pending  # submitted again since: it may pass
+        )
+
+    def cause(self, external_id: str) -> AnyChannelError | None:
+        """Why a failed resource failed: None when for good, else the error that stopped it."""
+        return self._failed.get(external_id)
+
+    def place(self, child: M) -> Parent:
+        """Zendesk could not locate child's parent: where it stands, and if it is pending
+        here (and no cycle), child now waits for it."""
+        parent_id = child.parent_id or ""
+        if parent_id in self._pending:
+            if self._descends(parent_id, child.external_id):
+                return Parent.CYCLE
+            self._waiting.setdefault(parent_id, []).append(child)
+            return Parent.PENDING
+        if parent_id in self._failed:
+            return Parent.FAILED
+        return Parent.ABSENT
+
+    def finish(self, member: M, *, imported: bool, cause: AnyChannelError | None = None) -> list[M]:
+        """member's outcome is known: imported, or failed (``cause`` None when for good).
+
+        Returns the children that waited for it, in the order they began to wait: to push
+        now when it was imported, else to fail with it.
+        """
+        external_id = member.external_id
+        if self._pending.get(external_id) is member:
+            del self._pending[external_id]
+        if not imported:
+            self._failed[external_id] = cause
+            self._failed.move_to_end(external_id)
+            if len(self._failed) > self._failed_memory:
+                self._failed.popitem(last=False)
+        elif self._failed:
+            self._failed.pop(external_id, None)  # it failed once, and now went through
+        if not self._waiting:
+            return []
+        return self._waiting.pop(external_id, None) or []
+
+    def drain_waiting(self) -> list[M]:
+        """Every child still waiting for a parent (the pipeline is closing)."""
+        waiting, self._waiting = self._waiting, {}
+        return [child for children in waiting.values() for child in children]
+
+    def _descends(self, parent_id: str | None, external_id: str) -> bool:
+        """True when external_id is on the chain of pending parents from parent_id up."""
+        seen: set[str] = set()
+        while parent_id is not None and parent_id not in seen:
+            if parent_id == external_id:
+                return True
+            seen.add(parent_id)
+            parent = self._pending.get(parent_id)
+            parent_id = parent.parent_id if parent is not None else None
+        return False

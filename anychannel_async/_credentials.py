@@ -1,0 +1,132 @@
+"""Credentials and the account's base URL: checked once, held out of sight.
+
+This module owns the Authorization header and every check of what makes it (a token, or a
+basic-auth pair) and of where it may be sent (``base_url``). It never shows a credential: not
+in a repr, not in an error message; `Credentials.redact` removes them from text an answer
+echoed back.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+
+from yarl import URL
+
+from ._errors import ConfigurationError
+
+__all__ = ["Credentials", "base_url_of"]
+
+# C0 and C1 control characters (CR and LF among them) and DEL: never part of a credential,
+# and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
+_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+
+
+class Credentials:
+    """The Authorization header for one account; its repr never shows it.
+
+    Give exactly one of ``token`` (sent as a Bearer token) and ``basic_auth``
+    (``(username, secret)``). Bad values raise `ConfigurationError`, naming the problem and
+    never the value.
+    """
+
+    __slots__ = ("_parts", "header")
+
+    def __init__(
+        self, *, token: str | None = None, basic_auth: tuple[str, str] | None = None
+    ) -> None:
+        if (token is None) == (basic_auth is None):
+            raise ConfigurationError("give exactly one of token and basic_auth")
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise ConfigurationError("token must be a non-empty string")
+            # Caught here, once, rather than by aiohttp as a bare ValueError on every request.
+            if _TOKEN_FORBIDDEN.search(token):
+                raise ConfigurationError(
+                    "token must not contain whitespace or control characters"
+                    " (a trailing newline from a file?)"
+                )
+            header = f"Bearer {token}"
+            secret = token
+        else:
+            assert basic_auth is not None
+            if len(basic_auth) != 2 or not all(isinstance(p, str) and p for p in basic_auth):
+                raise ConfigurationError("basic_auth must be a (username, secret) pair of strings")
+            if ":" in basic_auth[0]:
+                raise ConfigurationError("basic_auth username must not contain ':' (RFC 7617)")
+            if any(_CONTROL.search(part) for part in basic_auth):
+                raise ConfigurationError(
+                    "basic_auth must not contain control characters (a trailing newline?)"
+                )
+            pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
+            header = "Basic " + base64.b64encode(pair).decode("ascii")
+            # The username (an email) is no secret.
+            secret = basic_auth[1]
+        #: The Authorization header's value.
+        self.header = header
+        # Every spelling of the credentials an answer could echo: the header's value, the
+        # token or secret alone. Longest first, so a part inside another is not left half.
+        self._parts = sorted({header, header.split(" ", 1)[1], secret}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """text with every occurrence of the credentials replaced."""
+        for part in self._parts:
+            if part in text:
+                text = text.replace(part, "<redacted>")
+        return text
+
+    def __repr__(self) -> str:
+        return "<Credentials redacted>"
+
+
+def base_url_of(*, subdomain: str | None, base_url: str | None) -> URL:
+    """The account's base URL, from exactly one of ``subdomain`` and ``base_url``.
+
+    Plain ``http://`` is refused unless the host is loopback (a bearer token in clear text
+    could be read by anyone on the path), and so is a URL that carries credentials.
+    """
+    if (subdomain is None) == (base_url is None):
+        raise ConfigurationError("give exactly one of subdomain and base_url")
+    if subdomain is not None:
+        if not isinstance(subdomain, str) or not _SUBDOMAIN.match(subdomain):
+            raise ConfigurationError(f"subdomain {subdomain!r} is not a valid Zendesk subdomain")
+        return URL(f"https://{subdomain}.zendesk.com")
+    assert base_url is not None
+    return _check_base_url(base_url)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str) -> URL:
+    if not isinstance(base_url, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
+    try:
+        url = URL(base_url)
+    except ValueError as exc:
+        # yarl's reason, unless the URL may hold credentials it could echo.
+        reason = "" if "@" in base_url else f": {exc}"
+        raise ConfigurationError(f"base_url is not a valid URL{reason}") from None
+    if url.user is not None or url.password is not None or "@" in url.raw_authority:
+        # It would show in repr, base_url and errors; credentials go in token or basic_auth.
+        raise ConfigurationError("base_url must not contain credentials; use token or basic_auth")
+    if url.scheme == "https" and url.host:
+        return url
+    if url.scheme == "http" and _is_loopback(url.host):
+        return url
+    if url.scheme == "http":
+        raise ConfigurationError(
+            f"base_url {base_url!r} uses plain http to a non-loopback host; use https"
+        )
+    raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")

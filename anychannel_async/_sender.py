@@ -1,0 +1,213 @@
+"""Sender: cuts batches when a request can go, owns the requests in flight, splits refusals.
+
+It decides *when* to send (a free slot of ``max_in_flight``, the account's pace, a full batch
+or a due one) and *what* to send again after a refusal of the size (split, bisect). What an
+answer means for each resource is the router's to say; the sender only hands the answer over
+and queues again what the router gives back. It knows the client only through the two things
+it is given: ``pace`` (may a request start now) and ``push`` (send one request, report how it
+went by return value).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+from ._batcher import Batcher
+from ._client import Pushed
+from ._errors import AnyChannelError, copies, splittable
+from ._ratelimit import AccountPace
+from ._router import Router
+from ._submission import Submission
+
+__all__ = ["Sender"]
+
+logger = logging.getLogger("anychannel_async.pipeline")
+
+
+class Sender:
+    """The send loop of one pipeline and every request task it starts."""
+
+    def __init__(
+        self,
+        *,
+        batcher: Batcher,
+        router: Router,
+        pace: AccountPace,
+        push: Callable[[Sequence[Submission]], Awaitable[Pushed]],
+        max_in_flight: int,
+    ) -> None:
+        self._batcher = batcher
+        self._router = router
+        self._pace = pace
+        self._push = push
+        self._max_in_flight = max_in_flight
+        self._task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._idle = False
+        self._hurry = 0
+        self._sending = True
+        #: Set when the send loop died of a bug: the pipeline refuses new work with it.
+        self.broken: AnyChannelError | None = None
+        #: Push requests started (a split request counts each part), resources in them,
+        #: the largest, resources pushed again, and tries the client retried.
+        self.requests = 0
+        self.batched = 0
+        self.largest = 0
+        self.resent = 0
+        self.retries = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sends)
+
+    @property
+    def ready(self) -> bool:
+        """True once started, unless the loop died of a bug."""
+        return self._task is not None and self.broken is None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task.add_done_callback(self._ended)
+
+    def queued(self) -> None:
+        """A resource was queued: wake the loop if it sleeps with nothing to wait for, or
+        if a batch just filled while it waited out max_latency."""
+        if self._idle or self._batcher.full():
+            self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @contextlib.contextmanager
+    def hurry(self) -> Iterator[None]:
+        """While inside, queued resources go at once instead of waiting out max_latency."""
+        self._hurry += 1
+        self._wakeup.set()
+        try:
+            yield
+        finally:
+            self._hurry -= 1
+
+    def stop_sending(self) -> None:
+        """No new request starts from now on; those in flight finish."""
+        self._sending = False
+
+    async def settle(self) -> None:
+        """Wait for the requests in flight."""
+        while self._sends:
+            await asyncio.wait(list(self._sends))
+
+    async def stop(self) -> None:
+        """Cancel the loop and every request in flight, and wait for them."""
+        tasks = list(self._sends)
+        if self._task is not None:
+            tasks.append(self._task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Cut a batch whenever a request can actually be sent, until cancelled by close."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batcher
+        pace = self._pace
+        while True:
+            wait: float | None = None
+            if self._sending and batcher.has_sendable and len(self._sends) < self._max_in_flight:
+                wait = pace.delay()
+                if wait <= 0:
+                    due = batcher.next_due()
+                    now = loop.time()
+                    if due is None or self._hurry or batcher.full() or due <= now:
+                        dropped: list[Submission] = []
+                        batch = batcher.take(dropped)
+                        for submission in dropped:  # cancelled by their owners before sending
+                            self._router.dropped(submission)
+                        if batch:
+                            self._start_send(batch)
+                            # Let the request take its slot of the account's pace before the
+                            # next cut: a batch cut now but sent later would leave half full.
+                            await asyncio.sleep(0)
+                        continue
+                    wait = due - now
+            self._wakeup.clear()
+            # Only an empty queue needs a submit to wake the loop; a full set of requests in
+            # flight is woken by the request that completes.
+            self._idle = not batcher.has_sendable
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            self._idle = False
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The loop only ends by stop(); if a bug ends it, nothing may wait forever."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        logger.error("the pipeline's sender stopped: %r; failing pending resources", error)
+        self.broken = AnyChannelError(f"internal error: the pipeline's sender stopped: {error!r}")
+        broken = self.broken
+        self._router.fail_all(self._batcher.drain(), broken)
+        self._router.close(lambda: copies(broken, 1)[0])
+
+    def _start_send(self, batch: list[Submission]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, batch: list[Submission]) -> None:
+        """Own one request from cut to completion; always releases the batch's keys."""
+        again: list[Submission] = []
+        try:
+            again = await self._deliver(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("unexpected error while pushing a batch")
+            internal = AnyChannelError(f"internal error: {type(exc).__name__}: {exc}")
+            self._router.fail_all(batch, internal)
+        finally:
+            # Leave the in-flight set before waking the loop: the done callback would run a
+            # loop iteration late, and the loop would still count this request and sleep.
+            self._sends.discard(asyncio.current_task())
+            self._batcher.release({submission.key for submission in batch}, again)
+            self._wakeup.set()
+
+    async def _deliver(self, batch: list[Submission]) -> list[Submission]:
+        """Push a batch and hand the answer to the router; returns what to push again."""
+        batch = [submission for submission in batch if not self._router.doomed(submission)]
+        if not batch:
+            return []
+        for submission in batch:
+            if submission.sends:
+                self.resent += 1
+            submission.sends += 1
+        self.requests += 1
+        self.batched += len(batch)
+        self.largest = max(self.largest, len(batch))
+        pushed = await self._push(batch)
+        self.retries += pushed.tries - 1
+        error = pushed.error
+        if error is None:
+            return self._router.results(batch, pushed.results)
+        if len(batch) > 1 and splittable(error):
+            # 413 (or a 400 about size): halves may pass. Another 400: bisect down to the
+            # resources Zendesk refuses, and push the rest. The second half waits for the
+            # first, so nothing overtakes a resource of the first half sent again.
+            middle = len(batch) // 2
+            logger.info("%s for %d resources; splitting", error, len(batch))
+            again = await self._deliver(batch[:middle])
+            if again:
+                return again + batch[middle:]
+            return await self._deliver(batch[middle:])
+        logger.warning("push of %d resources: %s", len(batch), error)
+        return self._router.error(batch, error)
