@@ -30,6 +30,7 @@ from ._outbox import OutboxError
 from ._pipeline import PipelineStats, PushPipeline
 from ._results import PushResult, StatusCode
 from ._serde import resource_from_json
+from ._settings import PipelineSettings
 from ._version import __version__
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "OutboxError",
     "OutcomeUnknownError",
     "ParentNotFoundError",
+    "PipelineSettings",
     "PipelineStats",
     "ProcessingError",
     "ProtocolError",

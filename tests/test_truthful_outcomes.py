@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import pytest
 
 from anychannel_async import (
@@ -30,6 +31,7 @@ from anychannel_async import (
     Verdict,
     verdict,
 )
+from anychannel_async._settings import PipelineOptions, PipelineSettings
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import FAST_RETRY, IPID, TOKEN, resource
@@ -271,3 +273,8 @@ def test_a_nan_retry_setting_is_a_configuration_error(name: str) -> None:
     """RetryPolicy refuses NaN waits, which would otherwise compare false everywhere."""
     with pytest.raises(ConfigurationError, match=name):
         RetryPolicy(**{name: math.nan})  # type: ignore[arg-type]
+
+
+def test_pipeline_keyword_arguments_are_exactly_the_settings() -> None:
+    """PushPipeline's keyword arguments and PipelineSettings' fields are one list."""
+    assert set(PipelineOptions.__annotations__) == {f.name for f in attrs.fields(PipelineSettings)}

@@ -1,0 +1,124 @@
+"""Conversations on their own: keys, waiting children, failures, cycles (pure, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anychannel_async._conversations import Conversations, Parent
+from anychannel_async._errors import TransportError
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """A pending resource as conversations see it."""
+
+    external_id: str
+    parent_id: str | None
+    key: str
+
+
+def admit(
+    conv: Conversations[Node],
+    external_id: str,
+    thread_id: str | None = None,
+    parent_id: str | None = None,
+) -> Node:
+    node = Node(external_id, parent_id, conv.key_for(external_id, thread_id, parent_id))
+    conv.admit(node)
+    return node
+
+
+ids = st.sampled_from([f"e{n}" for n in range(8)])
+threads = st.sampled_from([None, None, "t0", "t1"])
+
+
+@st.composite
+def submissions(draw: st.DrawFn) -> list[tuple[str, str | None, str | None]]:
+    """(external_id, thread_id, parent_id) triples; a parent is an earlier id or a stranger."""
+    out: list[tuple[str, str | None, str | None]] = []
+    for _ in range(draw(st.integers(1, 25))):
+        external_id = draw(ids)
+        thread_id = draw(threads)
+        parent_id = None
+        if thread_id is None and draw(st.booleans()):
+            parent_id = draw(st.sampled_from([*(e for e, _, _ in out), "stranger"]))
+            if parent_id == external_id:
+                parent_id = None
+        out.append((external_id, thread_id, parent_id))
+    return out
+
+
+@given(submissions())
+def test_resources_that_must_not_race_share_one_key(
+    workload: list[tuple[str, str | None, str | None]],
+) -> None:
+    """One thread, one key; a child shares its pending parent's key; an id pending twice
+    keeps its first key."""
+    conv: Conversations[Node] = Conversations()
+    nodes: dict[str, Node] = {}
+    thread_keys: dict[str, str] = {}
+    for external_id, thread_id, parent_id in workload:
+        earlier = nodes.get(external_id)
+        node = admit(conv, external_id, thread_id, parent_id)
+        if earlier is not None:
+            assert node.key == earlier.key
+        elif thread_id is not None:
+            assert thread_keys.setdefault(thread_id, node.key) == node.key
+        elif parent_id is not None and parent_id in nodes:
+            assert node.key == nodes[parent_id].key
+        nodes.setdefault(external_id, node)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=6), st.booleans())
+def test_children_wait_for_a_pending_parent_and_are_handed_back_once_in_order(
+    imported_flags: list[bool], imported: bool
+) -> None:
+    """Children placed under a pending parent come back, in order, exactly once, at its end."""
+    conv: Conversations[Node] = Conversations()
+    parent = admit(conv, "p")
+    children = [admit(conv, f"c{n}", parent_id="p") for n in range(len(imported_flags))]
+    assert [conv.place(child) for child in children] == [Parent.PENDING] * len(children)
+    assert conv.finish(parent, imported=imported) == children
+    assert conv.finish(parent, imported=imported) == []
+    assert conv.drain_waiting() == []
+
+
+def test_a_failed_parent_dooms_its_children_until_it_is_submitted_again() -> None:
+    """After a parent failed, its children are doomed (with its cause) until it is pending
+    again; a parent that then goes through is forgotten as failed."""
+    conv: Conversations[Node] = Conversations()
+    parent = admit(conv, "p")
+    cause = TransportError("down")
+    conv.finish(parent, imported=False, cause=cause)
+    child = admit(conv, "c", parent_id="p")
+    assert conv.doomed(child)
+    assert conv.cause("p") is cause
+    assert conv.place(child) is Parent.FAILED
+    again = admit(conv, "p")
+    assert not conv.doomed(child)
+    conv.finish(again, imported=True)
+    assert not conv.doomed(child)
+    assert conv.place(child) is Parent.ABSENT
+
+
+def test_a_parent_chain_that_loops_back_is_a_cycle() -> None:
+    """A child whose pending parent descends from it would wait for itself: a cycle."""
+    conv: Conversations[Node] = Conversations()
+    a = admit(conv, "a", parent_id="c")
+    admit(conv, "b", parent_id="a")
+    admit(conv, "c", parent_id="b")
+    assert conv.place(a) is Parent.CYCLE
+    assert conv.drain_waiting() == []
+
+
+@given(st.integers(1, 50))
+def test_the_memory_of_failures_is_bounded(count: int) -> None:
+    """Only the most recent failures are remembered: memory stays flat."""
+    conv: Conversations[Node] = Conversations(failed_memory=10)
+    for n in range(count):
+        conv.finish(admit(conv, f"e{n}"), imported=False)
+    remembered = [n for n in range(count) if conv.doomed(Node("x", f"e{n}", "k"))]
+    assert remembered == list(range(max(0, count - 10), count))
