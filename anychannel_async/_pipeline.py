@@ -283,15 +283,18 @@ class PushPipeline:
         Waits while ``max_pending`` resources are unresolved. Raises `ValidationError` for a
         resource too large for one request, `ClosedError` once the pipeline is closing.
         """
-        self._check_open()
+        if self._state is not _State.OPEN or asyncio.get_running_loop() is not self._loop:
+            self._check_open()
         body = self._encode(resource)
         if not self._sender.ready or not self._replayed.is_set():
             await self._prepare()
         if not self._flow.try_acquire():
             await self._acquire()
-        group = ((resource, body),)
-        seqs = await self._write_outbox(group) if self._outbox is not None else None
-        return self._queue(group, seqs)[0]
+        seq = None
+        if self._outbox is not None:
+            [seq] = await self._write_outbox(((resource, body),))
+        self._still_open(1)
+        return self._admit(resource, body, seq)
 
     async def submit_many(
         self, resources: Iterable[ExternalResource]
@@ -319,7 +322,11 @@ class PushPipeline:
                     end += 1
                 group = batch[start:end]
                 seqs = await self._write_outbox(group) if self._outbox is not None else None
-                futures.extend(self._queue(group, seqs))
+                self._still_open(len(group))
+                futures.extend(
+                    self._admit(resource, body, seqs[index] if seqs is not None else None)
+                    for index, (resource, body) in enumerate(group)
+                )
                 start = end
         except AnyChannelError as exc:
             loop = asyncio.get_running_loop()
@@ -368,27 +375,25 @@ class PushPipeline:
                 self._flow.release()
             raise
 
-    def _queue(self, group: _Group, seqs: Sequence[int] | None) -> list[asyncio.Future[PushResult]]:
-        """The one admission path: queue a group whose flow units are taken (and, with an
-        outbox, whose rows are written)."""
+    def _still_open(self, units: int) -> None:
+        """Refuse what is admitted after a wait (for room, for the outbox) that close ended;
+        its flow units go back (an outbox row stays pending, for replay)."""
         if self._state is not _State.OPEN:
-            # Closed while we waited: not accepted (an outbox row stays pending, for replay).
-            for _ in group:
+            for _ in range(units):
                 self._flow.release()
             raise ClosedError("this PushPipeline is closed")
-        return [
-            self._accept(resource, body, seqs[index] if seqs is not None else None)
-            for index, (resource, body) in enumerate(group)
-        ]
 
-    def _accept(
+    def _admit(
         self, resource: ExternalResource, body: bytes, seq: int | None
     ) -> asyncio.Future[PushResult]:
+        """The one admission path (submit, submit_many, replay): queue a resource whose flow
+        unit is taken and, with an outbox, whose row is written; returns its future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PushResult] = loop.create_future()
-        key = self._router.key_for(resource.external_id, resource.thread_id, resource.parent_id)
+        router = self._router
+        key = router.key_for(resource.external_id, resource.thread_id, resource.parent_id)
         submission = Submission(resource, body, future, key, seq)
-        self._router.admit(submission)
+        router.admit(submission)
         self._submitted += 1
         self._batcher.add(submission, loop.time() + self._max_latency)
         self._sender.queued()
@@ -444,7 +449,7 @@ class PushPipeline:
                         outbox.bury(seq, f"unreadable row: {exc}")
                         continue
                     await self._acquire()
-                    future = self._accept(resource, body, seq)
+                    future = self._admit(resource, body, seq)
                     future.add_done_callback(self._replay_settled)
                     self._replayed_count += 1
             if self._replayed_count:
