@@ -32,6 +32,8 @@ import orjson
 from anychannel_async._errors import (
     AnyChannelError,
     ClosedError,
+    MalformedEntryError,
+    SourceError,
     ValidationError,
     Verdict,
     verdict,
@@ -117,16 +119,6 @@ _T = TypeVar("_T")
 # redis-py gives bytes, or str with decode_responses=True; both are accepted throughout.
 _Id = bytes | str
 _Fields = Mapping[bytes | str, bytes | str]
-
-
-class SourceError(AnyChannelError):
-    """The source cannot go on: Redis refused a command for a reason retrying cannot fix
-    (wrong credentials or permissions, the stream key holds another type, a script refused)."""
-
-
-class MalformedEntryError(SourceError):
-    """A stream entry holds no resource (no ``resource`` field, or not JSON); it is dead-lettered
-    with this error, never raised."""
 
 
 @attrs.frozen
