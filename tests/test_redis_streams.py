@@ -25,7 +25,7 @@ import redis.asyncio
 
 from anychannel_async import AnyChannelClient, PushPipeline
 from anychannel_async.sources import SourceError, consume_stream
-from anychannel_async.sources._redis import _SETTLE_LUA
+from anychannel_async.sources._wire import SETTLE_LUA
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN
@@ -478,7 +478,7 @@ async def test_settling_again_after_a_lost_reply_writes_nothing_twice(
         dead = await conn.xadd(STREAM, {"resource": "{}"})
         await conn.xgroup_create(STREAM, GROUP, id="0")
         await conn.xreadgroup(GROUP, "c1", {STREAM: ">"})
-        settle = conn.register_script(_SETTLE_LUA)
+        settle = conn.register_script(SETTLE_LUA)
         args = [GROUP, done, 0, dead, 4, "id", dead, "error", "E: x"]
         keys = [STREAM, STREAM + ":dead"]
         assert await settle(keys, args) == 2
