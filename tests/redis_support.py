@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -298,3 +298,11 @@ def zendesk() -> Iterator[ZendeskEmulator]:
 def rdb(redis_server: RedisServer) -> Iterator[redis.Redis]:
     with redis.Redis(port=redis_server.port) as conn:
         yield conn
+
+
+@pytest.fixture
+async def ardb(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client of the test's redis-server, as consume_stream takes it."""
+    conn = redis.asyncio.Redis(port=redis_server.port)
+    yield conn
+    await conn.aclose()
