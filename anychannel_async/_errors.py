@@ -25,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "EventLoopError",
     "HaltedError",
+    "MalformedEntryError",
     "OutcomeUnknownError",
     "ParentNotFoundError",
     "ProcessingError",
@@ -33,6 +34,7 @@ __all__ = [
     "RedirectError",
     "RequestRejectedError",
     "ResourceError",
+    "SourceError",
     "TransportError",
     "ValidationError",
     "Verdict",
@@ -235,3 +237,11 @@ class ParentNotFoundError(ResourceError):
 
 class HaltedError(ResourceError):
     """Zendesk answered ``halted`` for the resource more times than the pipeline's max_attempts."""
+
+
+class SourceError(AnyChannelError):
+    """A source cannot go on: Redis refused a command for good (credentials, a key's type)."""
+
+
+class MalformedEntryError(SourceError):
+    """A stream entry holds no resource (no field, not JSON); dead-lettered with it, not raised."""

@@ -49,3 +49,8 @@ async def client(emulator: ZendeskEmulator) -> AsyncIterator[AnyChannelClient]:
         token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY, timeout=5.0
     ) as c:
         yield c
+
+
+# The Redis Streams tests' fixtures (a redis-server per test, a thread-mode emulator) and
+# helpers live in their own module; loaded here so pytest rewrites its asserts.
+pytest_plugins = ["tests.redis_support"]
