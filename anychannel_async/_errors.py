@@ -1,12 +1,13 @@
 """The one exception tree of anychannel-async.
 
 Every error the library raises is an `AnyChannelError` (or `asyncio.CancelledError`). Foreign
-exceptions (aiohttp's, json's) are mapped to these at the HTTP boundary in `_client.py` and never
-leak. Whether a request-level error is worth retrying is a property of its class (`retriable`),
-so the retry predicate is one line instead of status codes matched in several places.
+exceptions are mapped to these at one boundary each and never leak: aiohttp's in `_client.py`,
+sqlite's in `_outbox.py`, redis-py's in `sources/_link.py`. Whether a try is worth retrying at
+once is a property of its class (`retriable`); what an error means for a resource's fate is
+`verdict`, the one answer every consumer of outcomes reads.
 
-No message here may contain a credential: errors quote at most an excerpt of a response body,
-which never carries the request's Authorization header.
+No message here may contain a credential: errors quote at most a bounded excerpt of a response
+body, with any echo of the credentials redacted by the client.
 """
 
 from __future__ import annotations
