@@ -1,0 +1,193 @@
+"""PushPipeline and conversations: parents before children, one ticket per thread, ids twice."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from anychannel_async import (
+    AnyChannelClient,
+    ParentNotFoundError,
+    ProcessingError,
+    PushPipeline,
+    PushResult,
+    StatusCode,
+)
+from anychannel_async.testing import Faults, ZendeskEmulator
+
+from .conftest import (
+    IPID,
+    codes,
+    comment_ids,
+    pushes,
+    requests_with,
+    resource,
+    settle,
+)
+
+# -- parents and children ---------------------------------------------------------------------
+
+
+async def test_child_submitted_right_after_its_parent_lands_on_its_ticket(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A child submitted right after its parent is never orphaned, even one per request."""
+    emulator.faults = Faults(latency=0.01, latency_jitter=0.03)
+    async with PushPipeline(client, IPID, max_batch_size=1, max_in_flight=4) as pipe:
+        futures: list[asyncio.Future[PushResult]] = []
+        for n in range(8):
+            futures.append(await pipe.submit(resource(f"post-{n}")))
+            futures.append(await pipe.submit(resource(f"reply-{n}", parent_id=f"post-{n}")))
+        outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 16
+    for n in range(8):
+        assert comment_ids(emulator, f"reply-{n}") == [f"post-{n}", f"reply-{n}"]
+        [parent_request] = requests_with(emulator, f"post-{n}")
+        [child_request] = requests_with(emulator, f"reply-{n}")
+        # The child went out only once the parent's answer (after the latency) was back.
+        assert child_request.at >= parent_request.at + 0.01 - 1e-3
+
+
+async def test_long_chains_split_across_batches_land_on_the_root_ticket(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """Reply chains split across concurrent batches are never orphaned and stay on one ticket."""
+    emulator.faults = Faults(latency=0.01, latency_jitter=0.03)
+    chains = {c: [f"chain{c}-{n}" for n in range(8)] for c in range(4)}
+    async with PushPipeline(client, IPID, max_batch_size=3, max_in_flight=4) as pipe:
+        futures: list[asyncio.Future[PushResult]] = []
+        # Interleave the chains, so every batch mixes them and each chain spans several batches.
+        for n in range(8):
+            for chain in chains.values():
+                parent = chain[n - 1] if n else None
+                futures.append(await pipe.submit(resource(chain[n], parent_id=parent)))
+        outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 32
+    assert not any(isinstance(o, ParentNotFoundError) for o in outcomes)
+    for chain in chains.values():
+        assert comment_ids(emulator, chain[0]) == chain
+        for parent, child in itertools.pairwise(chain):
+            [parent_request] = requests_with(emulator, parent)
+            [child_request] = requests_with(emulator, child)
+            if child_request is parent_request or child_request == parent_request:
+                ids = child_request.external_ids
+                assert ids.index(parent) < ids.index(child)
+            else:
+                assert child_request.at >= parent_request.at + 0.01 - 1e-3
+    assert len(pushes(emulator)) > 4  # the chains really were split
+
+
+async def test_child_of_a_failed_pending_parent_fails_quickly(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A child whose pending parent fails raises ParentNotFoundError without waiting it out."""
+    emulator.faults = Faults(processing_error_ids={"parent"})
+    async with PushPipeline(client, IPID, parent_timeout=30.0) as pipe:
+        parent = await pipe.submit(resource("parent"))
+        child = await pipe.submit(resource("child", parent_id="parent"))
+        started = time.monotonic()
+        outcomes = await asyncio.wait_for(settle([parent, child]), timeout=20.0)
+        elapsed = time.monotonic() - started
+    assert codes(outcomes) == [ProcessingError, ParentNotFoundError]
+    error = outcomes[1]
+    assert isinstance(error, ParentNotFoundError)
+    assert error.external_id == "child"
+    assert elapsed < 20.0  # far below parent_timeout: the child did not wait it out
+    assert emulator.ticket_for("child") is None
+
+
+async def test_child_of_a_parent_never_submitted_fails_after_parent_timeout(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A child whose parent never appears is retried with backoff, then fails after the timeout."""
+    async with PushPipeline(client, IPID, parent_timeout=0.5) as pipe:
+        started = time.monotonic()
+        child = await pipe.submit(resource("child", parent_id="nowhere"))
+        [outcome] = await settle([child])
+        elapsed = time.monotonic() - started
+    assert isinstance(outcome, ParentNotFoundError)
+    assert outcome.external_id == "child"
+    assert elapsed >= 0.5
+    tries = requests_with(emulator, "child")
+    assert len(tries) >= 2
+    assert all(later.at > earlier.at for earlier, later in itertools.pairwise(tries))
+    assert pipe.stats.resent >= 1
+
+
+async def test_child_succeeds_once_its_parent_arrives_from_another_process(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A child whose parent is pushed elsewhere within parent_timeout lands on that ticket."""
+    async with PushPipeline(client, IPID, parent_timeout=5.0) as pipe:
+        child = await pipe.submit(resource("child", parent_id="parent"))
+        await asyncio.sleep(0.3)
+        [parent] = await client.push(IPID, [resource("parent")])
+        assert parent.code is StatusCode.SUCCESS
+        result = await asyncio.wait_for(child, timeout=10.0)
+    assert result.code is StatusCode.SUCCESS
+    assert comment_ids(emulator, "child") == ["parent", "child"]
+    assert len(requests_with(emulator, "child")) >= 2
+
+
+# -- threads and duplicates -------------------------------------------------------------------
+
+
+async def test_one_ticket_per_thread_under_concurrency(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """Concurrent batches never split a thread: one ticket each, comments in submission order."""
+    emulator.faults = Faults(latency=0.01, latency_jitter=0.03)
+    threads = [f"thread-{t}" for t in range(5)]
+    expected: dict[str, list[str]] = {t: [] for t in threads}
+    async with PushPipeline(client, IPID, max_batch_size=7, max_in_flight=4) as pipe:
+        futures: list[asyncio.Future[PushResult]] = []
+        for n in range(200):
+            thread = threads[(n * 3 + n // 7) % 5]  # an irregular mix of threads
+            external_id = f"msg-{n:03d}"
+            expected[thread].append(external_id)
+            futures.append(await pipe.submit(resource(external_id, thread_id=thread)))
+            if n % 10 == 0:
+                await asyncio.sleep(0)
+        outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 200
+    tickets = emulator.tickets
+    assert len(tickets) == 5
+    assert {t.thread_id: [c.external_id for c in t.comments] for t in tickets} == expected
+    assert all(emulator.import_count(f"msg-{n:03d}") == 1 for n in range(200))
+    assert len(pushes(emulator)) > 4 * 5  # many batches were really in flight together
+
+
+async def test_thread_order_survives_a_batch_cut_mid_thread(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A thread cut across batches keeps submission order, whenever later messages arrive."""
+    emulator.faults = Faults(latency=0.05)
+    async with PushPipeline(client, IPID, max_batch_size=2, max_latency=5.0) as pipe:
+        futures = [
+            await pipe.submit(resource("a1", thread_id="A")),
+            await pipe.submit(resource("b1", thread_id="B")),
+            await pipe.submit(resource("a2", thread_id="A")),
+        ]
+        await asyncio.sleep(0)  # the sender cuts [a1, b1]; a2 waits in the queue for max_latency
+        futures.append(await pipe.submit(resource("a3", thread_id="A")))  # thread A is busy now
+        await pipe.flush()
+        outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 4
+    assert comment_ids(emulator, "a1") == ["a1", "a2", "a3"]
+    sent_a = [i for r in pushes(emulator) for i in r.external_ids if i.startswith("a")]
+    assert sent_a == ["a1", "a2", "a3"]
+
+
+async def test_same_external_id_submitted_twice_is_imported_once(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """The same external_id submitted twice at once is imported once; the second is a repeat."""
+    emulator.faults = Faults(latency=0.01, latency_jitter=0.03)
+    async with PushPipeline(client, IPID, max_batch_size=1, max_in_flight=4) as pipe:
+        first = await pipe.submit(resource("twice"))
+        second = await pipe.submit(resource("twice"))
+        outcomes = await settle([first, second])
+    assert codes(outcomes) == [StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED]
+    assert emulator.import_count("twice") == 1
+    assert len(emulator.tickets) == 1

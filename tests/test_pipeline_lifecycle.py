@@ -1,0 +1,360 @@
+"""PushPipeline lifecycle: close, cancellation, validation, flow control and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from anychannel_async import (
+    AnyChannelClient,
+    AnyChannelError,
+    ClosedError,
+    OutcomeUnknownError,
+    ParentNotFoundError,
+    ProcessingError,
+    PushPipeline,
+    RetryPolicy,
+    StatusCode,
+    ValidationError,
+)
+from anychannel_async.testing import Fault, Faults, ZendeskEmulator
+
+from .conftest import (
+    IPID,
+    TOKEN,
+    codes,
+    pushes,
+    resource,
+    settle,
+    wait_until,
+)
+
+# -- close, cancellation, validation ----------------------------------------------------------
+
+
+async def test_close_flushes_without_waiting_for_max_latency(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close sends what is queued at once, resolves every future and leaves no task behind."""
+    before = asyncio.all_tasks()
+    pipe = PushPipeline(client, IPID, max_latency=30.0)
+    futures = [await pipe.submit(resource(f"r{n}")) for n in range(5)]
+    started = time.monotonic()
+    await pipe.close()
+    assert time.monotonic() - started < 5.0
+    assert all(f.done() for f in futures)
+    assert codes(await settle(futures)) == [StatusCode.SUCCESS] * 5
+    await pipe.close()  # idempotent
+    with pytest.raises(ClosedError):
+        await pipe.submit(resource("late"))
+    leftovers = [
+        t
+        for t in asyncio.all_tasks() - before
+        if getattr(t.get_coro(), "__qualname__", "").startswith("PushPipeline")
+    ]
+    assert leftovers == []
+    assert pipe.stats.in_flight == 0
+    assert pipe.stats.pending == 0
+    assert len(pushes(emulator)) == 1
+
+
+async def test_close_gives_up_after_close_timeout(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close waits at most close_timeout, then fails what is unresolved with ClosedError."""
+    emulator.faults = Faults(latency=2.0)
+    pipe = PushPipeline(client, IPID, close_timeout=0.3)
+    futures = [await pipe.submit(resource(f"r{n}")) for n in range(3)]
+    await wait_until(lambda: len(pushes(emulator)) == 1)
+    started = time.monotonic()
+    await pipe.close()
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.3 - 0.01
+    assert elapsed < 1.9
+    outcomes = await settle(futures)
+    assert all(isinstance(o, ClosedError) for o in outcomes)
+    assert pipe.stats.pending == 0
+    assert pipe.stats.in_flight == 0
+
+
+async def test_close_without_flush_sends_nothing_new_and_lets_requests_in_flight_settle(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close(flush=False) fails what is queued at once, unsent, and waits for what is in flight."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, max_batch_size=2, max_in_flight=1, max_latency=0.0)
+    futures = [await pipe.submit(resource(f"r{n}")) for n in range(6)]
+    await wait_until(lambda: len(pushes(emulator)) == 1)
+    await pipe.close(flush=False)
+    outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 2 + [ClosedError] * 4
+    assert all("sent" in str(o) for o in outcomes[2:])
+    assert len(pushes(emulator)) == 1
+    assert pipe.stats.pending == 0
+
+
+async def test_cancelled_future_is_never_sent(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A future cancelled before its batch is cut is not sent; its neighbours succeed."""
+    async with PushPipeline(client, IPID, max_latency=30.0) as pipe:
+        futures = [await pipe.submit(resource(f"r{n}")) for n in range(5)]
+        futures[2].cancel()
+        await pipe.flush()
+        outcomes = await settle([f for n, f in enumerate(futures) if n != 2])
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 4
+    assert all("r2" not in r.external_ids for r in emulator.requests)
+    assert pushes(emulator)[0].external_ids == ("r0", "r1", "r3", "r4")
+    assert pipe.stats.pending == 0
+
+
+async def test_cancelling_an_in_flight_future_spares_its_neighbours(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """Cancelling a future whose request is in flight leaves the rest of the request intact."""
+    emulator.faults = Faults(latency=0.2)
+    async with PushPipeline(client, IPID) as pipe:
+        futures = [await pipe.submit(resource(f"r{n}")) for n in range(5)]
+        await wait_until(lambda: len(pushes(emulator)) == 1)
+        futures[2].cancel()
+        outcomes = await settle([f for n, f in enumerate(futures) if n != 2])
+        after = await pipe.push(resource("after"))
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 4
+    assert after.code is StatusCode.SUCCESS
+    assert futures[2].cancelled()
+    assert pipe.stats.pending == 0
+
+
+async def test_submit_refuses_a_resource_too_large_for_a_batch(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """submit raises ValidationError for a resource over max_batch_bytes; others go on."""
+    emulator.faults = Faults(latency=0.05)
+    async with PushPipeline(client, IPID, max_batch_bytes=2000) as pipe:
+        good = [await pipe.submit(resource(f"ok{n}")) for n in range(3)]
+        with pytest.raises(ValidationError):
+            await pipe.submit(resource("huge", "x" * 3000))
+        outcomes = await settle(good)
+        assert pipe.stats.submitted == 3
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 3
+    assert all("huge" not in r.external_ids for r in emulator.requests)
+
+
+async def test_submit_refuses_what_is_not_an_external_resource(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """submit raises ValidationError for a non-ExternalResource; others go on."""
+    emulator.faults = Faults(latency=0.05)
+    async with PushPipeline(client, IPID) as pipe:
+        good = [await pipe.submit(resource(f"ok{n}")) for n in range(3)]
+        with pytest.raises(ValidationError):
+            await pipe.submit({"external_id": "dict"})  # type: ignore[arg-type]
+        outcomes = await settle(good)
+        assert pipe.stats.submitted == 3
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 3
+
+
+# -- flow control and stats -------------------------------------------------------------------
+
+
+async def test_submit_waits_while_max_pending_are_unresolved(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """The submit past max_pending blocks until a resource resolves, then proceeds."""
+    emulator.faults = Faults(latency=0.3)
+    async with PushPipeline(client, IPID, max_pending=5) as pipe:
+        futures = [await pipe.submit(resource(f"r{n}")) for n in range(5)]
+        assert pipe.stats.pending == 5
+        sixth = asyncio.ensure_future(pipe.submit(resource("r5")))
+        await asyncio.sleep(0.1)
+        assert not sixth.done()
+        assert pipe.stats.pending == 5
+        peak = 0
+
+        def sample() -> bool:
+            nonlocal peak
+            peak = max(peak, pipe.stats.pending)
+            return sixth.done()
+
+        await wait_until(sample)
+        assert any(f.done() for f in futures)
+        futures.append(sixth.result())
+        outcomes = await settle(futures)
+        assert max(peak, pipe.stats.pending) <= 5
+    assert codes(outcomes) == [StatusCode.SUCCESS] * 6
+
+
+async def test_stats_count_a_known_workload(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """stats count submissions, results by code, failures by type and batch sizes."""
+    emulator.faults = Faults(processing_error_ids={"bad"})
+    async with PushPipeline(client, IPID, max_batch_size=10, max_latency=30.0) as pipe:
+        futures = [await pipe.submit(resource(i)) for i in ("a", "b", "a", "bad")]
+        await pipe.flush()
+        outcomes = await settle(futures)
+        stats = pipe.stats
+    assert codes(outcomes) == [
+        StatusCode.SUCCESS,
+        StatusCode.SUCCESS,
+        StatusCode.ALREADY_IMPORTED,
+        ProcessingError,
+    ]
+    assert stats.submitted == 4
+    assert stats.resolved == {"success": 2, "already_imported": 1}
+    assert stats.failed == {"ProcessingError": 1}
+    assert stats.requests == 1
+    assert stats.retries == 0
+    assert stats.resent == 0
+    assert stats.mean_batch_size == 4.0
+    assert stats.max_batch_size == 4
+    assert stats.in_flight == 0
+    assert stats.pending == 0
+
+
+async def test_token_never_appears_in_logs(
+    client: AnyChannelClient, emulator: ZendeskEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No log record, even at DEBUG during retries, contains the token."""
+    caplog.set_level(logging.DEBUG)
+    emulator.script(Fault.SERVER_ERROR, Fault.DROP)
+    async with PushPipeline(client, IPID) as pipe:
+        result = await pipe.push(resource("r0"))
+        assert pipe.stats.retries == 2
+    assert result.code is StatusCode.SUCCESS
+    assert caplog.records
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage()
+        assert TOKEN not in repr(record.args)
+        assert TOKEN not in repr(record.__dict__)
+    assert TOKEN not in caplog.text
+
+
+async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
+    client: AnyChannelClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the sender loop dies of a bug, pending futures fail with AnyChannelError, none hang."""
+    async with PushPipeline(client, IPID, max_latency=0.01) as pipe:
+
+        def broken_take(dropped: list[object]) -> list[object]:
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(pipe._batcher, "take", broken_take)
+        future = await pipe.submit(resource("bug-1"))
+        with pytest.raises(AnyChannelError, match="simulated bug"):
+            await asyncio.wait_for(future, 5)
+        with pytest.raises(AnyChannelError):
+            await pipe.submit(resource("bug-2"))
+
+
+async def test_close_bound_with_children_waiting_on_children_resolves_everything(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Two levels of children waiting for a slow root: close() still fails each future cleanly."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, close_timeout=0.5, max_latency=0)
+    await pipe.__aenter__()
+    child, grandchild = await pipe.submit_many(
+        [resource("y", parent_id="z"), resource("x", parent_id="y")]
+    )
+    await asyncio.sleep(0.05)
+    root = await pipe.submit(resource("z"))
+    await asyncio.sleep(0.1)
+    emulator.faults.latency = 5.0
+    await pipe.close()
+    for future in (root, child, grandchild):
+        assert future.done()
+        assert isinstance(future.exception(), ClosedError)
+    assert pipe.stats.pending == 0
+
+
+async def test_a_parent_cycle_fails_fast_instead_of_waiting_forever(
+    client: AnyChannelClient,
+) -> None:
+    """a replies to b and b to a: both fail with ParentNotFoundError, well before close."""
+    async with PushPipeline(client, IPID, parent_timeout=30, max_latency=0) as pipe:
+        futures = await pipe.submit_many(
+            [resource("a", parent_id="b"), resource("b", parent_id="a")]
+        )
+        done, _ = await asyncio.wait(futures, timeout=5)
+    assert len(done) == 2
+    assert all(isinstance(f.exception(), ParentNotFoundError) for f in futures)
+
+
+async def test_a_parent_cancelled_in_flight_but_imported_spares_its_child(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Cancelling a future never breaks its neighbours: the child of a cancelled-but-imported
+    parent still lands on the parent's ticket."""
+    emulator.faults = Faults(latency=0.2)
+    async with PushPipeline(client, IPID, max_latency=0, max_batch_size=1) as pipe:
+        parent = await pipe.submit(resource("p"))
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await asyncio.sleep(0.05)  # the parent is in flight
+        parent.cancel()
+        result = await child
+    assert result.imported
+    ticket = emulator.ticket_for("c")
+    assert ticket is not None
+    assert ticket.external_id == "p"
+
+
+async def test_a_parent_of_unknown_outcome_fails_children_with_the_same_error(
+    emulator: ZendeskEmulator,
+) -> None:
+    """A parent whose outcome stayed unknown is not 'not found': its child gets that error too."""
+    emulator.faults = Faults(server_error_rate=1.0)
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0, max_batch_size=1, max_attempts=1) as pipe,
+    ):
+        parent = await pipe.submit(resource("p"))
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await pipe.flush()
+    assert isinstance(parent.exception(), OutcomeUnknownError)
+    assert isinstance(child.exception(), OutcomeUnknownError)
+
+
+async def test_submit_many_interrupted_by_close_gives_every_resource_a_future(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Resources not accepted before close get futures failed with ClosedError; none is lost."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, max_pending=2, close_timeout=5)
+    await pipe.__aenter__()
+    task = asyncio.create_task(pipe.submit_many([resource(f"s{n}") for n in range(5)]))
+    await asyncio.sleep(0.05)
+    await pipe.close()
+    futures = await task
+    assert len(futures) == 5
+    assert all(f.done() for f in futures)
+    accepted = [f for f in futures if not isinstance(f.exception(), ClosedError)]
+    assert all(f.result().imported for f in accepted)
+    assert len(accepted) == 2
+    assert [emulator.import_count(f"s{n}") for n in range(5)] == [1, 1, 0, 0, 0]
+
+
+async def test_a_batch_is_cut_only_when_its_request_can_go(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """Under a requests-per-minute budget, resources arriving while the budget is spent join
+    the waiting batch instead of leaving in a half-full request cut too early."""
+    async with PushPipeline(
+        client,
+        IPID,
+        max_requests_per_minute=240,
+        max_batch_size=50,
+        max_in_flight=4,
+        max_latency=0.01,
+    ) as pipe:
+        await pipe.push(resource("warm-up"))
+        futures = await pipe.submit_many([resource(f"a{n}") for n in range(60)])
+        await asyncio.sleep(0.35)
+        futures += await pipe.submit_many([resource(f"b{n}") for n in range(40)])
+        await asyncio.gather(*futures)
+    assert [len(r.external_ids) for r in emulator.requests[1:]] == [50, 50]
