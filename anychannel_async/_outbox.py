@@ -115,15 +115,26 @@ def connect_read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """
     where = os.fspath(path)
     try:
-        uri = pathlib.Path(where).absolute().as_uri() + "?mode=ro"
-        connection = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
-    except (sqlite3.Error, ValueError) as exc:
+        return _read_only(where, "?mode=ro")
+    except sqlite3.Error as exc:
+        if not os.path.exists(where + "-wal") and ("readonly" in str(exc) or "open" in str(exc)):
+            # A read-only directory: no -shm can be made there. Without a -wal file the last
+            # writer closed cleanly and the database file holds everything: read it as is.
+            with contextlib.suppress(sqlite3.Error):
+                return _read_only(where, "?mode=ro&immutable=1")
         raise OutboxError(_explain(where, exc)) from None
+    except ValueError as exc:
+        raise OutboxError(_explain(where, exc)) from None
+
+
+def _read_only(path: str, query: str) -> sqlite3.Connection:
+    uri = pathlib.Path(path).absolute().as_uri() + query
+    connection = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
     try:
         connection.execute("SELECT 1 FROM outbox LIMIT 1").fetchall()
-    except sqlite3.Error as exc:
+    except BaseException:
         connection.close()
-        raise OutboxError(_explain(where, exc)) from None
+        raise
     return connection
 
 
