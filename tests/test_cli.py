@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,9 +17,12 @@ from typing import IO
 
 import pytest
 
+from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
+from anychannel_async._outbox import PENDING, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN
+from .conftest import resource as make_resource
 
 
 def _line(external_id: str, **fields: object) -> str:
@@ -795,3 +799,268 @@ def test_a_failed_file_that_cannot_grow_stops_reading_and_names_what_is_missing(
     assert not written & missing
     for n in range(1, first_unread):
         assert (n in imported) != (n in written or n in missing), n
+
+
+def test_a_rerun_keeps_the_original_line_numbers(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """A line failed again when its failed file is pushed keeps its number in the original
+    input, not its position in the failed file."""
+    zendesk.faults = Faults(processing_error_ids=frozenset({"r-3", "r-7"}))
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 8)
+    failed = tmp_path / "failed.jsonl"
+    push(zendesk, str(source), "--failed", str(failed))
+    assert sorted(int(str(r["line"])) for r in _records(failed)) == [3, 7]
+    again = tmp_path / "again.jsonl"
+    push(zendesk, str(failed), "--failed", str(again))
+    assert sorted(int(str(r["line"])) for r in _records(again)) == [3, 7]
+
+
+def test_failed_file_is_strict_json_whatever_the_input_holds(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """NaN and Infinity (which Python's json reads) are malformed lines, and a number out of
+    a float's range is kept as the line's text: the failed file never holds NaN."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                _line("ok-1"),
+                '{"external_id": "nan-2", "message": NaN}',
+                '{"external_id": "inf-3", "message": "m", "x": -Infinity}',
+                '{"external_id": "big-4", "mesage": "m", "size": 1e999}',
+            ]
+        )
+        + "\n"
+    )
+    failed = tmp_path / "failed.jsonl"
+    done = push(zendesk, str(source), "--failed", str(failed))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    records = _records(failed)  # strict: fails on NaN or Infinity
+    assert [r["line"] for r in records] == [2, 3, 4]
+    assert "NaN is not valid JSON" in str(records[0]["error"])
+    assert "-Infinity is not valid JSON" in str(records[1]["error"])
+    assert records[2]["raw"] == '{"external_id": "big-4", "mesage": "m", "size": 1e999}'
+    assert zendesk.import_count("ok-1") == 1
+
+
+def test_a_raw_line_fixed_in_the_failed_file_is_parsed_again(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A line that was not JSON is kept as raw text; once the user fixes that text in the
+    failed file, pushing the file imports it (under its original line number if it fails)."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(_line("ok-1") + "\n" + '{"external_id": "fix-2", oops}' + "\n")
+    failed = tmp_path / "failed.jsonl"
+    push(zendesk, str(source), "--failed", str(failed))
+    [record] = _records(failed)
+    assert record["line"] == 2
+    assert "not JSON" in str(record["error"])
+    record["raw"] = _line("fix-2")  # the user's fix
+    failed.write_text(json.dumps(record) + "\n")
+    again = tmp_path / "again.jsonl"
+    done = push(zendesk, str(failed), "--failed", str(again))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert zendesk.import_count("fix-2") == 1
+    assert again.read_text() == ""
+
+
+def test_the_same_id_with_other_content_is_warned_about_with_both_lines(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """An external_id given twice with different content: a warning naming both lines (the
+    second is already_imported, its content not applied); the same content twice is a plain
+    redelivery, not warned about."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                _line("dup-1"),
+                _line("same-2"),
+                _line("other-3"),
+                _line("dup-1", message="edited"),
+                _line("same-2"),
+            ]
+        )
+        + "\n"
+    )
+    done = push(zendesk, str(source), "--max-batch-size", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "repeats external_id" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "line 4 repeats external_id 'dup-1' of line 1" in warnings[0]
+    assert "already_imported" in warnings[0]
+    [ticket] = [t for t in zendesk.tickets if t.external_id == "dup-1"]
+    assert ticket.comments[0].message == "message dup-1"
+
+
+def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """Lines of a failed file that a stop kept from being read are copied with the number
+    they had in the original input."""
+    zendesk.faults = Faults(latency=0.1)
+    source = tmp_path / "failed-before.jsonl"
+    count = 4_000
+    source.write_text(
+        "".join(
+            json.dumps(
+                {"line": 10 * n, "error": "earlier", "resource": json.loads(_line(f"r-{n}"))}
+            )
+            + "\n"
+            for n in range(1, count + 1)
+        )
+    )
+    failed = tmp_path / "failed.jsonl"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 2, "requests to arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+    records = _records(failed)
+    assert any(r["error"] == "stopped by SIGTERM" for r in records), "nothing was left unread"
+    for record in records:
+        assert record["line"] == 10 * int(_record_id(record).removeprefix("r-"))
+    assert {_record_id(r) for r in records} | _imported(zendesk) == {
+        f"r-{n}" for n in range(1, count + 1)
+    }
+
+
+def _leave_pending(zendesk: ZendeskEmulator, outbox: Path, ids: list[str]) -> None:
+    """Rows left pending in outbox, as a run whose pushes all failed (503) leaves them."""
+
+    async def run() -> None:
+        async with (
+            AnyChannelClient(
+                token=TOKEN, base_url=zendesk.base_url, retry=RetryPolicy(max_tries=1)
+            ) as client,
+            PushPipeline(client, IPID, outbox=outbox, max_latency=0) as pipe,
+        ):
+            futures = [await pipe.submit(make_resource(external_id)) for external_id in ids]
+            await pipe.flush()
+        assert all(future.exception() is not None for future in futures)
+
+    zendesk.faults = Faults(server_error_rate=1.0)
+    asyncio.run(run())
+    zendesk.faults = Faults()
+
+
+def _outbox_ids(outbox: Path, state: str) -> set[str]:
+    db = connect_read_only(outbox)
+    try:
+        rows = db.execute("SELECT external_id FROM outbox WHERE state = ?", (state,))
+        return {external_id for (external_id,) in rows}
+    finally:
+        db.close()
+
+
+def test_push_counts_replayed_rows_in_its_summary_and_exit_status(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Rows an earlier run left in the outbox are replayed: their outcomes have their own line
+    in the summary, and one that fails (a dead letter here) makes the exit status 1."""
+    outbox = tmp_path / "outbox.sqlite"
+    _leave_pending(zendesk, outbox, ["p-1", "p-2", "p-3"])
+    zendesk.faults = Faults(processing_error_ids=frozenset({"p-2"}))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    done = push(zendesk, str(empty), "--outbox", str(outbox))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "replayed from the outbox: 3 (success 2, ProcessingError 1)" in done.stdout
+    assert zendesk.import_count("p-1") == zendesk.import_count("p-3") == 1
+
+
+def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Replayed rows refused with 401: one message, no request after the refusal, exit 1, and
+    the rows stay pending for a run with the right token."""
+    outbox = tmp_path / "outbox.sqlite"
+    ids = [f"p-{n}" for n in range(1_000)]
+    _leave_pending(zendesk, outbox, ids)
+    zendesk.reset()
+    zendesk.faults = Faults(latency=0.05)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    done = push(
+        zendesk,
+        str(empty),
+        "--outbox",
+        str(outbox),
+        "--max-in-flight",
+        "2",
+        token=TOKEN + "-wrong",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert _pushes(zendesk) <= 2
+    assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
+    assert "replayed from the outbox" in done.stdout
+    assert _outbox_ids(outbox, PENDING) == set(ids)
+
+    zendesk.faults = Faults()
+    again = push(zendesk, str(empty), "--outbox", str(outbox))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+
+
+def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """With --outbox, a signal leaves the lines accepted but not imported pending in the
+    outbox (the summary says so) and copies the lines not accepted to --failed: each line is
+    in exactly one place, and pushing the failed file through the outbox finishes the job."""
+    zendesk.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 5_000)
+    failed = tmp_path / "failed.jsonl"
+    outbox = tmp_path / "outbox.sqlite"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--outbox",
+        str(outbox),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 3, "requests to arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+
+    imported = _imported(zendesk)
+    in_failed = {_record_id(r) for r in _records(failed)}
+    pending = _outbox_ids(outbox, PENDING)
+    assert imported
+    assert pending, "nothing was accepted and unsent; the test is moot"
+    assert in_failed
+    assert not imported & in_failed
+    assert not imported & pending
+    assert not pending & in_failed
+    assert imported | in_failed | pending == set(ids)
+    assert f"{len(pending):,} lines not imported stay pending in the outbox" in out
+
+    rerun = push(zendesk, str(failed), "--outbox", str(outbox))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert _outbox_ids(outbox, PENDING) == set()
