@@ -1064,3 +1064,79 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert all(zendesk.import_count(i) == 1 for i in ids)
     assert _outbox_ids(outbox, PENDING) == set()
+
+
+def _validate(url: str, instance_push_id: str, token: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
+    env["ANYCHANNEL_TOKEN"] = token
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anychannel_async",
+            "validate-token",
+            "--base-url",
+            url,
+            "--instance-push-id",
+            instance_push_id,
+        ],
+        capture_output=True,
+        env=env,
+        timeout=30,
+        check=False,
+    ).returncode
+
+
+def test_emulator_takes_accounts_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    """The standalone emulator reads accounts from $ANYCHANNEL_EMULATOR_ACCOUNTS and from
+    --accounts-file, so no token has to be on its command line (visible in `ps`)."""
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text(json.dumps({"file-ipid": "file-token-1f2e", "pair": ["user", "pass"]}))
+    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=json.dumps({"env-ipid": "env-token-9a8b"}))
+    command = [
+        sys.executable,
+        "-m",
+        "anychannel_async",
+        "emulator",
+        "--port",
+        "0",
+        "--accounts-file",
+        str(accounts),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert _validate(url, "env-ipid", "env-token-9a8b") == 0
+        assert _validate(url, "file-ipid", "file-token-1f2e") == 0
+        assert _validate(url, "file-ipid", "env-token-9a8b") == 1
+        assert not any("token" in argument for argument in command)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "accounts",
+    ['{"ipid": ', '["ipid", "secret-token-3c4d"]', '{"ipid": 42}', "{}"],
+    ids=["not_json", "not_an_object", "not_a_token", "empty"],
+)
+def test_emulator_refuses_bad_accounts_without_showing_them(accounts: str) -> None:
+    """Accounts that are not a JSON object of tokens: exit 2 naming the variable, and no
+    token in the message."""
+    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=accounts)
+    done = subprocess.run(
+        [sys.executable, "-m", "anychannel_async", "emulator", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ANYCHANNEL_EMULATOR_ACCOUNTS" in done.stderr
+    assert "secret-token" not in done.stderr
+    assert "Traceback" not in done.stderr
