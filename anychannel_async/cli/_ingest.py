@@ -153,6 +153,10 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder, not json.loads(parse_constant=...), which would build one per line.
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _is_envelope(obj: object) -> bool:
     """True for a record of a failed file (see _failed)."""
     return isinstance(obj, dict) and "error" in obj and obj.keys() <= _ENVELOPE_KEYS
@@ -338,7 +342,7 @@ class Ingest:
         self, position: int, number: int, text: str, earlier: str | None = None, depth: int = 0
     ) -> tuple[int, ExternalResource] | None:
         try:
-            obj = json.loads(text, parse_constant=_refuse_constant)
+            obj = _decoder.decode(text)
         except ValueError as exc:
             # A line that was not UTF-8 comes back with its bad bytes as backslash escapes,
             # which are not JSON either: its first error says what is really wrong.

@@ -123,12 +123,15 @@ def stop_on_signals(stop: Stop, command: str) -> Iterator[None]:
             flush=True,
         )
 
+    installed = []
     for signum in _SIGNALS:
-        loop.add_signal_handler(signum, on_signal, signum)
+        with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt as before
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
     try:
         yield
     finally:
-        for signum in _SIGNALS:
+        for signum in installed:
             loop.remove_signal_handler(signum)
 
 
