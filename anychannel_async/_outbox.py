@@ -12,28 +12,47 @@ grouped: whatever was asked while the previous transaction committed goes into t
 so many concurrent submissions share one commit (and one fsync).
 
 The file is opened in WAL mode with ``synchronous=FULL`` (a commit survives a power cut, not
-only a crash) and ``locking_mode=EXCLUSIVE``: two processes replaying one outbox at once
-could push the same resource concurrently and race it into two tickets.
+only a crash). One process at a time writes it: two processes replaying one outbox at once
+could push the same resource concurrently and race it into two tickets. That rule is an
+``flock`` on a lock file beside it (``PATH-lock``), not SQLite's exclusive locking mode, which
+would also shut out readers: ``outbox list`` reads a file a pipeline holds, as a WAL reader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import pathlib
 import queue
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Sequence
+from typing import IO, Any, TypeVar
 
 from ._errors import AnyChannelError
 
-__all__ = ["DEAD", "PENDING", "RESOLVED", "Outbox", "OutboxError", "connect"]
+__all__ = [
+    "DEAD",
+    "PENDING",
+    "RESOLVED",
+    "Outbox",
+    "OutboxError",
+    "connect",
+    "connect_read_only",
+    "pending_ids",
+]
 
 logger = logging.getLogger("anychannel_async.outbox")
+
+if sys.platform != "win32":
+    import fcntl as _fcntl
+else:  # pragma: no cover - no flock: SQLite's exclusive locking mode instead
+    _fcntl = None
 
 PENDING, RESOLVED, DEAD = "pending", "resolved", "dead"
 
@@ -59,37 +78,149 @@ class OutboxError(AnyChannelError):
     """The outbox file cannot be used: not a database, locked by another process, disk full."""
 
 
-def connect(path: str | os.PathLike[str], *, exclusive: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) an outbox file, or raise `OutboxError` saying why not."""
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (creating if needed) an outbox file as its one writer, or raise `OutboxError`
+    saying why not. The connection holds the outbox's lock until it is closed."""
+    where = os.fspath(path)
+    lock = _lock(where)
     try:
-        connection = sqlite3.connect(os.fspath(path), timeout=0.5, isolation_level=None)
+        connection = sqlite3.connect(
+            where, timeout=0.5, isolation_level=None, factory=_WriterConnection
+        )
     except (sqlite3.Error, ValueError) as exc:  # ValueError: e.g. a NUL in the path
-        raise OutboxError(f"cannot open outbox {os.fspath(path)!r}: {exc}") from None
+        lock.close()
+        raise OutboxError(_explain(where, exc)) from None
+    assert isinstance(connection, _WriterConnection)
+    connection.lock = lock
     try:
-        if exclusive:
+        if _fcntl is None:  # no flock here: SQLite's own exclusive mode keeps other writers out
             connection.execute("PRAGMA locking_mode=EXCLUSIVE")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
-        # Take the lock now, so a second process is refused at open, not at its first write.
+        # Write now, so a file SQLite cannot write is refused at open, not at the first submit.
         connection.execute("BEGIN IMMEDIATE")
         connection.execute("COMMIT")
     except sqlite3.Error as exc:
         connection.close()
-        raise OutboxError(_explain(path, exc)) from None
+        raise OutboxError(_explain(where, exc)) from None
     return connection
 
 
-def _explain(path: str | os.PathLike[str], exc: sqlite3.Error) -> str:
-    text = str(exc)
+def connect_read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open an existing outbox to read it, beside a process that may be writing it.
+
+    A WAL reader: it takes no lock a writer needs, sees the last committed state, and can
+    change nothing. Raises `OutboxError` when the file is not an outbox.
+    """
     where = os.fspath(path)
+    try:
+        return _read_only(where, "?mode=ro")
+    except sqlite3.Error as exc:
+        if not os.path.exists(where + "-wal") and ("readonly" in str(exc) or "open" in str(exc)):
+            # A read-only directory: no -shm can be made there. Without a -wal file the last
+            # writer closed cleanly and the database file holds everything: read it as is.
+            with contextlib.suppress(sqlite3.Error):
+                return _read_only(where, "?mode=ro&immutable=1")
+        raise OutboxError(_explain(where, exc)) from None
+    except ValueError as exc:
+        raise OutboxError(_explain(where, exc)) from None
+
+
+def _read_only(path: str, query: str) -> sqlite3.Connection:
+    uri = pathlib.Path(path).absolute().as_uri() + query
+    connection = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+    try:
+        connection.execute("SELECT 1 FROM outbox LIMIT 1").fetchall()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def pending_ids(
+    path: str | os.PathLike[str], instance_push_id: str, external_ids: Collection[str]
+) -> set[str]:
+    """Which of external_ids have a pending row for instance_push_id (read-only)."""
+    if not external_ids:
+        return set()
+    wanted = set(external_ids)
+    db = connect_read_only(path)
+    try:
+        rows = db.execute(
+            "SELECT external_id FROM outbox WHERE state = ? AND instance_push_id = ?",
+            (PENDING, instance_push_id),
+        )
+        return {external_id for (external_id,) in rows if external_id in wanted}
+    finally:
+        db.close()
+
+
+class _WriterConnection(sqlite3.Connection):
+    """A connection that holds the outbox's lock file until it is closed."""
+
+    lock: IO[bytes] | None = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            lock, self.lock = self.lock, None
+            if lock is not None:
+                lock.close()  # releases the flock
+
+
+def _lock(path: str) -> IO[bytes]:
+    """Take the outbox's writer lock, or raise `OutboxError` naming who holds it or why not."""
+    lock_path = path + "-lock"
+    try:
+        handle = open(lock_path, "ab")  # noqa: SIM115 - held until the connection closes
+    except (OSError, ValueError) as exc:
+        raise OutboxError(_explain_os(path, lock_path, exc)) from None
+    if _fcntl is None:
+        return handle
+    try:
+        _fcntl.flock(handle.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutboxError(
+            f"outbox {path!r} is in use by another process (it holds {lock_path!r})"
+        ) from None
+    except OSError as exc:
+        handle.close()
+        raise OutboxError(_explain_os(path, lock_path, exc)) from None
+    return handle
+
+
+def _explain_os(path: str, lock_path: str, exc: OSError | ValueError) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        directory = os.path.dirname(os.path.abspath(path))
+        return (
+            f"outbox {path!r}: the directory {directory!r} is read-only"
+            f" ({exc.strerror}); the outbox writes {os.path.basename(lock_path)!r}, -wal and"
+            " -shm files beside the database"
+        )
+    return f"outbox {path!r}: cannot create its lock file {lock_path!r}: {exc}"
+
+
+def _explain(path: str, exc: sqlite3.Error | ValueError) -> str:
+    text = str(exc)
+    directory = os.path.dirname(os.path.abspath(path))
     if "locked" in text or "busy" in text:
-        return f"outbox {where!r} is in use by another process ({text})"
-    if "not a database" in text or "malformed" in text:
-        return f"outbox {where!r} is not a usable SQLite database ({text})"
+        return f"outbox {path!r} is in use by another process ({text})"
+    if "not a database" in text or "malformed" in text or "no such table" in text:
+        return f"outbox {path!r} is not a usable SQLite database ({text})"
     if "full" in text:
-        return f"outbox {where!r}: the disk is full ({text})"
-    return f"outbox {where!r}: {text}"
+        return f"outbox {path!r}: the disk is full ({text})"
+    if "readonly" in text or "unable to open" in text:
+        if not os.access(directory, os.W_OK):
+            return (
+                f"outbox {path!r}: the directory {directory!r} is read-only ({text}); the"
+                " outbox writes -wal and -shm files beside the database"
+            )
+        if "readonly" in text:
+            return f"outbox {path!r} is read-only ({text})"
+    return f"outbox {path!r}: {text}"
 
 
 class Outbox:

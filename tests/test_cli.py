@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
+from anychannel_async._outbox import PENDING, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN
+from .conftest import resource as make_resource
 
 
 def _line(external_id: str, **fields: object) -> str:
@@ -292,7 +300,8 @@ def test_push_from_standard_input_skips_a_line_that_is_not_utf8(
 def test_push_rerun_of_a_failed_file_with_a_non_utf8_line_does_not_abort(
     zendesk: ZendeskEmulator, tmp_path: Path
 ) -> None:
-    """The failed file is valid UTF-8 JSON Lines: pushing it again reports the line, once."""
+    """The failed file is valid UTF-8 JSON Lines: pushing it again reports the line once, under
+    its original number and first error."""
     source = tmp_path / "in.jsonl"
     source.write_bytes(_mixed_bytes())
     failed = tmp_path / "failed.jsonl"
@@ -301,7 +310,7 @@ def test_push_rerun_of_a_failed_file_with_a_non_utf8_line_does_not_abort(
     done = push(zendesk, str(failed), "--failed", str(again))
     assert done.returncode == 1, done.stderr
     [entry] = [json.loads(line) for line in again.read_text(encoding="utf-8").splitlines()]
-    assert entry["line"] == 1
+    assert entry["line"] == 3
     assert "not UTF-8" in entry["error"]
 
 
@@ -375,3 +384,759 @@ def test_produce_skips_a_line_that_is_not_utf8() -> None:
     assert b"line 2: not UTF-8" in done.stderr
     assert b"line 3: not JSON" in done.stderr
     assert b"skipped 2 lines" in done.stdout
+
+
+# -- the command line never loses a line ----------------------------------------------------
+
+
+def _write_input(path: Path, count: int) -> list[str]:
+    """count resources, one per line; their ids in line order (line n holds ids[n - 1])."""
+    ids = [f"r-{n}" for n in range(1, count + 1)]
+    path.write_text("".join(_line(i) + "\n" for i in ids))
+    return ids
+
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start `anychannel-async ARGS...` with the token set; killed at teardown if still alive."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, token: str = TOKEN) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
+        env["ANYCHANNEL_TOKEN"] = token
+        process = subprocess.Popen(
+            [sys.executable, "-m", "anychannel_async", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _read_until(stream: IO[str] | None, text: str) -> str:
+    """Read a running process's lines until one holds text; what was read."""
+    assert stream is not None
+    seen = ""
+    while text not in seen:
+        line = stream.readline()
+        if not line:
+            pytest.fail(f"the process ended before saying {text!r}: {seen}")
+        seen += line
+    return seen
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll until condition holds; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    """The failed file's records, parsed strictly: NaN or Infinity would fail here."""
+    return [
+        json.loads(line, parse_constant=_no_constant)
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def _no_constant(name: str) -> object:
+    raise AssertionError(f"{name} in a failed file")
+
+
+def _record_id(record: dict[str, object]) -> str:
+    """The external_id a failed-file record holds, as a resource or as the raw line."""
+    held = record["resource"] if "resource" in record else json.loads(str(record["raw"]))
+    assert isinstance(held, dict)
+    return str(held["external_id"])
+
+
+def _imported(zendesk: ZendeskEmulator) -> set[str]:
+    return {comment.external_id for ticket in zendesk.tickets for comment in ticket.comments}
+
+
+def _pushes(zendesk: ZendeskEmulator) -> int:
+    return sum(1 for r in zendesk.requests if r.path.endswith("/push"))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["same", "dot-slash", "dot-dot", "symlink", "hardlink"],
+)
+def test_failed_file_that_is_the_input_is_a_usage_error(
+    zendesk: ZendeskEmulator, tmp_path: Path, spelling: str
+) -> None:
+    """--failed naming the input (any spelling, a link) exits 2 before anything is read or
+    written: the input is intact and nothing was pushed."""
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 3)
+    before = source.read_bytes()
+    failed = {
+        "same": str(source),
+        "dot-slash": "./in.jsonl",
+        "dot-dot": "sub/../in.jsonl",
+        "symlink": str(tmp_path / "link.jsonl"),
+        "hardlink": str(tmp_path / "hard.jsonl"),
+    }[spelling]
+    if spelling == "symlink":
+        (tmp_path / "link.jsonl").symlink_to(source)
+    if spelling == "hardlink":
+        os.link(source, tmp_path / "hard.jsonl")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anychannel_async",
+            "push",
+            "in.jsonl",
+            "--base-url",
+            zendesk.base_url,
+            "--instance-push-id",
+            IPID,
+            "--failed",
+            failed,
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is the input" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert source.read_bytes() == before
+    assert _pushes(zendesk) == 0
+
+
+def test_failed_file_that_is_standard_input_is_a_usage_error(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """`push - < FILE --failed FILE` is refused too: standard input is compared by identity."""
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 3)
+    before = source.read_bytes()
+    with source.open("rb") as stdin:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "anychannel_async",
+                "push",
+                "-",
+                "--base-url",
+                zendesk.base_url,
+                "--instance-push-id",
+                IPID,
+                "--failed",
+                str(source),
+            ],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is the input (standard input)" in done.stderr
+    assert source.read_bytes() == before
+
+
+def test_a_missing_input_is_a_usage_error(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """A missing input file: a clear message, exit 2, no traceback, no failed file created."""
+    failed = tmp_path / "failed.jsonl"
+    done = push(zendesk, str(tmp_path / "nope.jsonl"), "--failed", str(failed))
+    assert done.returncode == 2
+    assert f"cannot read {tmp_path / 'nope.jsonl'}: No such file" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not failed.exists()
+
+
+def test_an_unwritable_failed_file_is_a_usage_error(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A --failed that cannot be created: a clear message, exit 2, nothing pushed."""
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 3)
+    failed = tmp_path / "no-such-dir" / "failed.jsonl"
+    done = push(zendesk, str(source), "--failed", str(failed))
+    assert done.returncode == 2
+    assert f"cannot write --failed {failed}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _pushes(zendesk) == 0
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"]
+)
+def test_a_signal_stops_and_every_line_is_imported_or_in_the_failed_file(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn, signum: signal.Signals, status: int
+) -> None:
+    """On a signal, push stops reading, lets requests in flight settle and writes every line
+    not imported (accepted but unsent, and not read yet) to --failed with its line number;
+    pushing that file finishes the job, each resource imported once."""
+    zendesk.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 5_000)
+    failed = tmp_path / "failed.jsonl"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 3, "requests to arrive")
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == status, out + err
+    assert "Traceback" not in err
+
+    records = _records(failed)
+    in_failed = [_record_id(r) for r in records]
+    imported = _imported(zendesk)
+    assert imported, "nothing was imported before the signal; the test is moot"
+    assert len(in_failed) == len(set(in_failed))
+    assert not imported & set(in_failed)
+    assert imported | set(in_failed) == set(ids)
+    assert any(str(r["error"]).startswith(f"stopped by {signum.name}") for r in records)
+    for record in records:  # each keeps the number of its line in the input
+        assert ids[int(str(record["line"])) - 1] == _record_id(record)
+    assert f"stopped by {signum.name}: read up to line" in out
+    assert "the first line not pushed is line" in out
+
+    again = tmp_path / "again.jsonl"
+    rerun = push(zendesk, str(failed), "--failed", str(again))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert again.read_text() == ""
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+
+
+def test_a_second_signal_stops_at_once(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """A second signal does not wait for requests in flight (here, answers 30 s away): exit
+    143 at once, and whatever the failed file holds is whole JSON lines."""
+    zendesk.faults = Faults(latency=30.0)
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 2_000)
+    failed = tmp_path / "failed.jsonl"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--max-pending",
+        "300",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 1, "a request to arrive")
+    process.send_signal(signal.SIGTERM)
+    # Signals of one kind are not queued: wait until the first was handled.
+    first = _read_until(process.stderr, "send it again to stop at once")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=15)  # the first signal alone would wait 30 s
+    assert process.returncode == 143, out + first + err
+    assert "stopped at once by a second signal" in err
+    assert "Traceback" not in err
+    _records(failed)  # every line whole and strict JSON
+
+
+def test_close_timeout_bounds_the_wait_for_requests_in_flight(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """--close-timeout bounds how long a stop waits for answers; what was in flight then is in
+    the failed file, and pushing it again imports each resource once."""
+    zendesk.faults = Faults(latency=30.0)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 500)
+    failed = tmp_path / "failed.jsonl"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--close-timeout",
+        "0.5",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 1, "a request to arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=15)  # 30 s without the bound
+    assert process.returncode == 143, out + err
+    assert {_record_id(r) for r in _records(failed)} == set(ids)
+
+    zendesk.faults = Faults()
+    rerun = push(zendesk, str(failed))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+
+
+def test_a_refused_token_stops_push_at_once(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """A token Zendesk refuses: no request after the first refusal (at most max_in_flight in
+    all), one message naming the variable and the instance, every line in --failed (those not
+    read yet too), exit 1; with the token fixed, the failed file finishes the job."""
+    zendesk.faults = Faults(latency=0.05)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 3_000)
+    failed = tmp_path / "failed.jsonl"
+    done = push(
+        zendesk,
+        str(source),
+        "--failed",
+        str(failed),
+        "--max-in-flight",
+        "4",
+        "--max-pending",
+        "500",
+        token=TOKEN + "-wrong",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert _pushes(zendesk) <= 4
+    assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
+    assert f"instance push id {IPID}" in done.stderr
+    assert done.stderr.count("401") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    records = _records(failed)
+    assert sorted(_record_id(r) for r in records) == sorted(ids)
+    assert any(r["error"] == "not pushed: Zendesk refused the token" for r in records)
+    assert "stopped: Zendesk refused the token" in done.stdout
+    assert TOKEN not in done.stdout + done.stderr
+
+    rerun = push(zendesk, str(failed))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child, before exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_failed_file_that_cannot_grow_stops_reading_and_names_what_is_missing(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """When --failed cannot be written (file size limit), push stops reading, says so and
+    exits 1; the file holds only whole lines, and every line of the input is imported, in
+    the file, named as missing, or past where reading stopped."""
+    source = tmp_path / "in.jsonl"
+    lines = [_line(f"r-{n}") if n % 2 else _line(f"r-{n}", mesage="typo") for n in range(1, 4_001)]
+    source.write_text("\n".join(lines) + "\n")
+    failed = tmp_path / "failed.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anychannel_async",
+            "push",
+            str(source),
+            "--base-url",
+            zendesk.base_url,
+            "--instance-push-id",
+            IPID,
+            "--failed",
+            str(failed),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+        preexec_fn=_file_size_limit(100_000),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot write {failed}: File too large" in done.stderr
+    written = {int(str(r["line"])) for r in _records(failed)}  # whole lines only
+    assert written
+    assert f"{len(written):,} lines not imported are in {failed}" in done.stdout
+    unread = re.search(r"lines from ([\d,]+) on were not read", done.stderr)
+    assert unread is not None, done.stderr
+    first_unread = int(unread.group(1).replace(",", ""))
+    assert first_unread <= 4_000, "the test never stopped reading; lower the limit"
+    named = re.search(r"are missing from \S+: lines (.*)", done.stderr)
+    missing: set[int] = set()
+    if named is not None:
+        for part in named.group(1).split(", "):
+            low, _, high = part.partition("-")
+            missing.update(range(int(low), int(high or low) + 1))
+    imported = {int(i.removeprefix("r-")) for i in _imported(zendesk)}
+    assert not written & missing
+    for n in range(1, first_unread):
+        assert (n in imported) != (n in written or n in missing), n
+
+
+def test_a_rerun_keeps_the_original_line_numbers(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+    """A line failed again when its failed file is pushed keeps its number in the original
+    input, not its position in the failed file."""
+    zendesk.faults = Faults(processing_error_ids=frozenset({"r-3", "r-7"}))
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 8)
+    failed = tmp_path / "failed.jsonl"
+    push(zendesk, str(source), "--failed", str(failed))
+    assert sorted(int(str(r["line"])) for r in _records(failed)) == [3, 7]
+    again = tmp_path / "again.jsonl"
+    push(zendesk, str(failed), "--failed", str(again))
+    assert sorted(int(str(r["line"])) for r in _records(again)) == [3, 7]
+
+
+def test_failed_file_is_strict_json_whatever_the_input_holds(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """NaN and Infinity (which Python's json reads) are malformed lines, and a number out of
+    a float's range is kept as the line's text: the failed file never holds NaN."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                _line("ok-1"),
+                '{"external_id": "nan-2", "message": NaN}',
+                '{"external_id": "inf-3", "message": "m", "x": -Infinity}',
+                '{"external_id": "big-4", "mesage": "m", "size": 1e999}',
+            ]
+        )
+        + "\n"
+    )
+    failed = tmp_path / "failed.jsonl"
+    done = push(zendesk, str(source), "--failed", str(failed))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    records = _records(failed)  # strict: fails on NaN or Infinity
+    assert [r["line"] for r in records] == [2, 3, 4]
+    assert "NaN is not valid JSON" in str(records[0]["error"])
+    assert "-Infinity is not valid JSON" in str(records[1]["error"])
+    assert records[2]["raw"] == '{"external_id": "big-4", "mesage": "m", "size": 1e999}'
+    assert zendesk.import_count("ok-1") == 1
+
+
+def test_a_raw_line_fixed_in_the_failed_file_is_parsed_again(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A line that was not JSON is kept as raw text; once the user fixes that text in the
+    failed file, pushing the file imports it (under its original line number if it fails)."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(_line("ok-1") + "\n" + '{"external_id": "fix-2", oops}' + "\n")
+    failed = tmp_path / "failed.jsonl"
+    push(zendesk, str(source), "--failed", str(failed))
+    [record] = _records(failed)
+    assert record["line"] == 2
+    assert "not JSON" in str(record["error"])
+    record["raw"] = _line("fix-2")  # the user's fix
+    failed.write_text(json.dumps(record) + "\n")
+    again = tmp_path / "again.jsonl"
+    done = push(zendesk, str(failed), "--failed", str(again))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert zendesk.import_count("fix-2") == 1
+    assert again.read_text() == ""
+
+
+def test_the_same_id_with_other_content_is_warned_about_with_both_lines(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """An external_id given twice with different content: a warning naming both lines (the
+    second is already_imported, its content not applied); the same content twice is a plain
+    redelivery, not warned about."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                _line("dup-1"),
+                _line("same-2"),
+                _line("other-3"),
+                _line("dup-1", message="edited"),
+                _line("same-2"),
+            ]
+        )
+        + "\n"
+    )
+    done = push(zendesk, str(source), "--max-batch-size", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "repeats external_id" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "line 4 repeats external_id 'dup-1' of line 1" in warnings[0]
+    assert "already_imported" in warnings[0]
+    [ticket] = [t for t in zendesk.tickets if t.external_id == "dup-1"]
+    assert ticket.comments[0].message == "message dup-1"
+
+
+def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """Lines of a failed file that a stop kept from being read are copied with the number
+    they had in the original input."""
+    zendesk.faults = Faults(latency=0.1)
+    source = tmp_path / "failed-before.jsonl"
+    count = 4_000
+    source.write_text(
+        "".join(
+            json.dumps(
+                {"line": 10 * n, "error": "earlier", "resource": json.loads(_line(f"r-{n}"))}
+            )
+            + "\n"
+            for n in range(1, count + 1)
+        )
+    )
+    failed = tmp_path / "failed.jsonl"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 2, "requests to arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+    records = _records(failed)
+    assert any(r["error"] == "stopped by SIGTERM" for r in records), "nothing was left unread"
+    for record in records:
+        assert record["line"] == 10 * int(_record_id(record).removeprefix("r-"))
+    assert {_record_id(r) for r in records} | _imported(zendesk) == {
+        f"r-{n}" for n in range(1, count + 1)
+    }
+
+
+def _leave_pending(zendesk: ZendeskEmulator, outbox: Path, ids: list[str]) -> None:
+    """Rows left pending in outbox, as a run whose pushes all failed (503) leaves them."""
+
+    async def run() -> None:
+        async with (
+            AnyChannelClient(
+                token=TOKEN, base_url=zendesk.base_url, retry=RetryPolicy(max_tries=1)
+            ) as client,
+            PushPipeline(client, IPID, outbox=outbox, max_latency=0) as pipe,
+        ):
+            futures = [await pipe.submit(make_resource(external_id)) for external_id in ids]
+            await pipe.flush()
+        assert all(future.exception() is not None for future in futures)
+
+    zendesk.faults = Faults(server_error_rate=1.0)
+    asyncio.run(run())
+    zendesk.faults = Faults()
+
+
+def _outbox_ids(outbox: Path, state: str) -> set[str]:
+    db = connect_read_only(outbox)
+    try:
+        rows = db.execute("SELECT external_id FROM outbox WHERE state = ?", (state,))
+        return {external_id for (external_id,) in rows}
+    finally:
+        db.close()
+
+
+def test_push_counts_replayed_rows_in_its_summary_and_exit_status(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Rows an earlier run left in the outbox are replayed: their outcomes have their own line
+    in the summary, and one that fails (a dead letter here) makes the exit status 1."""
+    outbox = tmp_path / "outbox.sqlite"
+    _leave_pending(zendesk, outbox, ["p-1", "p-2", "p-3"])
+    zendesk.faults = Faults(processing_error_ids=frozenset({"p-2"}))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    done = push(zendesk, str(empty), "--outbox", str(outbox))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "replayed from the outbox: 3 (success 2, ProcessingError 1)" in done.stdout
+    assert zendesk.import_count("p-1") == zendesk.import_count("p-3") == 1
+
+
+def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
+    zendesk: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Replayed rows refused with 401: one message, no request after the refusal, exit 1, and
+    the rows stay pending for a run with the right token."""
+    outbox = tmp_path / "outbox.sqlite"
+    ids = [f"p-{n}" for n in range(1_000)]
+    _leave_pending(zendesk, outbox, ids)
+    zendesk.reset()
+    zendesk.faults = Faults(latency=0.05)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    done = push(
+        zendesk,
+        str(empty),
+        "--outbox",
+        str(outbox),
+        "--max-in-flight",
+        "2",
+        token=TOKEN + "-wrong",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert _pushes(zendesk) <= 2
+    assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
+    assert "replayed from the outbox" in done.stdout
+    assert _outbox_ids(outbox, PENDING) == set(ids)
+
+    zendesk.faults = Faults()
+    again = push(zendesk, str(empty), "--outbox", str(outbox))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+
+
+def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
+    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """With --outbox, a signal leaves the lines accepted but not imported pending in the
+    outbox (the summary says so) and copies the lines not accepted to --failed: each line is
+    in exactly one place, and pushing the failed file through the outbox finishes the job."""
+    zendesk.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 5_000)
+    failed = tmp_path / "failed.jsonl"
+    outbox = tmp_path / "outbox.sqlite"
+    process = spawn(
+        "push",
+        str(source),
+        "--base-url",
+        zendesk.base_url,
+        "--instance-push-id",
+        IPID,
+        "--failed",
+        str(failed),
+        "--outbox",
+        str(outbox),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    _wait_for(lambda: _pushes(zendesk) >= 3, "requests to arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+
+    imported = _imported(zendesk)
+    in_failed = {_record_id(r) for r in _records(failed)}
+    pending = _outbox_ids(outbox, PENDING)
+    assert imported
+    assert pending, "nothing was accepted and unsent; the test is moot"
+    assert in_failed
+    assert not imported & in_failed
+    assert not imported & pending
+    assert not pending & in_failed
+    assert imported | in_failed | pending == set(ids)
+    assert f"{len(pending):,} lines not imported stay pending in the outbox" in out
+
+    rerun = push(zendesk, str(failed), "--outbox", str(outbox))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert _outbox_ids(outbox, PENDING) == set()
+
+
+def _validate(url: str, instance_push_id: str, token: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
+    env["ANYCHANNEL_TOKEN"] = token
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anychannel_async",
+            "validate-token",
+            "--base-url",
+            url,
+            "--instance-push-id",
+            instance_push_id,
+        ],
+        capture_output=True,
+        env=env,
+        timeout=30,
+        check=False,
+    ).returncode
+
+
+def test_emulator_takes_accounts_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    """The standalone emulator reads accounts from $ANYCHANNEL_EMULATOR_ACCOUNTS and from
+    --accounts-file, so no token has to be on its command line (visible in `ps`)."""
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text(json.dumps({"file-ipid": "file-token-1f2e", "pair": ["user", "pass"]}))
+    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=json.dumps({"env-ipid": "env-token-9a8b"}))
+    command = [
+        sys.executable,
+        "-m",
+        "anychannel_async",
+        "emulator",
+        "--port",
+        "0",
+        "--accounts-file",
+        str(accounts),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert _validate(url, "env-ipid", "env-token-9a8b") == 0
+        assert _validate(url, "file-ipid", "file-token-1f2e") == 0
+        assert _validate(url, "file-ipid", "env-token-9a8b") == 1
+        assert not any("token" in argument for argument in command)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "accounts",
+    ['{"ipid": ', '["ipid", "secret-token-3c4d"]', '{"ipid": 42}', "{}"],
+    ids=["not_json", "not_an_object", "not_a_token", "empty"],
+)
+def test_emulator_refuses_bad_accounts_without_showing_them(accounts: str) -> None:
+    """Accounts that are not a JSON object of tokens: exit 2 naming the variable, and no
+    token in the message."""
+    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=accounts)
+    done = subprocess.run(
+        [sys.executable, "-m", "anychannel_async", "emulator", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ANYCHANNEL_EMULATOR_ACCOUNTS" in done.stderr
+    assert "secret-token" not in done.stderr
+    assert "Traceback" not in done.stderr

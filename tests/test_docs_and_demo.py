@@ -36,7 +36,27 @@ def test_demo_command_ingests_and_shows_tickets(args: list[str]) -> None:
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "Ingested 300 resources" in done.stdout
     assert re.search(r"Ticket #\d+", done.stdout)
     assert "success" in done.stdout
+
+
+def test_the_demo_s_announced_failures_happen_and_show_in_its_summary() -> None:
+    """The posts the demo says will fail to process are generated, fail, and are counted in
+    the summary's ProcessingError row; the demo says its claim held."""
+    done = subprocess.run(
+        [sys.executable, "-m", "anychannel_async", "demo", "--count", "600", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    announced = re.search(r"(\d+) posts will fail to process \(([^)]*)\)", done.stdout)
+    assert announced is not None, done.stdout
+    doomed = announced.group(2).split(", ")
+    assert len(doomed) == int(announced.group(1)) == 4
+    row = re.search(r"ProcessingError\s+([\d,]+)", done.stdout)
+    assert row is not None, done.stdout
+    assert int(row.group(1).replace(",", "")) >= len(doomed)
+    assert f"As announced: {', '.join(doomed)} failed to process" in done.stdout

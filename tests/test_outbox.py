@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -286,3 +287,116 @@ def test_outbox_commands_refuse_a_missing_outbox(tmp_path: Path, args: tuple[str
     assert "Traceback" not in done.stderr
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []  # no -wal/-shm left behind either
+
+
+async def _dead_letters(emulator: ZendeskEmulator, path: Path, ids: list[str]) -> None:
+    """Leave ids in the outbox as dead letters (Zendesk failed to process them)."""
+    emulator.faults = Faults(processing_error_ids=frozenset(ids))
+    async with (
+        AnyChannelClient(token=TOKEN, base_url=emulator.base_url) as client,
+        PushPipeline(client, IPID, outbox=path) as pipe,
+    ):
+        futures = await pipe.submit_many([resource(i) for i in ids])
+        await pipe.flush()
+    # ProcessingError, or HaltedError for those after a failure in their batch: dead either way.
+    assert all(f.exception() is not None for f in futures)
+    assert {state for _, state, _ in rows(path)} == {DEAD}
+    emulator.faults = Faults()
+
+
+async def test_outbox_list_reads_a_file_a_pipeline_holds(
+    client: AnyChannelClient, emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """`outbox list` reads beside a pipeline that holds the file (a WAL reader); `purge`,
+    which writes, is refused while it does; the pipeline goes on writing."""
+    path = tmp_path / "outbox.sqlite"
+    emulator.faults = Faults(processing_error_ids=frozenset({"dead-1"}))
+    async with PushPipeline(client, IPID, outbox=path, max_batch_size=1) as pipe:
+        for external_id in ("fine-1", "dead-1"):
+            with contextlib.suppress(ProcessingError):
+                await pipe.push(resource(external_id))
+        await pipe.push(resource("fine-2"))  # its row's write follows the outcomes above
+
+        listed = await asyncio.to_thread(_cli, "list", str(path))
+        assert listed.returncode == 0, listed.stderr
+        assert "dead              1" in listed.stdout
+        assert "dead-1: ProcessingError" in listed.stdout
+
+        purged = await asyncio.to_thread(_cli, "purge", str(path))
+        assert purged.returncode == 1
+        assert "in use by another process" in purged.stderr
+
+        await pipe.push(resource("fine-3"))
+    assert [external_id for external_id, _, _ in rows(path)] == [
+        "fine-1",
+        "dead-1",
+        "fine-2",
+        "fine-3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "token", "message"),
+    [
+        pytest.param((), TOKEN, "--instance-push-id", id="no_instance_push_id"),
+        pytest.param(("--instance-push-id", IPID), None, "ANYCHANNEL_TOKEN", id="no_token"),
+        pytest.param(
+            ("--instance-push-id", IPID, "--max-in-flight", "0"),
+            TOKEN,
+            "max_in_flight",
+            id="bad_setting",
+        ),
+    ],
+)
+async def test_outbox_retry_checks_its_options_before_changing_the_file(
+    emulator: ZendeskEmulator,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+    token: str | None,
+    message: str,
+) -> None:
+    """retry with options that cannot push exits 2 and leaves the dead letters dead, rather
+    than reviving them with nothing to push them."""
+    path = tmp_path / "outbox.sqlite"
+    await _dead_letters(emulator, path, ["dead-1"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
+    if token is not None:
+        env["ANYCHANNEL_TOKEN"] = token
+    done = await asyncio.to_thread(
+        _cli, "retry", str(path), "--base-url", emulator.base_url, *extra, env=env
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [state for _, state, _ in rows(path)] == [DEAD]
+
+
+async def test_outbox_retry_stops_at_once_on_a_refused_token(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """retry with a token Zendesk refuses sends nothing after the first refusal, says so once
+    naming the variable and the instance, exits 1; the rows stay pending."""
+    path = tmp_path / "outbox.sqlite"
+    ids = [f"dead-{n}" for n in range(1_000)]
+    await _dead_letters(emulator, path, ids)
+    emulator.reset()
+    emulator.faults = Faults(latency=0.05)
+    env = dict(os.environ, ANYCHANNEL_TOKEN=TOKEN + "-wrong")
+    done = await asyncio.to_thread(
+        _cli,
+        "retry",
+        str(path),
+        "--base-url",
+        emulator.base_url,
+        "--instance-push-id",
+        IPID,
+        "--max-in-flight",
+        "2",
+        env=env,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len([r for r in emulator.requests if r.path.endswith("/push")]) <= 2
+    assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
+    assert f"instance push id {IPID}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert {state for _, state, _ in rows(path)} == {PENDING}

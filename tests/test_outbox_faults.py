@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from anychannel_async import (
     PushPipeline,
     RetryPolicy,
 )
-from anychannel_async._outbox import PENDING, RESOLVED
+from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import IPID, TOKEN, resource
@@ -78,3 +82,79 @@ async def test_children_of_a_parent_of_unknown_outcome_stay_pending(
     ticket = emulator.ticket_for("c")
     assert ticket is not None
     assert ticket.external_id == "p"
+
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+
+
+def _honour_mode_bits() -> None:
+    """In the child, before exec: give up root's right to write where the mode bits say no
+    (CAP_DAC_OVERRIDE), so a read-only directory is read-only for root too."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _child(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_honour_mode_bits,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_read_only_directory_is_an_outbox_error_that_says_so(tmp_path: Path) -> None:
+    """An outbox in a read-only directory cannot be written (SQLite needs its -wal and -shm
+    beside it): retry and push refuse it with an OutboxError saying so, the file unchanged;
+    list still reads it."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    path = directory / "outbox.sqlite"
+    db = connect(path)
+    db.execute(
+        "INSERT INTO outbox (instance_push_id, external_id, body, state, error, submitted_at)"
+        " VALUES (?, 'dead-1', x'7b7d', ?, 'ProcessingError: no', 0)",
+        (IPID, DEAD),
+    )
+    db.close()
+    directory.chmod(0o555)
+    try:
+        probe = _child("-c", f"open({str(directory / 'probe')!r}, 'w')")
+        if probe.returncode == 0:
+            pytest.skip("cannot make a directory read-only for this user here")
+
+        retried = _child("-m", "anychannel_async", "outbox", "retry", str(path))
+        assert retried.returncode == 1, retried.stdout + retried.stderr
+        assert "OutboxError" in retried.stderr
+        assert f"the directory {str(directory)!r} is read-only" in retried.stderr
+        assert "Traceback" not in retried.stderr
+
+        pushed = _child(
+            "-m",
+            "anychannel_async",
+            "push",
+            "-",
+            "--outbox",
+            str(path),
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--instance-push-id",
+            IPID,
+        )
+        assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+        assert "is read-only" in pushed.stderr
+        assert "Traceback" not in pushed.stderr
+
+        listed = _child("-m", "anychannel_async", "outbox", "list", str(path))
+        assert listed.returncode == 0, listed.stderr
+        assert "dead-1: ProcessingError: no" in listed.stdout
+    finally:
+        directory.chmod(0o755)
+    assert rows(path) == [("dead-1", DEAD, "ProcessingError: no")]

@@ -7,11 +7,26 @@ and in the process list, where other users of the machine can read it.
 from __future__ import annotations
 
 import argparse
+import copy
+import logging
 import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from anychannel_async._client import AnyChannelClient
+from anychannel_async._errors import AuthenticationError
+from anychannel_async._models import PushResult
 
-__all__ = ["TOKEN_ENV", "add_connection_options", "client_from_args"]
+__all__ = [
+    "TOKEN_ENV",
+    "CommandClient",
+    "UsageError",
+    "add_connection_options",
+    "client_from_args",
+    "log_to_stderr",
+    "refusal_message",
+]
 
 TOKEN_ENV = "ANYCHANNEL_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _IPID_ENV = "ANYCHANNEL_INSTANCE_PUSH_ID"
@@ -19,6 +34,32 @@ _IPID_ENV = "ANYCHANNEL_INSTANCE_PUSH_ID"
 
 class UsageError(Exception):
     """The command line or environment is incomplete; the message says what to fix."""
+
+
+class CommandClient(AnyChannelClient):
+    """The client of a command: once Zendesk refused the token, it sends no request more.
+
+    A refusal (401/403) is the same for every request of the account, so each push after the
+    first refusal raises a copy of it without sending anything, and ``on_refusal`` is called
+    once, at the refusal itself. Only the client sees every push before it goes out (an
+    outbox's replays included), so stopping here, not after the pipeline reported, is what
+    keeps a command from sending one doomed request per batch.
+    """
+
+    refusal: AuthenticationError | None = None
+    on_refusal: Callable[[AuthenticationError], None] | None = None
+
+    async def push_encoded(self, *args: Any, **kwargs: Any) -> list[PushResult]:
+        if self.refusal is not None:
+            raise copy.copy(self.refusal)
+        try:
+            return await super().push_encoded(*args, **kwargs)
+        except AuthenticationError as exc:
+            if self.refusal is None:
+                self.refusal = exc
+                if self.on_refusal is not None:
+                    self.on_refusal(exc)
+            raise
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -36,7 +77,7 @@ def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = 
     )
 
 
-def client_from_args(args: argparse.Namespace) -> tuple[AnyChannelClient, str]:
+def client_from_args(args: argparse.Namespace) -> tuple[CommandClient, str]:
     """The client and instance_push_id the options describe, the token from the environment."""
     token = os.environ.get(TOKEN_ENV)
     if not token:
@@ -44,9 +85,38 @@ def client_from_args(args: argparse.Namespace) -> tuple[AnyChannelClient, str]:
     if not args.instance_push_id:
         raise UsageError(f"give --instance-push-id (or set ${_IPID_ENV})")
     try:
-        client = AnyChannelClient(
+        client = CommandClient(
             token=token, subdomain=args.subdomain, base_url=args.base_url, timeout=args.timeout
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return client, str(args.instance_push_id)
+
+
+def refusal_message(refusal: AuthenticationError, instance_push_id: str) -> str:
+    """The one message a command prints when Zendesk refused its token."""
+    return (
+        f"Zendesk refused the token in ${TOKEN_ENV} for instance push id {instance_push_id}"
+        f" (HTTP {refusal.status}); stopped without sending another request"
+    )
+
+
+class _NotTheRefusal(logging.Filter):
+    """Drops the pipeline's per-request reports of a refused token: the command says it once,
+    in its own words, instead of once per request that was in flight."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, AuthenticationError) for arg in args)
+
+
+def log_to_stderr(command: str) -> None:
+    """Show the library's warnings (Zendesk unreachable, replays, entries left pending) on
+    stderr, prefixed with the command."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"anychannel-async {command}: %(message)s"))
+    handler.addFilter(_NotTheRefusal())
+    log = logging.getLogger("anychannel_async")
+    log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.WARNING)

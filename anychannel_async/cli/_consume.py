@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
-import sys
 from typing import TYPE_CHECKING
 
 from anychannel_async._client import AnyChannelClient
 
-from ._common import UsageError, add_connection_options, client_from_args
+from ._common import UsageError, add_connection_options, client_from_args, log_to_stderr
 from ._push import add_batch_options, pipeline_from_args
 
 if TYPE_CHECKING:  # redis-py is an optional extra: import it only where it is used
@@ -95,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError(NEED_REDIS) from None
     client, instance_push_id = client_from_args(args)
-    _log_to_stderr()
+    log_to_stderr("consume")
     try:
         stats = asyncio.run(_consume(client, instance_push_id, args))
     except asyncio.CancelledError:
@@ -106,16 +104,6 @@ def run(args: argparse.Namespace) -> int:
             f" dead-lettered {stats.dead_lettered}, left pending {stats.left_pending}"
         )
     return 0
-
-
-def _log_to_stderr() -> None:
-    """Show the source's warnings (Redis away and back, entries left pending)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("anychannel-async consume: %(message)s"))
-    log = logging.getLogger("anychannel_async")
-    log.addHandler(handler)
-    if log.level == logging.NOTSET:
-        log.setLevel(logging.WARNING)
 
 
 async def _consume(

@@ -1,16 +1,31 @@
-"""`anychannel-async outbox list|retry|purge PATH`: look into and tend a durable outbox."""
+"""`anychannel-async outbox list|retry|purge PATH`: look into and tend a durable outbox.
+
+``list`` reads as a WAL reader, beside a pipeline that holds the file; ``retry`` and ``purge``
+write, so they need the file to themselves (a pipeline holding it refuses them).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
+import sys
 
-from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
+from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect, connect_read_only
+from anychannel_async._pipeline import PushPipeline
 
-from ._common import UsageError, add_connection_options, client_from_args
-from ._push import add_batch_options, pipeline_from_args
+from ._common import (
+    CommandClient,
+    UsageError,
+    add_connection_options,
+    client_from_args,
+    log_to_stderr,
+    refusal_message,
+)
+from ._push import add_batch_options, pipeline_from_args, replay_line
+from ._stop import Stop, close_on_halt, stop_on_signals
 
 __all__ = ["add_parser", "run"]
 
@@ -51,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    db = connect(args.path)
+    db = connect_read_only(args.path)
     try:
         counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
         for state in (PENDING, RESOLVED, DEAD):
@@ -82,6 +97,14 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
+    # Every option is checked before the file changes: a typo must not leave dead letters
+    # revived with nothing pushing them.
+    push_now = args.subdomain is not None or args.base_url is not None
+    connection: tuple[CommandClient, str, PushPipeline] | None = None
+    if push_now:
+        client, instance_push_id = client_from_args(args)
+        args.outbox = args.path
+        connection = (client, instance_push_id, pipeline_from_args(client, instance_push_id, args))
     db = connect(args.path)
     try:
         revived = _write(
@@ -90,23 +113,33 @@ def _retry(args: argparse.Namespace) -> int:
     finally:
         db.close()
     print(f"{revived:,} dead letters are pending again")
-    if args.subdomain is None and args.base_url is None:
+    if connection is None:
         return 0
-    return asyncio.run(_push_now(args))
+    client, instance_push_id, pipeline = connection
+    log_to_stderr("outbox retry")
+    stop = Stop()
+    client.on_refusal = stop.refused
+    with contextlib.suppress(asyncio.CancelledError):  # a second signal: given up at once
+        asyncio.run(_push_now(client, pipeline, stop))
+    if stop.refusal is not None:
+        print(
+            f"anychannel-async outbox retry: {refusal_message(stop.refusal, instance_push_id)};"
+            " the rows stay pending",
+            file=sys.stderr,
+        )
+    replays = dict(pipeline.stats.replay_outcomes)
+    print(f"pushed pending rows: {replay_line(replays)}")
+    if stop.signum is not None:
+        print(f"{stop.headline}: the rows not pushed stay pending")
+    imported = all(outcome in ("success", "already_imported") for outcome in replays)
+    return stop.exit_status(all_imported=imported)
 
 
-async def _push_now(args: argparse.Namespace) -> int:
+async def _push_now(client: CommandClient, pipeline: PushPipeline, stop: Stop) -> None:
     """Open a pipeline on the outbox: entering it pushes every pending row."""
-    client, instance_push_id = client_from_args(args)
-    args.outbox = args.path
-    async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
-        await pipeline.flush()  # replayed rows resolve inside the pipeline
-    stats = pipeline.stats
-    print(
-        f"pushed {stats.submitted:,} pending resources:"
-        f" {dict(stats.resolved)} resolved, {dict(stats.failed)} failed"
-    )
-    return 0 if not stats.failed else 1
+    with stop_on_signals(stop, "outbox retry"):
+        async with client, pipeline, close_on_halt(pipeline, stop):
+            await pipeline.flush()  # replayed rows resolve inside the pipeline
 
 
 def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:

@@ -1,20 +1,50 @@
-"""`anychannel-async push FILE|-`: ingest JSON Lines of external resources into Zendesk."""
+"""`anychannel-async push FILE|-`: ingest JSON Lines of external resources into Zendesk.
+
+No line is lost: each ends imported, in the failed file (``--failed``) with its error and its
+line number, or, with ``--outbox``, pending in the outbox. A stop keeps that promise too:
+
+- SIGINT or SIGTERM: reading stops, requests in flight settle (``--close-timeout``), and the
+  lines accepted but not sent and the rest of the input go to the failed file (with an outbox,
+  accepted lines stay in it). Exit 130 or 143; a second signal gives up at once.
+- A token Zendesk refuses: no request more (see `CommandClient`), every line not imported goes
+  to the failed file, exit 1.
+- A failed file that cannot be written (disk full, file size limit): reading stops, what was
+  accepted is still pushed, and the lines that could not be written are named; exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from typing import IO
 
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._pipeline import PushPipeline
 
-from ._common import UsageError, add_connection_options, client_from_args
+from ._common import (
+    CommandClient,
+    UsageError,
+    add_connection_options,
+    client_from_args,
+    log_to_stderr,
+    refusal_message,
+)
+from ._failed import FailedFile, line_ranges
 from ._ingest import Ingest, read_chunks
+from ._stop import Stop, close_on_halt, stop_on_signals
 
-__all__ = ["add_batch_options", "add_parser", "pipeline_from_args", "run"]
+__all__ = [
+    "add_batch_options",
+    "add_parser",
+    "pipeline_from_args",
+    "replay_line",
+    "run",
+]
+
+_IMPORTED = ("success", "already_imported")
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +67,14 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="pace requests to this budget (default: learn it from Zendesk's answers)",
+    )
+    group.add_argument(
+        "--close-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on a stop (a signal, a refused token), how long requests in flight may take to"
+        " settle (default 60)",
     )
 
 
@@ -64,6 +102,7 @@ def _pipeline(
         parent_timeout=args.parent_timeout,
         max_attempts=args.max_attempts,
         max_requests_per_minute=args.max_requests_per_minute,
+        close_timeout=getattr(args, "close_timeout", 60.0),
         outbox=getattr(args, "outbox", None),
     )
 
@@ -74,12 +113,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="push JSON Lines of external resources (the API's field names) to Zendesk",
         description=(
             "Push one external resource per JSON line. Exit status 0 only when every resource"
-            " was imported; failures go to --failed, which can be pushed again as is."
+            " was imported; failures go to --failed, which can be pushed again as is. SIGINT"
+            " or SIGTERM stops reading and writes what was not imported to --failed (exit 130"
+            " or 143); a second signal stops at once."
         ),
     )
     parser.add_argument("file", help="a JSON Lines file, or - for standard input")
     parser.add_argument(
-        "--failed", metavar="FILE", help="write each failed line with its error here (JSON Lines)"
+        "--failed",
+        metavar="FILE",
+        help="write each line not imported here, with its error and line number (JSON Lines)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     parser.add_argument(
@@ -92,35 +135,173 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Push the file; 0 when every resource was imported, 1 otherwise."""
+    """Push the file; 0 when every resource was imported, 1 otherwise, 128 + N after signal N.
+
+    Every usage error (options, token, pipeline settings, the input, the failed file) is
+    found before a line is read or the failed file is created.
+    """
     client, instance_push_id = client_from_args(args)
+    pipeline = pipeline_from_args(client, instance_push_id, args)
+    log_to_stderr("push")
     with contextlib.ExitStack() as files:
-        # Binary: each line is decoded on its own, so one that is not UTF-8 fails alone.
-        source = (
-            sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
+        source = _open_input(args.file, files)
+        failed = None
+        if args.failed is not None:
+            _refuse_the_input(args.failed, args.file, source)
+            failed = _create_failed(args.failed)
+            files.callback(failed.close)
+        stop = Stop()
+        ingest = Ingest(
+            pipeline,
+            failed=failed,
+            progress=not args.quiet and sys.stderr.isatty(),
+            stop=stop,
+            outbox=args.outbox,
+            instance_push_id=instance_push_id,
+            warn_duplicates=True,
         )
-        failed = (
-            files.enter_context(open(args.failed, "w", encoding="utf-8")) if args.failed else None
+        client.on_refusal = stop.refused
+        if failed is not None:
+            failed.on_error = stop.write_failed
+        try:
+            asyncio.run(_push(client, pipeline, ingest, source, stop))
+        except asyncio.CancelledError:  # a second signal: given up at once
+            pass
+        finally:
+            ingest.close()
+            if failed is not None:
+                failed.close()  # the last records, before the report counts them
+    replays = dict(pipeline.stats.replay_outcomes)
+    _report(args, instance_push_id, ingest, failed, stop, replays)
+    replays_ok = all(outcome in _IMPORTED for outcome in replays)
+    return stop.exit_status(all_imported=ingest.all_imported and replays_ok)
+
+
+def _open_input(path: str, files: contextlib.ExitStack) -> IO[bytes]:
+    # Binary: each line is decoded on its own, so one that is not UTF-8 fails alone.
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return files.enter_context(open(path, "rb"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _refuse_the_input(failed: str, path: str, source: IO[bytes]) -> None:
+    """--failed must not be the input under another name: opening it would empty the file
+    being read. Compared by identity (a link, another spelling), and by path when the failed
+    file does not exist yet."""
+    try:
+        failed_stat = os.stat(failed)
+    except OSError:
+        failed_stat = None
+    try:
+        source_stat = os.fstat(source.fileno())
+    except (OSError, ValueError):
+        source_stat = None
+    same = (
+        failed_stat is not None
+        and source_stat is not None
+        and os.path.samestat(failed_stat, source_stat)
+    )
+    if same or (path != "-" and os.path.realpath(failed) == os.path.realpath(path)):
+        where = "standard input" if path == "-" else path
+        raise UsageError(
+            f"--failed {failed} is the input ({where}) itself: writing it would destroy the"
+            " lines being read; choose another path"
         )
-        ingest = asyncio.run(_push(client, instance_push_id, args, source, failed))
-    if not args.quiet:
-        print(ingest.summary())
-    return 0 if ingest.all_imported else 1
+
+
+def _create_failed(path: str) -> FailedFile:
+    try:
+        return FailedFile.create(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write --failed {path}: {exc.strerror or exc}") from None
 
 
 async def _push(
-    client: AnyChannelClient,
-    instance_push_id: str,
-    args: argparse.Namespace,
+    client: CommandClient,
+    pipeline: PushPipeline,
+    ingest: Ingest,
     source: IO[bytes],
-    failed: IO[str] | None,
-) -> Ingest:
-    async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
-        ingest = Ingest(pipeline, failed=failed, progress=not args.quiet and sys.stderr.isatty())
-        try:
-            async for lines in read_chunks(source):
-                await ingest.submit_lines(lines)
-            await pipeline.flush()
-        finally:
-            ingest.close()
-    return ingest
+    stop: Stop,
+) -> None:
+    with stop_on_signals(stop, "push"):
+        async with client:
+            try:
+                async with pipeline, close_on_halt(pipeline, stop):
+                    await ingest.feed(read_chunks(source), stop)
+                    await pipeline.flush()
+            finally:
+                ingest.settle_unsure()  # the outbox is closed now: it says what it holds
+
+
+def replay_line(replays: dict[str, int]) -> str:
+    """How the rows replayed from an outbox ended, as one summary line."""
+    total = sum(replays.values())
+    parts = ", ".join(
+        f"{outcome} {count:,}" for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
+    )
+    return f"replayed from the outbox: {total:,} ({parts})"
+
+
+def _report(
+    args: argparse.Namespace,
+    instance_push_id: str,
+    ingest: Ingest,
+    failed: FailedFile | None,
+    stop: Stop,
+    replays: dict[str, int],
+) -> None:
+    """The stop's cause on stderr (always), then the summary on stdout (unless --quiet)."""
+    name = "standard input" if args.file == "-" else args.file
+    first_unread = ingest.last_read + 1
+    if stop.refusal is not None:
+        print(
+            f"anychannel-async push: {refusal_message(stop.refusal, instance_push_id)}",
+            file=sys.stderr,
+        )
+    if failed is not None and failed.error is not None:
+        print(
+            f"anychannel-async push: cannot write {failed.path}:"
+            f" {failed.error.strerror or failed.error}; stopped reading after line"
+            f" {ingest.last_read:,} of {name}, lines from {first_unread:,} on were not read",
+            file=sys.stderr,
+        )
+        if failed.missing:
+            print(
+                f"anychannel-async push: {len(failed.missing):,} lines not imported are missing"
+                f" from {failed.path}: lines {line_ranges(failed.missing)}",
+                file=sys.stderr,
+            )
+    if stop.at_once:
+        print(
+            "anychannel-async push: stopped at once by a second signal: lines in flight or"
+            f" not read yet may be missing from {args.failed or 'the failed file'}",
+            file=sys.stderr,
+        )
+    if args.quiet:
+        return
+    lines = [ingest.summary()]
+    if replays:
+        lines.append(replay_line(replays))
+    if stop.signum is not None or stop.refusal is not None:
+        first = ingest.first_stopped if ingest.first_stopped is not None else first_unread
+        lines.append(
+            f"{stop.headline}: read up to line {ingest.last_read:,} of {name}; the first line"
+            f" not pushed is line {first:,}"
+        )
+        if failed is None:
+            lines.append(f"lines from {first_unread:,} on were not read (no --failed)")
+    if ingest.left_in_outbox:
+        lines.append(
+            f"{ingest.left_in_outbox:,} lines not imported stay pending in the outbox"
+            f" {args.outbox}: they are pushed when it is next opened (push --outbox"
+            f" {args.outbox}, or outbox retry {args.outbox} with the connection options)"
+        )
+    if failed is not None and failed.written:
+        lines.append(
+            f"{failed.written:,} lines not imported are in {failed.path}: push it again to"
+            " finish the job"
+        )
+    print("\n".join(lines))

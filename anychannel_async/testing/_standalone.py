@@ -2,6 +2,12 @@
 
 The first line on stdout is the base URL, flushed at once, so a parent process that started the
 server on port 0 can read where it listens. It runs until SIGINT or SIGTERM.
+
+Accounts (instance_push_id and token) come from ``$ANYCHANNEL_EMULATOR_ACCOUNTS`` or
+``--accounts-file``, each a JSON object ``{"IPID": "TOKEN", ...}`` (a token may also be a
+``["username", "password"]`` pair), and from ``--account IPID=TOKEN``, in that order, a later
+source overriding an earlier one for the same id. Prefer the first two: a command line is
+visible to every user of the machine (``ps``), the environment and a file are not.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +24,11 @@ from collections.abc import Sequence
 from ._emulator import DEFAULT_INSTANCE_PUSH_ID, DEFAULT_TOKEN, ZendeskEmulator
 from ._faults import Faults
 
-__all__ = ["main"]
+__all__ = ["ACCOUNTS_ENV", "main"]
+
+ACCOUNTS_ENV = "ANYCHANNEL_EMULATOR_ACCOUNTS"
+
+_Credentials = str | tuple[str, str]
 
 
 def _account(text: str) -> tuple[str, str]:
@@ -26,10 +38,66 @@ def _account(text: str) -> tuple[str, str]:
     return instance_push_id, token
 
 
+def _accounts_from_json(text: str, where: str) -> dict[str, _Credentials]:
+    """The accounts of a JSON object; ValueError saying what is wrong (never quoting a token)."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object {{instance_push_id: token}}")
+    accounts: dict[str, _Credentials] = {}
+    for instance_push_id, credentials in obj.items():
+        if isinstance(credentials, str) and credentials and instance_push_id:
+            accounts[instance_push_id] = credentials
+        elif (
+            isinstance(credentials, list)
+            and len(credentials) == 2
+            and all(isinstance(part, str) and part for part in credentials)
+        ):
+            accounts[instance_push_id] = (credentials[0], credentials[1])
+        else:
+            raise ValueError(
+                f"{where}: the account {instance_push_id!r} needs a non-empty token, or a"
+                " [username, password] pair"
+            )
+    return accounts
+
+
+def _accounts(args: argparse.Namespace) -> dict[str, _Credentials] | None:
+    """Accounts from the environment, then the file, then --account; None: the default."""
+    accounts: dict[str, _Credentials] = {}
+    given = False
+    text = os.environ.get(ACCOUNTS_ENV)
+    if text is not None:
+        accounts.update(_accounts_from_json(text, f"${ACCOUNTS_ENV}"))
+        given = True
+    if args.accounts_file is not None:
+        try:
+            with open(args.accounts_file, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise ValueError(
+                f"--accounts-file {args.accounts_file}: {exc.strerror or exc}"
+            ) from None
+        accounts.update(_accounts_from_json(text, f"--accounts-file {args.accounts_file}"))
+        given = True
+    if args.account:
+        accounts.update(args.account)
+        given = True
+    if given and not accounts:
+        raise ValueError(f"no account given (${ACCOUNTS_ENV} or --accounts-file is empty)")
+    return accounts if given else None
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run an emulator of Zendesk's any_channel API until SIGINT or SIGTERM.",
+        description=(
+            "Run an emulator of Zendesk's any_channel API until SIGINT or SIGTERM. Accounts"
+            f" come from ${ACCOUNTS_ENV} or --accounts-file (a JSON object"
+            ' {"IPID": "TOKEN"}), then --account.'
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
@@ -39,9 +107,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="append",
         metavar="IPID=TOKEN",
         help=(
-            "an instance_push_id and its bearer token; repeatable "
-            f"(default {DEFAULT_INSTANCE_PUSH_ID}={DEFAULT_TOKEN})"
+            "an instance_push_id and its bearer token; repeatable. Visible to every user of"
+            f" the machine: prefer ${ACCOUNTS_ENV} or --accounts-file. (Default, when no"
+            f" account is given at all: {DEFAULT_INSTANCE_PUSH_ID}={DEFAULT_TOKEN})"
         ),
+    )
+    parser.add_argument(
+        "--accounts-file",
+        metavar="PATH",
+        help='a JSON object of accounts, {"IPID": "TOKEN", ...}',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     parser.add_argument("--rate-limit", type=int, help="requests allowed per window (default none)")
@@ -69,7 +143,7 @@ def main(
             rate_window=args.rate_window,
         )
         emulator = ZendeskEmulator(
-            accounts=dict(args.account) if args.account else None,
+            accounts=_accounts(args),
             host=args.host,
             port=args.port,
             faults=faults,
