@@ -195,7 +195,7 @@ class Sender:
         self.batched += len(batch)
         self.largest = max(self.largest, len(batch))
         pushed = await self._push(batch)
-        self.retries += pushed.tries - 1
+        self.retries += max(0, pushed.tries - 1)
         error = pushed.error
         if error is None:
             return self._router.results(batch, pushed.results)

@@ -14,9 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from anychannel_async._client import AnyChannelClient
+from anychannel_async._client import AnyChannelClient, Pushed
 from anychannel_async._errors import AuthenticationError
-from anychannel_async._models import PushResult
 
 __all__ = [
     "TOKEN_ENV",
@@ -49,17 +48,15 @@ class CommandClient(AnyChannelClient):
     refusal: AuthenticationError | None = None
     on_refusal: Callable[[AuthenticationError], None] | None = None
 
-    async def push_encoded(self, *args: Any, **kwargs: Any) -> list[PushResult]:
+    async def push_batch(self, *args: Any, **kwargs: Any) -> Pushed:
         if self.refusal is not None:
-            raise copy.copy(self.refusal)
-        try:
-            return await super().push_encoded(*args, **kwargs)
-        except AuthenticationError as exc:
-            if self.refusal is None:
-                self.refusal = exc
-                if self.on_refusal is not None:
-                    self.on_refusal(exc)
-            raise
+            return Pushed(results=[], error=copy.copy(self.refusal), tries=0)
+        pushed = await super().push_batch(*args, **kwargs)
+        if isinstance(pushed.error, AuthenticationError) and self.refusal is None:
+            self.refusal = pushed.error
+            if self.on_refusal is not None:
+                self.on_refusal(pushed.error)
+        return pushed
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

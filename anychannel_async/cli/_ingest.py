@@ -32,9 +32,9 @@ from tqdm import tqdm
 from anychannel_async._errors import (
     AnyChannelError,
     ClosedError,
-    RequestRejectedError,
-    ResourceError,
     ValidationError,
+    Verdict,
+    verdict,
 )
 from anychannel_async._models import ExternalResource, PushResult
 from anychannel_async._outbox import OutboxError, pending_ids
@@ -61,8 +61,6 @@ _DUPLICATE_MEMORY = 100_000
 _HASH_MASK = (1 << 64) - 1
 # Outcomes of lines a stop kept from being pushed (where "the first line not pushed" is).
 _STOPPED = frozenset({"not_sent", "not_read", "AuthenticationError"})
-# Rejections the pipeline bisects and keeps as dead letters: the resource's own, final.
-_SPLIT_STATUSES = (400, 413, 422)
 
 
 async def read_chunks(stream: IO[bytes]) -> AsyncIterator[list[tuple[int, bytes]]]:
@@ -171,12 +169,9 @@ def _line_of(envelope: dict[str, object], default: int) -> int:
 
 def _stays_pending(error: AnyChannelError) -> bool:
     """With an outbox, whether a failed resource's row stays pending, to be pushed again at
-    the next start: the pipeline keeps request-level failures (transport, auth, closing) so,
-    and makes dead letters of the resource's own final failures. An outbox that failed to
-    write never took the row."""
-    if isinstance(error, OutboxError | ResourceError):
-        return False
-    return not (isinstance(error, RequestRejectedError) and error.status in _SPLIT_STATUSES)
+    the next start: all but the final failures, which the pipeline makes dead letters (the
+    library's one verdict). An outbox that failed to write never took the row."""
+    return not isinstance(error, OutboxError) and verdict(error) is not Verdict.FINAL
 
 
 def _content_hash(resource: ExternalResource) -> int:
