@@ -13,6 +13,7 @@ from ._errors import (
     EventLoopError,
     HaltedError,
     MalformedEntryError,
+    OutboxError,
     OutcomeUnknownError,
     ParentNotFoundError,
     ProcessingError,
@@ -28,7 +29,6 @@ from ._errors import (
     verdict,
 )
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue
-from ._outbox import OutboxError
 from ._pipeline import PipelineStats, PushPipeline
 from ._results import PushResult, StatusCode
 from ._serde import resource_from_json

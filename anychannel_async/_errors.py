@@ -27,6 +27,7 @@ __all__ = [
     "EventLoopError",
     "HaltedError",
     "MalformedEntryError",
+    "OutboxError",
     "OutcomeUnknownError",
     "ParentNotFoundError",
     "ProcessingError",
@@ -246,3 +247,7 @@ class SourceError(AnyChannelError):
 
 class MalformedEntryError(SourceError):
     """A stream entry holds no resource (no field, not JSON); dead-lettered with it, not raised."""
+
+
+class OutboxError(AnyChannelError):
+    """The outbox file cannot be used: not a database, locked by another process, disk full."""

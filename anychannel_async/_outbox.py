@@ -31,20 +31,29 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import IO, Any, TypeVar
 
-from ._errors import AnyChannelError
+import attrs
+import orjson
+
+from ._errors import OutboxError, ValidationError
+from ._models import ExternalResource
+from ._serde import encode_body, resource_from_json
 
 __all__ = [
     "DEAD",
     "PENDING",
     "RESOLVED",
     "Outbox",
-    "OutboxError",
+    "OutboxSummary",
     "connect",
     "connect_read_only",
     "pending_ids",
+    "purge",
+    "replay",
+    "revive",
+    "summary",
 ]
 
 logger = logging.getLogger("anychannel_async.outbox")
@@ -72,10 +81,6 @@ CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, seq);
 _T = TypeVar("_T")
 # Writes asked while one transaction commits join the next; this bounds one transaction.
 _MAX_GROUP = 5_000
-
-
-class OutboxError(AnyChannelError):
-    """The outbox file cannot be used: not a database, locked by another process, disk full."""
 
 
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -154,6 +159,94 @@ def pending_ids(
         return {external_id for (external_id,) in rows if external_id in wanted}
     finally:
         db.close()
+
+
+@attrs.frozen
+class OutboxSummary:
+    """What ``outbox list`` shows: rows by state, and the oldest dead letters."""
+
+    counts: dict[str, int]
+    #: (seq, external_id, error) of the oldest dead letters.
+    dead: list[tuple[int, str, str]]
+
+
+def summary(path: str | os.PathLike[str], *, limit: int) -> OutboxSummary:
+    """Rows by state and the ``limit`` oldest dead letters, read beside a writer."""
+    db = connect_read_only(path)
+    try:
+        counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        dead = db.execute(
+            "SELECT seq, external_id, error FROM outbox WHERE state = ? ORDER BY seq LIMIT ?",
+            (DEAD, limit),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise OutboxError(_explain(os.fspath(path), exc)) from None
+    finally:
+        db.close()
+    return OutboxSummary(
+        counts={state: counts.get(state, 0) for state in (PENDING, RESOLVED, DEAD)}, dead=dead
+    )
+
+
+def purge(path: str | os.PathLike[str], *, dead: bool) -> int:
+    """Remove resolved rows (and dead letters too, with ``dead``); returns how many."""
+    states = (RESOLVED, DEAD) if dead else (RESOLVED, RESOLVED)
+    db = connect(path)
+    try:
+        removed = _write(db, "DELETE FROM outbox WHERE state IN (?, ?)", states)
+        db.execute("VACUUM")
+    except sqlite3.Error as exc:
+        raise OutboxError(_explain(os.fspath(path), exc)) from None
+    finally:
+        db.close()
+    return removed
+
+
+def revive(path: str | os.PathLike[str]) -> int:
+    """Turn dead letters back into pending rows (the next pipeline pushes them); how many."""
+    db = connect(path)
+    try:
+        return _write(
+            db, "UPDATE outbox SET state = ?, error = NULL WHERE state = ?", (PENDING, DEAD)
+        )
+    except sqlite3.Error as exc:
+        raise OutboxError(_explain(os.fspath(path), exc)) from None
+    finally:
+        db.close()
+
+
+def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:
+    db.execute("BEGIN IMMEDIATE")
+    count = db.execute(sql, params).rowcount
+    db.execute("COMMIT")
+    return count
+
+
+async def replay(
+    outbox: Outbox,
+    instance_push_id: str,
+    admit: Callable[[ExternalResource, bytes, int], Awaitable[object]],
+) -> int:
+    """Hand every pending row of instance_push_id to ``admit``, oldest first; returns how many.
+
+    ``admit`` takes the resource, its body and its row, and waits for room in the pipeline.
+    A row that no longer reads as a resource is buried with the reason. Each body is encoded
+    again: a row written by an earlier version may hold an older wire form.
+    """
+    last = 0
+    count = 0
+    while rows := await outbox.pending(instance_push_id, after=last):
+        for seq, body in rows:
+            last = seq
+            try:
+                resource = resource_from_json(orjson.loads(body))
+                body = encode_body(resource)
+            except (ValueError, ValidationError) as exc:
+                outbox.bury(seq, f"unreadable row: {exc}")
+                continue
+            await admit(resource, body, seq)
+            count += 1
+    return count
 
 
 class _WriterConnection(sqlite3.Connection):

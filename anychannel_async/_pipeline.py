@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import Self, Unpack
 
 import attrs
-import orjson
 
 from ._batcher import Batcher
 from ._client import AnyChannelClient
@@ -28,16 +27,17 @@ from ._errors import (
     ClosedError,
     ConfigurationError,
     EventLoopError,
+    OutboxError,
     ValidationError,
     copies,
 )
 from ._flow import FlowControl
 from ._models import ExternalResource
-from ._outbox import Outbox, OutboxError
+from ._outbox import Outbox, replay
 from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
-from ._serde import encode_body, push_body_overhead, resource_from_json
+from ._serde import encode_body, push_body_overhead
 from ._settings import PipelineOptions, PipelineSettings
 from ._submission import Submission
 
@@ -433,27 +433,13 @@ class PushPipeline:
 
     async def _replay_outbox(self) -> None:
         """Queue the outbox's pending rows, oldest first, within max_pending; then new work."""
-        outbox = self._outbox
-        assert outbox is not None
-        last = 0
+        assert self._outbox is not None
         try:
-            while rows := await outbox.pending(self._instance_push_id, after=last):
-                for seq, body in rows:
-                    last = seq
-                    try:
-                        resource = resource_from_json(orjson.loads(body))
-                        # Encoded again: a row written by an earlier version may hold an
-                        # older wire form (display_info data as a string).
-                        body = encode_body(resource)
-                    except (ValueError, ValidationError) as exc:
-                        outbox.bury(seq, f"unreadable row: {exc}")
-                        continue
-                    await self._acquire()
-                    future = self._admit(resource, body, seq)
-                    future.add_done_callback(self._replay_settled)
-                    self._replayed_count += 1
+            await replay(self._outbox, self._instance_push_id, self._admit_replayed)
             if self._replayed_count:
-                logger.info("replayed %d resources from %s", self._replayed_count, outbox.path)
+                logger.info(
+                    "replayed %d resources from %s", self._replayed_count, self._outbox.path
+                )
         except ClosedError:
             pass  # closing while waiting for room: the rows stay pending for the next start
         except OutboxError as exc:
@@ -461,6 +447,11 @@ class PushPipeline:
             logger.error("replay stopped: %s", exc)
         finally:
             self._replayed.set()
+
+    async def _admit_replayed(self, resource: ExternalResource, body: bytes, seq: int) -> None:
+        await self._acquire()
+        self._admit(resource, body, seq).add_done_callback(self._replay_settled)
+        self._replayed_count += 1
 
     def _replay_settled(self, future: asyncio.Future[PushResult]) -> None:
         # Nobody awaits a replayed resource: reading its outcome here also keeps asyncio from

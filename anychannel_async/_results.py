@@ -9,7 +9,7 @@ import enum
 
 import attrs
 
-__all__ = ["PushResult", "StatusCode"]
+__all__ = ["IMPORTED", "PushResult", "StatusCode"]
 
 
 class StatusCode(enum.StrEnum):
@@ -30,7 +30,9 @@ class StatusCode(enum.StrEnum):
 _CODES: dict[object, StatusCode] = {code.value: code for code in StatusCode}
 
 
-_IMPORTED = frozenset({StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED})
+#: The codes that mean Zendesk holds the resource: the one answer to "was it imported?" (a
+#: `StatusCode` is a `str`, so an outcome tallied by name is looked up here as well).
+IMPORTED: frozenset[str] = frozenset({StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED})
 
 
 @attrs.frozen
@@ -47,4 +49,4 @@ class PushResult:
     @property
     def imported(self) -> bool:
         """True when Zendesk holds the resource: ``success`` or ``already_imported``."""
-        return self.code in _IMPORTED
+        return self.code in IMPORTED

@@ -32,13 +32,15 @@ from tqdm import tqdm
 from anychannel_async._errors import (
     AnyChannelError,
     ClosedError,
+    OutboxError,
     ValidationError,
     Verdict,
     verdict,
 )
 from anychannel_async._models import ExternalResource, PushResult
-from anychannel_async._outbox import OutboxError, pending_ids
+from anychannel_async._outbox import pending_ids
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._results import IMPORTED
 from anychannel_async._serde import converter, encode_body, resource_from_json
 
 from ._failed import FailedFile
@@ -241,7 +243,7 @@ class Ingest:
     @property
     def all_imported(self) -> bool:
         """True when every resource seen so far was imported (success or already_imported)."""
-        return all(o in ("success", "already_imported") for o in self.outcomes)
+        return all(o in IMPORTED for o in self.outcomes)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sqlite3
 import sys
 
-from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect, connect_read_only
+from anychannel_async._outbox import purge, revive, summary
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._results import IMPORTED
 
 from ._common import (
     CommandClient,
@@ -66,33 +66,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    db = connect_read_only(args.path)
-    try:
-        counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
-        for state in (PENDING, RESOLVED, DEAD):
-            print(f"{state:<9} {counts.get(state, 0):>9,}")
-        dead = db.execute(
-            "SELECT seq, external_id, error FROM outbox WHERE state = ? ORDER BY seq LIMIT ?",
-            (DEAD, args.limit),
-        ).fetchall()
-    finally:
-        db.close()
-    if dead:
+    shown = summary(args.path, limit=args.limit)
+    for state, count in shown.counts.items():
+        print(f"{state:<9} {count:>9,}")
+    if shown.dead:
         print("\ndead letters:")
-        for seq, external_id, error in dead:
+        for seq, external_id, error in shown.dead:
             print(f"  #{seq} {external_id}: {error}")
     return 0
 
 
 def _purge(args: argparse.Namespace) -> int:
-    states = (RESOLVED, DEAD) if args.dead else (RESOLVED,)
-    db = connect(args.path)
-    try:
-        removed = _write(db, "DELETE FROM outbox WHERE state IN (?, ?)", (states * 2)[:2])
-        db.execute("VACUUM")
-    finally:
-        db.close()
-    print(f"removed {removed:,} rows ({', '.join(states)})")
+    removed = purge(args.path, dead=args.dead)
+    print(f"removed {removed:,} rows ({'resolved, dead' if args.dead else 'resolved'})")
     return 0
 
 
@@ -105,13 +91,7 @@ def _retry(args: argparse.Namespace) -> int:
         client, instance_push_id = client_from_args(args)
         args.outbox = args.path
         connection = (client, instance_push_id, pipeline_from_args(client, instance_push_id, args))
-    db = connect(args.path)
-    try:
-        revived = _write(
-            db, "UPDATE outbox SET state = ?, error = NULL WHERE state = ?", (PENDING, DEAD)
-        )
-    finally:
-        db.close()
+    revived = revive(args.path)
     print(f"{revived:,} dead letters are pending again")
     if connection is None:
         return 0
@@ -131,7 +111,7 @@ def _retry(args: argparse.Namespace) -> int:
     print(f"pushed pending rows: {replay_line(replays)}")
     if stop.signum is not None:
         print(f"{stop.headline}: the rows not pushed stay pending")
-    imported = all(outcome in ("success", "already_imported") for outcome in replays)
+    imported = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=imported)
 
 
@@ -140,10 +120,3 @@ async def _push_now(client: CommandClient, pipeline: PushPipeline, stop: Stop) -
     with stop_on_signals(stop, "outbox retry"):
         async with client, pipeline, close_on_halt(pipeline, stop):
             await pipeline.flush()  # replayed rows resolve inside the pipeline
-
-
-def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:
-    db.execute("BEGIN IMMEDIATE")
-    count = db.execute(sql, params).rowcount
-    db.execute("COMMIT")
-    return count

@@ -21,8 +21,12 @@ import os
 import sys
 from typing import IO
 
+import attrs
+
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._results import IMPORTED
+from anychannel_async._settings import PipelineSettings
 
 from ._common import (
     CommandClient,
@@ -44,67 +48,36 @@ __all__ = [
     "run",
 ]
 
-_IMPORTED = ("success", "already_imported")
-
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
-    """The PushPipeline settings, with its defaults."""
+    """A flag for each `PipelineSettings` field (but the outbox, which a command adds itself
+    where it takes one): its name, default and help are the settings' own."""
     group = parser.add_argument_group("batching")
-    group.add_argument("--max-batch-size", type=int, default=100, help="(default 100)")
-    group.add_argument("--max-batch-bytes", type=int, default=4 * 1024 * 1024, help="(4 MiB)")
-    group.add_argument("--max-latency", type=float, default=0.05, help="seconds (default 0.05)")
-    group.add_argument("--max-in-flight", type=int, default=4, help="requests (default 4)")
-    group.add_argument("--max-pending", type=int, default=10_000, help="(default 10000)")
-    group.add_argument("--parent-timeout", type=float, default=30.0, help="seconds (default 30)")
-    group.add_argument(
-        "--max-attempts",
-        type=int,
-        default=5,
-        help="halts or 429 refusals a resource may meet before it fails (default 5)",
-    )
-    group.add_argument(
-        "--max-requests-per-minute",
-        type=float,
-        default=None,
-        help="pace requests to this budget (default: learn it from Zendesk's answers)",
-    )
-    group.add_argument(
-        "--close-timeout",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="on a stop (a signal, a refused token), how long requests in flight may take to"
-        " settle (default 60)",
-    )
+    for field in attrs.fields(PipelineSettings):
+        if field.name == "outbox":
+            continue
+        default = field.default
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=type(default) if default is not None else float,
+            default=default,
+            help=field.metadata["help"],
+        )
 
 
 def pipeline_from_args(
     client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
 ) -> PushPipeline:
     """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+    options = {
+        field.name: getattr(args, field.name)
+        for field in attrs.fields(PipelineSettings)
+        if hasattr(args, field.name)
+    }
     try:
-        return _pipeline(client, instance_push_id, args)
+        return PushPipeline(client, instance_push_id, settings=PipelineSettings(**options))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _pipeline(
-    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
-) -> PushPipeline:
-    return PushPipeline(
-        client,
-        instance_push_id,
-        max_batch_size=args.max_batch_size,
-        max_batch_bytes=args.max_batch_bytes,
-        max_latency=args.max_latency,
-        max_in_flight=args.max_in_flight,
-        max_pending=args.max_pending,
-        parent_timeout=args.parent_timeout,
-        max_attempts=args.max_attempts,
-        max_requests_per_minute=args.max_requests_per_minute,
-        close_timeout=getattr(args, "close_timeout", 60.0),
-        outbox=getattr(args, "outbox", None),
-    )
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 failed.close()  # the last records, before the report counts them
     replays = dict(pipeline.stats.replay_outcomes)
     _report(args, instance_push_id, ingest, failed, stop, replays)
-    replays_ok = all(outcome in _IMPORTED for outcome in replays)
+    replays_ok = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=ingest.all_imported and replays_ok)
 
 
