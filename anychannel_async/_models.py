@@ -24,8 +24,8 @@ __all__ = [
     "DisplayInfo",
     "ExternalResource",
     "FieldValue",
-    "PushResult",
-    "StatusCode",
+    "as_resources",
+    "check_request_id",
 ]
 
 #: What a ticket or user field may hold: text, number, checkbox, date string, or a multiselect.
@@ -367,8 +367,3 @@ def as_resources(items: Iterable[ExternalResource]) -> list[ExternalResource]:
     resources = list(items)
     _check_items("resources", tuple(resources), ExternalResource)
     return resources
-
-
-# Until the command line and the Redis source import them from `_results` (their modules are
-# being reshaped in parallel), the answer types stay reachable here too.
-from ._results import PushResult, StatusCode  # noqa: E402

@@ -37,10 +37,10 @@ from anychannel_async._errors import (
     Verdict,
     verdict,
 )
-from anychannel_async._models import ExternalResource, PushResult
+from anychannel_async._models import ExternalResource
 from anychannel_async._outbox import pending_ids
 from anychannel_async._pipeline import PushPipeline
-from anychannel_async._results import IMPORTED
+from anychannel_async._results import IMPORTED, PushResult
 from anychannel_async._serde import converter, encode_body, resource_from_json
 
 from ._failed import FailedFile

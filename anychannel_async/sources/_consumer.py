@@ -31,8 +31,8 @@ from anychannel_async._errors import (
     Verdict,
     verdict,
 )
-from anychannel_async._models import PushResult
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._results import PushResult
 
 from ._link import RedisLink, logger, next_wait
 from ._outcomes import OutcomeWriter
