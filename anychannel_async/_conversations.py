@@ -105,7 +105,7 @@ class Conversations(Generic[M]):
             return Parent.FAILED
         return Parent.ABSENT
 
-    def finish(self, member: M, *, imported: bool, cause: AnyChannelError | None = None) -> list[M]:
+    def finish(self, member: M, imported: bool, cause: AnyChannelError | None = None) -> list[M]:
         """member's outcome is known: imported, or failed (``cause`` None when for good).
 
         Returns the children that waited for it, in the order they began to wait: to push

@@ -466,7 +466,7 @@ class PushPipeline:
         sender = self._sender
         return PipelineStats(
             submitted=self._submitted,
-            resolved=dict(self._router.resolved),
+            resolved={str(code): count for code, count in self._router.resolved.items()},
             failed=dict(self._router.failed),
             requests=sender.requests,
             retries=sender.retries,

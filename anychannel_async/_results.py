@@ -9,7 +9,7 @@ import enum
 
 import attrs
 
-__all__ = ["IMPORTED", "PushResult", "StatusCode"]
+__all__ = ["CODES", "IMPORTED", "PushResult", "StatusCode"]
 
 
 class StatusCode(enum.StrEnum):
@@ -24,10 +24,11 @@ class StatusCode(enum.StrEnum):
     @classmethod
     def parse(cls, raw: str) -> StatusCode | str:
         """The code for raw, or raw itself when Zendesk sends a code this version does not know."""
-        return _CODES.get(raw, raw)
+        return CODES.get(raw, raw)
 
 
-_CODES: dict[object, StatusCode] = {code.value: code for code in StatusCode}
+#: Each code's text to its `StatusCode`.
+CODES: dict[str, StatusCode] = {code.value: code for code in StatusCode}
 
 
 #: The codes that mean Zendesk holds the resource: the one answer to "was it imported?" (a

@@ -64,7 +64,7 @@ class Router:
         #: Submissions accepted and not yet finished.
         self.outstanding: set[Submission] = set()
         #: Resources resolved, by status code; failed, by exception class name.
-        self.resolved: collections.Counter[str] = collections.Counter()
+        self.resolved: collections.Counter[str] = collections.Counter()  # StatusCode is a str
         self.failed: collections.Counter[str] = collections.Counter()
 
     # -- admission ---------------------------------------------------------------------------
@@ -212,8 +212,10 @@ class Router:
 
     def _resolve(self, submission: Submission, result: PushResult) -> None:
         submission.future.set_result(result)
-        self.resolved[str(result.code)] += 1
-        self._mark_imported(submission)
+        self.resolved[result.code] += 1
+        submission.imported = True
+        if submission.seq is not None and self._outbox is not None:
+            self._outbox.resolve(submission.seq)
         self._finished(submission)
 
     def _mark_imported(self, submission: Submission) -> None:
@@ -265,10 +267,9 @@ class Router:
                 timer.cancel()
         imported = submission.imported
         error = submission.error
-        final = cancelled or error is None or verdict(error) is Verdict.FINAL
-        children = self._conversations.finish(
-            submission, imported=imported, cause=None if final else error
-        )
+        if imported or cancelled or error is None or verdict(error) is Verdict.FINAL:
+            error = None  # failed for good (or imported): children fail as not found
+        children = self._conversations.finish(submission, imported, error)
         if not children:
             return
         if imported:

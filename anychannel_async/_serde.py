@@ -24,6 +24,7 @@ from cattrs.preconf.json import make_converter
 
 from ._errors import ProtocolError, ValidationError
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue
+from ._results import CODES as _CODES
 from ._results import PushResult, StatusCode
 
 __all__ = [
@@ -203,7 +204,15 @@ def decode_push_results(body: bytes, external_ids: Sequence[str]) -> list[PushRe
     names other external ids than the request's, raises `ProtocolError` for the whole request.
     """
     try:
-        answer = converter.structure(orjson.loads(body), _WireAnswer)
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"push answer is not a valid results object: {exc}") from None
+    results = _pair_plainly(payload, external_ids)
+    if results is not None:
+        return results
+    # Something is off: the converter and the checks below say exactly what.
+    try:
+        answer = converter.structure(payload, _WireAnswer)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
         raise ProtocolError(
             f"push answer is not a valid results object: {_describe(exc)}"
@@ -233,6 +242,31 @@ def decode_push_results(body: bytes, external_ids: Sequence[str]) -> list[PushRe
                 f" string: {type(description).__name__}"
             )
         results.append(PushResult(sent, StatusCode.parse(code), description))
+    return results
+
+
+def _pair_plainly(payload: object, external_ids: Sequence[str]) -> list[PushResult] | None:
+    """The results of a well-formed answer that pairs exactly, read straight from the JSON
+    (an answer per request is on every resource's path); None for anything else, whose exact
+    fault `decode_push_results` then names. Accepts exactly what the converter accepts."""
+    if type(payload) is not dict:
+        return None
+    raw = payload.get("results")
+    if type(raw) is not list or len(raw) != len(external_ids):
+        return None
+    codes = _CODES
+    results = []
+    for sent, got in zip(external_ids, raw, strict=True):
+        if type(got) is not dict or got.get("external_resource_id") != sent:
+            return None
+        status = got.get("status")
+        if type(status) is not dict:
+            return None
+        code = status.get("code")
+        description = status.get("description")
+        if type(code) is not str or (description is not None and type(description) is not str):
+            return None
+        results.append(PushResult(sent, codes.get(code, code), description))
     return results
 
 
