@@ -21,6 +21,7 @@ would also shut out readers: ``outbox list`` reads a file a pipeline holds, as a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -37,8 +38,9 @@ from typing import IO, Any, TypeVar
 import attrs
 import orjson
 
-from ._errors import OutboxError, ValidationError
+from ._errors import ClosedError, OutboxError, ValidationError, copies
 from ._models import ExternalResource
+from ._results import PushResult
 from ._serde import encode_body, resource_from_json
 
 __all__ = [
@@ -47,11 +49,11 @@ __all__ = [
     "RESOLVED",
     "Outbox",
     "OutboxSummary",
+    "Replay",
     "connect",
     "connect_read_only",
     "pending_ids",
     "purge",
-    "replay",
     "revive",
     "summary",
 ]
@@ -222,31 +224,109 @@ def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:
     return count
 
 
-async def replay(
-    outbox: Outbox,
-    instance_push_id: str,
-    admit: Callable[[ExternalResource, bytes, int], Awaitable[object]],
-) -> int:
-    """Hand every pending row of instance_push_id to ``admit``, oldest first; returns how many.
+class Replay:
+    """An outbox opened once, then the rows an earlier run left pending handed to ``admit``,
+    oldest first, before any new work.
 
-    ``admit`` takes the resource, its body and its row, and waits for room in the pipeline.
-    A row that no longer reads as a resource is buried with the reason. Each body is encoded
-    again: a row written by an earlier version may hold an older wire form.
+    ``admit`` takes a resource, its body and its row, waits for room in the pipeline and
+    returns the resource's future. Every caller of `open` awaits the same opening: if the file
+    cannot be opened, each gets its own copy of the error. Nobody awaits a replayed resource's
+    future, so its outcome is tallied here (`count`, `outcomes`).
     """
-    last = 0
-    count = 0
-    while rows := await outbox.pending(instance_push_id, after=last):
-        for seq, body in rows:
-            last = seq
-            try:
-                resource = resource_from_json(orjson.loads(body))
-                body = encode_body(resource)
-            except (ValueError, ValidationError) as exc:
-                outbox.bury(seq, f"unreadable row: {exc}")
-                continue
-            await admit(resource, body, seq)
-            count += 1
-    return count
+
+    def __init__(
+        self,
+        outbox: Outbox | None,
+        instance_push_id: str,
+        admit: Callable[[ExternalResource, bytes, int], Awaitable[asyncio.Future[PushResult]]],
+    ) -> None:
+        self._outbox = outbox
+        self._instance_push_id = instance_push_id
+        self._admit = admit
+        self._opening: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._queued = asyncio.Event()
+        if outbox is None:
+            self._queued.set()
+        #: Rows handed to ``admit``; how their resources ended, by outcome name.
+        self.count = 0
+        self.outcomes: collections.Counter[str] = collections.Counter()
+
+    @property
+    def queued(self) -> bool:
+        """True once every pending row is queued (or there is no outbox)."""
+        return self._queued.is_set()
+
+    async def open(self, still_open: Callable[[], bool]) -> None:
+        """Open the outbox (once) and start the replay; ``still_open`` tells whether the
+        pipeline was closed meanwhile (then `ClosedError`: no replay may start)."""
+        if self._outbox is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._opening is None:
+            self._opening = loop.create_task(self._outbox.open())
+        try:
+            await asyncio.shield(self._opening)
+        except OutboxError as exc:
+            raise copies(exc, 1)[0] from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._opening.cancelled() and task is not None and not task.cancelling():
+                # close() stopped the opening; this caller was not cancelled itself.
+                raise ClosedError("this PushPipeline is closed") from None
+            raise
+        if not still_open():
+            # close() ran while the opening finished: it stopped every task it knew of, so
+            # a replay started now would take rows into a pipeline that will never send them.
+            raise ClosedError("this PushPipeline is closed")
+        if self._task is None:
+            self._task = loop.create_task(self._run())
+
+    async def wait(self) -> None:
+        """Until every pending row is queued, once the replay started."""
+        if self._task is not None:
+            await self._queued.wait()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks to stop when the pipeline closes."""
+        return [task for task in (self._task, self._opening) if task is not None]
+
+    async def _run(self) -> None:
+        outbox = self._outbox
+        assert outbox is not None
+        last = 0
+        try:
+            while rows := await outbox.pending(self._instance_push_id, after=last):
+                for seq, body in rows:
+                    last = seq
+                    try:
+                        resource = resource_from_json(orjson.loads(body))
+                        # Encoded again: a row written by an earlier version may hold an
+                        # older wire form (display_info data as a string).
+                        body = encode_body(resource)
+                    except (ValueError, ValidationError) as exc:
+                        outbox.bury(seq, f"unreadable row: {exc}")
+                        continue
+                    future = await self._admit(resource, body, seq)
+                    future.add_done_callback(self._settled)
+                    self.count += 1
+            if self.count:
+                logger.info("replayed %d resources from %s", self.count, outbox.path)
+        except ClosedError:
+            pass  # closing while waiting for room: the rows stay pending for the next start
+        except OutboxError as exc:
+            logger.error("replay stopped: %s", exc)  # the rows stay pending for the next start
+        finally:
+            self._queued.set()
+
+    def _settled(self, future: asyncio.Future[PushResult]) -> None:
+        # Reading the outcome also keeps asyncio from logging an exception never retrieved.
+        if future.cancelled():
+            self.outcomes["cancelled"] += 1
+        elif (error := future.exception()) is not None:
+            self.outcomes[type(error).__name__] += 1
+        else:
+            self.outcomes[str(future.result().code)] += 1
 
 
 class _WriterConnection(sqlite3.Connection):

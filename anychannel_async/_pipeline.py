@@ -10,7 +10,6 @@ outbox's opening and replay, and the stats. It decides nothing about outcomes.
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import functools
 import logging
@@ -27,13 +26,12 @@ from ._errors import (
     ClosedError,
     ConfigurationError,
     EventLoopError,
-    OutboxError,
     ValidationError,
     copies,
 )
 from ._flow import FlowControl
 from ._models import ExternalResource
-from ._outbox import Outbox, replay
+from ._outbox import Outbox, Replay
 from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
@@ -148,13 +146,7 @@ class PushPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         # The outbox: opened once, then its leftovers queued before any new work.
-        self._opening: asyncio.Task[None] | None = None
-        self._replay: asyncio.Task[None] | None = None
-        self._replayed = asyncio.Event()
-        if self._outbox is None:
-            self._replayed.set()
-        self._replayed_count = 0
-        self._replay_outcomes: collections.Counter[str] = collections.Counter()
+        self._replay = Replay(self._outbox, instance_push_id, self._admit_replayed)
 
     def __repr__(self) -> str:
         return (
@@ -168,7 +160,7 @@ class PushPipeline:
         self._check_open()
         self._start()
         try:
-            await self._open_outbox()
+            await self._replay.open(self._is_open)
         except BaseException:
             await self.close()  # no task may outlive a pipeline that never opened
             raise
@@ -181,6 +173,9 @@ class PushPipeline:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _is_open(self) -> bool:
+        return self._state is _State.OPEN
 
     def _check_open(self) -> None:
         """Refuse use after close, and from another event loop than the first one used.
@@ -209,16 +204,15 @@ class PushPipeline:
         """Start the sender if needed, and wait until the outbox's leftovers are queued: they
         were submitted before anything new."""
         self._start()
-        if not self._replayed.is_set():
-            await self._open_outbox()
-            await self._replayed.wait()
+        if not self._replay.queued:
+            await self._replay.open(self._is_open)
+            await self._replay.wait()
 
     async def flush(self) -> None:
         """Send everything queued now, and wait until every resource submitted so far resolved
         (with an outbox, the rows an earlier run left pending included)."""
         self._bind_loop()
-        if self._replay is not None:
-            await self._replayed.wait()
+        await self._replay.wait()
         futures = [submission.future for submission in self._router.outstanding]
         if futures:
             with self._sender.hurry():
@@ -263,7 +257,7 @@ class PushPipeline:
                 self._closed.set()
 
     async def _stop(self) -> None:
-        tasks = [task for task in (self._replay, self._opening) if task is not None]
+        tasks = self._replay.tasks()
         for task in tasks:
             task.cancel()
         await self._sender.stop()
@@ -286,7 +280,7 @@ class PushPipeline:
         if self._state is not _State.OPEN or asyncio.get_running_loop() is not self._loop:
             self._check_open()
         body = self._encode(resource)
-        if not self._sender.ready or not self._replayed.is_set():
+        if not self._sender.ready or not self._replay.queued:
             await self._prepare()
         if not self._flow.try_acquire():
             await self._acquire()
@@ -404,59 +398,11 @@ class PushPipeline:
         self._batcher.add_front(submissions)
         self._sender.wake()
 
-    # -- the outbox --------------------------------------------------------------------------
-
-    async def _open_outbox(self) -> None:
-        """Open the outbox once (every caller awaits the same opening) and start pushing again
-        what an earlier run left pending. If it cannot be opened, every caller gets the error."""
-        if self._outbox is None:
-            return
-        loop = asyncio.get_running_loop()
-        if self._opening is None:
-            self._opening = loop.create_task(self._outbox.open())
-        try:
-            await asyncio.shield(self._opening)
-        except OutboxError as exc:
-            raise copies(exc, 1)[0] from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._opening.cancelled() and task is not None and not task.cancelling():
-                # close() stopped the opening; this caller was not cancelled itself.
-                raise ClosedError("this PushPipeline is closed") from None
-            raise
-        if self._state is not _State.OPEN:
-            # close() ran while the opening finished: it stopped every task it knew of, so
-            # a replay started now would take rows into a pipeline that will never send them.
-            raise ClosedError("this PushPipeline is closed")
-        if self._replay is None:
-            self._replay = loop.create_task(self._replay_outbox())
-
-    async def _replay_outbox(self) -> None:
-        """Queue the outbox's pending rows, oldest first, within max_pending; then new work."""
-        assert self._outbox is not None
-        try:
-            await replay(self._outbox, self._instance_push_id, self._admit_replayed)
-            if self._replayed_count:
-                logger.info(
-                    "replayed %d resources from %s", self._replayed_count, self._outbox.path
-                )
-        except ClosedError:
-            pass  # closing while waiting for room: the rows stay pending for the next start
-        except OutboxError as exc:
-            # The rows stay pending in the file: the next start replays them.
-            logger.error("replay stopped: %s", exc)
-        finally:
-            self._replayed.set()
-
-    async def _admit_replayed(self, resource: ExternalResource, body: bytes, seq: int) -> None:
+    async def _admit_replayed(
+        self, resource: ExternalResource, body: bytes, seq: int
+    ) -> asyncio.Future[PushResult]:
         await self._acquire()
-        self._admit(resource, body, seq).add_done_callback(self._replay_settled)
-        self._replayed_count += 1
-
-    def _replay_settled(self, future: asyncio.Future[PushResult]) -> None:
-        # Nobody awaits a replayed resource: reading its outcome here also keeps asyncio from
-        # logging its exception as never retrieved.
-        self._replay_outcomes[_outcome_name(future)] += 1
+        return self._admit(resource, body, seq)
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -475,16 +421,6 @@ class PushPipeline:
             max_batch_size=sender.largest,
             in_flight=sender.in_flight,
             pending=self._flow.used,
-            replayed=self._replayed_count,
-            replay_outcomes=dict(self._replay_outcomes),
+            replayed=self._replay.count,
+            replay_outcomes=dict(self._replay.outcomes),
         )
-
-
-def _outcome_name(future: asyncio.Future[PushResult]) -> str:
-    """A settled future's outcome: its status code, or its exception's class name."""
-    if future.cancelled():
-        return "cancelled"
-    error = future.exception()
-    if error is not None:
-        return type(error).__name__
-    return str(future.result().code)
