@@ -8,7 +8,7 @@ from pathlib import Path
 import anychannel_async
 
 # The order of README's "How it works": a module may import only modules listed before it.
-ORDER = [
+ORDER = (
     "_version",
     "_results",
     "_errors",
@@ -26,7 +26,7 @@ ORDER = [
     "_router",
     "_sender",
     "_pipeline",
-]
+)
 PACKAGE = Path(anychannel_async.__file__).parent
 
 
