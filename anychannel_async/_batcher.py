@@ -43,16 +43,19 @@ class Batcher:
     def has_sendable(self) -> bool:
         return bool(self._queue)
 
-    def add(self, item: Submission, due: float) -> None:
-        """Queue a new item at the tail, to be sent by due (monotonic time) at the latest.
+    def add(self, item: Submission, due: float) -> bool:
+        """Queue a new item at the tail, to be sent by due (monotonic time) at the latest;
+        True when the queue now holds a full batch.
 
         It is not parked here even when its key is busy: older items of its key may still
         wait in the queue, and parking it now would let it overtake them on release. `take`
         parks items as it reaches them, so parked items are always older than queued ones.
         """
         item.due = due
-        self._queue.append(item)
+        queue = self._queue
+        queue.append(item)
         self._queued_bytes += item.size
+        return len(queue) >= self._max_size or self._queued_bytes >= self._max_bytes
 
     def add_front(self, items: Iterable[Submission]) -> None:
         """Queue items at the head, in the given order, due at once (halted, released ones)."""

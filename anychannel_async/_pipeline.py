@@ -382,15 +382,15 @@ class PushPipeline:
     ) -> asyncio.Future[PushResult]:
         """The one admission path (submit, submit_many, replay): queue a resource whose flow
         unit is taken and, with an outbox, whose row is written; returns its future."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # bound by every caller's first check
         future: asyncio.Future[PushResult] = loop.create_future()
         router = self._router
         key = router.key_for(resource.external_id, resource.thread_id, resource.parent_id)
         submission = Submission(resource, body, future, key, seq)
         router.admit(submission)
         self._submitted += 1
-        self._batcher.add(submission, loop.time() + self._max_latency)
-        self._sender.queued()
+        self._sender.queued(self._batcher.add(submission, loop.time() + self._max_latency))
         return future
 
     def _requeue(self, submissions: list[Submission]) -> None:

@@ -74,10 +74,11 @@ class Sender:
             self._task = asyncio.get_running_loop().create_task(self._run())
             self._task.add_done_callback(self._ended)
 
-    def queued(self) -> None:
-        """A resource was queued: wake the loop if it sleeps with nothing to wait for, or
-        if a batch just filled while it waited out max_latency."""
-        if self._idle or self._batcher.full():
+    def queued(self, full: bool) -> None:
+        """A resource was queued (``full``: the queue now holds a full batch): wake the loop
+        if it sleeps with nothing to wait for, or if a batch filled while it waited out
+        max_latency."""
+        if full or self._idle:
             self._wakeup.set()
 
     def wake(self) -> None:
