@@ -91,7 +91,7 @@ class RetryPolicy:
             raise ConfigurationError(f"max_tries must be an int >= 1, got {self.max_tries!r}")
         for name in ("max_time", "initial_delay", "max_delay"):
             value = getattr(self, name)
-            if not 0 <= value < math.inf:  # NaN fails this too
+            if type(value) not in (int, float) or not 0 <= value < math.inf:  # NaN fails too
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
 
     def waits(self) -> Generator[float, AnyChannelError | None, None]:
@@ -99,7 +99,9 @@ class RetryPolicy:
         yield 0.0  # primed by backoff before the first try
         attempt = 0
         while True:
-            ceiling = min(self.max_delay, self.initial_delay * 2**attempt)
+            # The exponent stops growing long after the ceiling is reached: 2 ** 1024 would
+            # not fit in a float.
+            ceiling = min(self.max_delay, self.initial_delay * 2 ** min(attempt, 64))
             attempt += 1
             # The Retry-After pause itself is kept by AccountPace for every request; this wait
             # only spreads the retries of many clients apart.
@@ -165,13 +167,15 @@ class AnyChannelClient:
     ) -> None:
         self._credentials = Credentials(token=token, basic_auth=basic_auth)
         self._base_url = base_url_of(subdomain=subdomain, base_url=base_url)
-        if not 0 < timeout < math.inf:
+        if type(timeout) not in (int, float) or not 0 < timeout < math.inf:
             raise ConfigurationError(
                 f"timeout must be a finite number of seconds > 0, got {timeout!r}"
             )
         if type(max_connections) is not int or max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._retry = retry if retry is not None else RetryPolicy()
         self._max_connections = max_connections
         self._session = session
@@ -380,8 +384,7 @@ class AnyChannelClient:
         if 200 <= status < 300:
             return payload
         if 300 <= status < 400:
-            location = headers.get("Location")
-            raise RedirectError(status, URL(location).host if location else None)
+            raise RedirectError(status, _host_of(headers.get("Location")))
         # Bound the excerpt before searching it, and never quote the credentials back.
         text = self._credentials.redact(payload[:4096].decode("utf-8", "replace"))
         if status in (401, 403):
@@ -404,6 +407,14 @@ class AnyChannelClient:
             details.get("exception"),
             details.get("wait", 0.0),
         )
+
+
+def _host_of(location: str | None) -> str | None:
+    """The host a Location names, None when it names none or cannot be read."""
+    try:
+        return URL(location).host if location else None
+    except (ValueError, TypeError):
+        return None
 
 
 def _not_retriable(exc: Exception) -> bool:

@@ -31,6 +31,8 @@ class Member(Protocol):
     @property
     def parent_id(self) -> str | None: ...
     @property
+    def thread_id(self) -> str | None: ...
+    @property
     def key(self) -> str: ...
 
 
@@ -75,6 +77,17 @@ class Conversations(Generic[M]):
             return parent.key if parent is not None else "r:" + parent_id
         return "r:" + external_id
 
+    def clash(self, member: M) -> str | None:
+        """Why member may not be admitted: the same id is pending in another conversation
+        (its key would let either race its conversation into a second ticket); else None."""
+        same = self._pending.get(member.external_id)
+        if same is None or (same.thread_id, same.parent_id) == (member.thread_id, member.parent_id):
+            return None
+        return (
+            f"{member.external_id} is already pending with thread_id={same.thread_id!r},"
+            f" parent_id={same.parent_id!r}; submit it again once that one resolved"
+        )
+
     def admit(self, member: M) -> None:
         """member is pending from now on (the latest of its id, if submitted twice)."""
         self._pending[member.external_id] = member
@@ -106,14 +119,19 @@ class Conversations(Generic[M]):
         return Parent.ABSENT
 
     def finish(self, member: M, imported: bool, cause: AnyChannelError | None = None) -> list[M]:
-        """member's outcome is known: imported, or failed (``cause`` None when for good).
+        """member's end: ``imported`` (or it may be, and its children go on: Zendesk will
+        tell), or failed (``cause`` None when for good, else the error that stopped it).
 
         Returns the children that waited for it, in the order they began to wait: to push
-        now when it was imported, else to fail with it.
+        now when imported, else to fail with it.
         """
         external_id = member.external_id
-        if self._pending.get(external_id) is member:
+        pending = self._pending.get(external_id)
+        if pending is member:
             del self._pending[external_id]
+        elif pending is not None and not imported:
+            # Another submission of the same id is still pending: its children wait for it.
+            return []
         if not imported:
             self._failed[external_id] = cause
             self._failed.move_to_end(external_id)

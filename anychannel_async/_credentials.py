@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import re
 
 from yarl import URL
@@ -53,7 +54,11 @@ class Credentials:
             secret = token
         else:
             assert basic_auth is not None
-            if len(basic_auth) != 2 or not all(isinstance(p, str) and p for p in basic_auth):
+            if (
+                not isinstance(basic_auth, tuple | list)
+                or len(basic_auth) != 2
+                or not all(isinstance(p, str) and p for p in basic_auth)
+            ):
                 raise ConfigurationError("basic_auth must be a (username, secret) pair of strings")
             if ":" in basic_auth[0]:
                 raise ConfigurationError("basic_auth username must not contain ':' (RFC 7617)")
@@ -69,7 +74,11 @@ class Credentials:
         self.header = header
         # Every spelling of the credentials an answer could echo: the header's value, the
         # token or secret alone. Longest first, so a part inside another is not left half.
-        self._parts = sorted({header, header.split(" ", 1)[1], secret}, key=len, reverse=True)
+        # A JSON body may echo them escaped (\u20ac for €, \/ for /): those spellings too.
+        plain = {header, header.split(" ", 1)[1], secret}
+        escaped = {json.dumps(part)[1:-1] for part in plain}
+        spellings = plain | escaped | {part.replace("/", "\\/") for part in plain | escaped}
+        self._parts = sorted(spellings, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         """text with every occurrence of the credentials replaced."""

@@ -77,14 +77,14 @@ _RESOURCE_STATUSES = frozenset({400, 413, 422})
 
 def verdict(error: BaseException) -> Verdict:
     """The fate of a resource whose push (or future) ended with error."""
+    if isinstance(error, HaltedError | RateLimitedError | ClosedError):
+        return Verdict.RETRY  # nothing happened to it: a later push may pass
     if isinstance(error, ResourceError | ValidationError):
         return Verdict.FINAL
     if isinstance(error, RequestRejectedError):
         return Verdict.FINAL if error.status in _RESOURCE_STATUSES else Verdict.REFUSED
     if isinstance(error, TransportError | ProtocolError | OutcomeUnknownError):
         return Verdict.UNKNOWN
-    if isinstance(error, RateLimitedError | ClosedError):
-        return Verdict.RETRY
     return Verdict.REFUSED  # credentials, a redirect, the wrong event loop, a bad setting
 
 

@@ -110,7 +110,7 @@ class PushPipeline:
     ) -> None:
         if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
             raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
-        settings = attrs.evolve(settings or PipelineSettings(), **options)
+        settings = _settings_of(settings, options)
         overhead = push_body_overhead(instance_push_id)
         if settings.max_batch_bytes <= overhead:
             raise ConfigurationError(
@@ -235,8 +235,9 @@ class PushPipeline:
         self._flow.wake_all(lambda: ClosedError("this PushPipeline is closed"))
         if not flush:
             self._sender.stop_sending()
-            unsent = ClosedError("the PushPipeline closed before the resource was sent")
-            self._router.fail_all(self._batcher.drain(), unsent)
+            self._router.abandon(
+                self._batcher.drain(), "the PushPipeline closed before it was sent"
+            )
         try:
             async with asyncio.timeout(self.settings.close_timeout):
                 await (self.flush() if flush else self._sender.settle())
@@ -249,25 +250,24 @@ class PushPipeline:
         finally:
             try:
                 await self._stop()
-                if self._outbox is not None:
-                    await self._outbox.close()
             finally:
-                # Even if this close is cancelled mid-way, a later one must not wait forever.
+                # Even if this close is cancelled mid-way, nothing may stay pending, and a
+                # later close must not wait forever.
+                reason = "the PushPipeline closed before it was resolved"
+                self._router.abandon(self._batcher.drain(), reason)
+                self._router.close(reason)
                 self._state = _State.CLOSED
                 self._closed.set()
+                if self._outbox is not None:
+                    await self._outbox.close()
 
     async def _stop(self) -> None:
+        """Cancel every task (the send loop, requests in flight, the replay) and wait."""
         tasks = self._replay.tasks()
         for task in tasks:
             task.cancel()
         await self._sender.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-        def closed() -> ClosedError:
-            return ClosedError("the PushPipeline closed before the resource was resolved")
-
-        self._router.fail_all(self._batcher.drain(), closed())
-        self._router.close(closed)
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -424,3 +424,16 @@ class PushPipeline:
             replayed=self._replay.count,
             replay_outcomes=dict(self._replay.outcomes),
         )
+
+
+def _settings_of(settings: PipelineSettings | None, options: PipelineOptions) -> PipelineSettings:
+    """The settings given, with the keyword arguments over them; anything else is refused."""
+    if settings is not None and not isinstance(settings, PipelineSettings):
+        raise ConfigurationError(
+            f"settings must be a PipelineSettings, got {type(settings).__name__}"
+        )
+    names = {field.name for field in attrs.fields(PipelineSettings)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigurationError(f"unknown PushPipeline settings: {', '.join(unknown)}")
+    return attrs.evolve(settings or PipelineSettings(), **options)

@@ -26,6 +26,9 @@ __all__ = ["AccountPace", "parse_retry_after"]
 
 # Retry-After missing or unreadable on a 429: wait this long rather than hammer.
 _DEFAULT_RETRY_AFTER = 1.0
+# The longest pause a Retry-After may impose: every request to the account waits it out, so a
+# broken header (inf, 1e400, a date in year 9999) must not stop the client for good.
+_MAX_RETRY_AFTER = 3600.0
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
@@ -33,9 +36,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     if not value:
         return _DEFAULT_RETRY_AFTER
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return (
+            min(max(0.0, seconds), _MAX_RETRY_AFTER)
+            if math.isfinite(seconds)
+            else _DEFAULT_RETRY_AFTER
+        )
     from email.utils import parsedate_to_datetime
 
     try:
@@ -43,7 +52,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     except (TypeError, ValueError, IndexError):
         return _DEFAULT_RETRY_AFTER
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    try:
+        return min(max(0.0, when.timestamp() - current), _MAX_RETRY_AFTER)
+    except (OverflowError, ValueError, OSError):  # a naive or far date
+        return _DEFAULT_RETRY_AFTER
 
 
 def _check_budget(requests_per_minute: float | None) -> None:

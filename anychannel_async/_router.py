@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable, Sequence
 from ._conversations import Conversations, Parent
 from ._errors import (
     AnyChannelError,
+    ClosedError,
     HaltedError,
     OutcomeUnknownError,
     ParentNotFoundError,
     ProcessingError,
-    ResourceError,
+    ProtocolError,
+    ValidationError,
     Verdict,
     copies,
     verdict,
@@ -72,10 +74,16 @@ class Router:
     def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
         return self._conversations.key_for(external_id, thread_id, parent_id)
 
-    def admit(self, submission: Submission) -> None:
-        """A submission whose flow-control unit is taken: it is the router's until finished."""
+    def admit(self, submission: Submission) -> bool:
+        """A submission whose flow-control unit is taken: it is the router's until finished.
+        False (and its future failed) when it may not be queued."""
         self.outstanding.add(submission)
+        clash = self._conversations.clash(submission)
+        if clash is not None:
+            self.fail(submission, ValidationError("external_id", clash))
+            return False
         self._conversations.admit(submission)
+        return True
 
     def doomed(self, submission: Submission) -> bool:
         """Before a push: True (and settled) when it must not go, because its owner cancelled
@@ -119,8 +127,9 @@ class Router:
                 error = f"processing_error: {detail}"
                 self.fail(submission, ProcessingError(submission.external_id, error, result))
             else:
-                error = f"unknown status code {code!r}"
-                self.fail(submission, ResourceError(submission.external_id, error, result))
+                # A code this version does not know does not say whether Zendesk holds it.
+                unknown = ProtocolError(f"unknown status code {code!r} for {result.external_id}")
+                self._unknown(submission, unknown, again)
         return again
 
     def error(self, batch: Sequence[Submission], error: AnyChannelError) -> list[Submission]:
@@ -141,9 +150,7 @@ class Router:
         fate = verdict(error)
         if fate is Verdict.UNKNOWN:
             for submission in live:
-                attempts = submission.attempts + 1
-                spent = OutcomeUnknownError(submission.external_id, attempts, error)
-                self._retry(submission, spent, again)
+                self._unknown(submission, error, again)
         elif fate is Verdict.RETRY:
             for submission, own in zip(live, copies(error, len(live)), strict=True):
                 self._retry(submission, own, again)
@@ -151,16 +158,40 @@ class Router:
             self.fail_all(live, error)
         return again
 
+    def _unknown(
+        self, submission: Submission, error: AnyChannelError, again: list[Submission]
+    ) -> None:
+        """A push whose answer did not say what became of it: push it again."""
+        submission.unknown = error
+        self._retry(submission, error, again)
+
     def _retry(
         self, submission: Submission, spent: AnyChannelError, again: list[Submission]
     ) -> None:
         """Push it again, unless it already went ``max_attempts`` times without a definite
-        outcome; then fail it with ``spent``. The one attempts check."""
+        outcome; then fail it: with `OutcomeUnknownError` if any of those pushes may have
+        reached Zendesk, else with ``spent``. The one attempts check."""
         submission.attempts += 1
-        if submission.attempts > self._max_attempts:
-            self.fail(submission, spent)
-        else:
+        if submission.attempts <= self._max_attempts:
             again.append(submission)
+        elif submission.unknown is not None:
+            self.fail(submission, self._outcome_unknown(submission))
+        else:
+            self.fail(submission, spent)
+
+    @staticmethod
+    def _outcome_unknown(submission: Submission) -> OutcomeUnknownError:
+        assert submission.unknown is not None
+        return OutcomeUnknownError(
+            submission.external_id, submission.sends, copies(submission.unknown, 1)[0]
+        )
+
+    def cut_short(self, batch: Iterable[Submission]) -> None:
+        """A request was cancelled before its answer (close): what it carried is unknown."""
+        cut = ClosedError("the request was cut short by close before its answer")
+        for submission in batch:
+            if not submission.future.done():
+                submission.unknown = cut
 
     # -- parents -----------------------------------------------------------------------------
 
@@ -256,16 +287,19 @@ class Router:
             return
         submission.finished = True
         cancelled = submission.future.cancelled()
+        # Cancelled by its owner after a push whose answer did not tell: Zendesk may hold it.
+        maybe = cancelled and not submission.imported and submission.unknown is not None
         outbox = self._outbox
-        if cancelled and not submission.imported and submission.seq is not None and outbox:
-            outbox.bury(submission.seq, "cancelled by its owner before it was pushed")
+        unsent = cancelled and not submission.imported and not maybe
+        if unsent and submission.seq is not None and outbox:
+            outbox.bury(submission.seq, "cancelled by its owner before it was imported")
         self.outstanding.discard(submission)
         self._flow.release()
         if self._timers:
             timer = self._timers.pop(submission, None)
             if timer is not None:
                 timer.cancel()
-        imported = submission.imported
+        imported = submission.imported or maybe  # maybe: its children go on, Zendesk tells
         error = submission.error
         if imported or cancelled or error is None or verdict(error) is Verdict.FINAL:
             error = None  # failed for good (or imported): children fail as not found
@@ -280,13 +314,21 @@ class Router:
 
     # -- closing -----------------------------------------------------------------------------
 
-    def close(self, error: Callable[[], AnyChannelError]) -> None:
-        """Fail everything still here (timers, children waiting, outstanding) with error()."""
+    def abandon(self, batch: Iterable[Submission], reason: str) -> None:
+        """The pipeline closes before these resolved: each fails with `ClosedError`, or with
+        `OutcomeUnknownError` when a push of it may have reached Zendesk (never "nothing
+        happened" for what Zendesk may hold)."""
+        for submission in list(batch):
+            if submission.unknown is not None:
+                self.fail(submission, self._outcome_unknown(submission))
+            else:
+                self.fail(submission, ClosedError(reason))
+
+    def close(self, reason: str) -> None:
+        """Abandon everything still here: timers, children waiting, outstanding."""
         timers, self._timers = self._timers, {}
-        for submission, timer in timers.items():
+        for timer in timers.values():
             timer.cancel()
-            self.fail(submission, error())
-        for child in self._conversations.drain_waiting():
-            self.fail(child, error())
-        for submission in list(self.outstanding):
-            self.fail(submission, error())
+        self.abandon(timers, reason)
+        self.abandon(self._conversations.drain_waiting(), reason)
+        self.abandon(self.outstanding, reason)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from ._batcher import Batcher
 from ._client import Pushed
-from ._errors import AnyChannelError, copies, splittable
+from ._errors import AnyChannelError, splittable
 from ._ratelimit import AccountPace
 from ._router import Router
 from ._submission import Submission
@@ -156,9 +156,8 @@ class Sender:
         error = task.exception()
         logger.error("the pipeline's sender stopped: %r; failing pending resources", error)
         self.broken = AnyChannelError(f"internal error: the pipeline's sender stopped: {error!r}")
-        broken = self.broken
-        self._router.fail_all(self._batcher.drain(), broken)
-        self._router.close(lambda: copies(broken, 1)[0])
+        self._router.fail_all(self._batcher.drain(), self.broken)
+        self._router.close(str(self.broken))
 
     def _start_send(self, batch: list[Submission]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(batch))
@@ -195,7 +194,11 @@ class Sender:
         self.requests += 1
         self.batched += len(batch)
         self.largest = max(self.largest, len(batch))
-        pushed = await self._push(batch)
+        try:
+            pushed = await self._push(batch)
+        except asyncio.CancelledError:
+            self._router.cut_short(batch)  # close cut it short: Zendesk may have it
+            raise
         self.retries += max(0, pushed.tries - 1)
         error = pushed.error
         if error is None:

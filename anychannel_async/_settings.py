@@ -31,23 +31,23 @@ def _count(ceiling: int | None = None) -> Any:
 
 
 def _seconds(_: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if not isinstance(value, int | float) or not 0 <= value < math.inf:  # NaN fails too
+    if type(value) not in (int, float) or not 0 <= value < math.inf:  # type: ignore[operator]
         raise ConfigurationError(
             f"{attribute.name} must be a finite number of seconds >= 0, got {value!r}"
         )
 
 
 def _budget(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
-    if value is not None and (not isinstance(value, int | float) or not 0 < value < math.inf):
+    if value is not None and (type(value) not in (int, float) or not 0 < value < math.inf):  # type: ignore[operator]
         raise ConfigurationError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 def _path(
     _: object, attribute: attrs.Attribute[str | os.PathLike[str] | None], value: object
 ) -> None:
-    if value is not None and not os.fspath(value):  # type: ignore[call-overload]
+    if value is not None and (not isinstance(value, str | os.PathLike) or not os.fspath(value)):
         # SQLite would open a private temporary database: nothing would be durable.
-        raise ConfigurationError(f"{attribute.name} must be a file path, got an empty one")
+        raise ConfigurationError(f"{attribute.name} must be a non-empty file path, got {value!r}")
 
 
 def _help(text: str) -> dict[str, str]:

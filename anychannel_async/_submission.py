@@ -40,6 +40,8 @@ class Submission:
         "sends",
         "seq",
         "size",
+        "thread_id",
+        "unknown",
     )
 
     def __init__(
@@ -54,6 +56,7 @@ class Submission:
         self.resource = resource
         self.external_id = resource.external_id
         self.parent_id = resource.parent_id
+        self.thread_id = resource.thread_id
         self.body = body
         self.future = future
         #: The ordering key (`_conversations`): one request at a time holds it.
@@ -72,6 +75,9 @@ class Submission:
         #: When Zendesk first could not locate its parent; None while it has not happened.
         self.orphaned_at: float | None = None
         self.orphan_tries = 0
+        #: The error of the last push whose outcome for it was unknown (lost, garbled, cut
+        #: short by close); None while every answer was definite.
+        self.unknown: AnyChannelError | None = None
         #: Set once Zendesk holds it (its future resolved, or it was cancelled yet imported).
         self.imported = False
         #: The error its future was failed with, when it was.

@@ -18,6 +18,7 @@ class Node:
     external_id: str
     parent_id: str | None
     key: str
+    thread_id: str | None = None
 
 
 def admit(
@@ -26,7 +27,7 @@ def admit(
     thread_id: str | None = None,
     parent_id: str | None = None,
 ) -> Node:
-    node = Node(external_id, parent_id, conv.key_for(external_id, thread_id, parent_id))
+    node = Node(external_id, parent_id, conv.key_for(external_id, thread_id, parent_id), thread_id)
     conv.admit(node)
     return node
 

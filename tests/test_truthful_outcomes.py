@@ -8,6 +8,8 @@ loop, settings out of range, an error body that quotes the credentials.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
 from typing import Any
 
@@ -27,13 +29,14 @@ from anychannel_async import (
     RetryPolicy,
     StatusCode,
     TransportError,
+    ValidationError,
     Verdict,
     verdict,
 )
 from anychannel_async._settings import PipelineOptions, PipelineSettings
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
-from .conftest import FAST_RETRY, IPID, TOKEN, codes, pushes, resource, settle
+from .conftest import FAST_RETRY, IPID, TOKEN, codes, pushes, resource, settle, wait_until
 
 # -- answers that say nothing ------------------------------------------------------------------
 
@@ -268,3 +271,187 @@ def test_a_nan_retry_setting_is_a_configuration_error(name: str) -> None:
 def test_pipeline_keyword_arguments_are_exactly_the_settings() -> None:
     """PushPipeline's keyword arguments and PipelineSettings' fields are one list."""
     assert set(PipelineOptions.__annotations__) == {f.name for f in attrs.fields(PipelineSettings)}
+
+
+# -- what a hostile review found ---------------------------------------------------------------
+
+
+async def test_close_without_flush_after_a_lost_answer_leaves_the_outcome_unknown(
+    emulator: ZendeskEmulator,
+) -> None:
+    """A resource whose answer was lost is never reported "not sent" by a stop: Zendesk holds
+    it, and the future says the outcome is unknown."""
+    emulator.faults = Faults(latency=0.3)
+    emulator.script(Fault.LOST_ANSWER)
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
+    ) as client:
+        pipe = PushPipeline(client, IPID, max_in_flight=1, max_latency=0, close_timeout=0.05)
+        future = await pipe.submit(resource("r0"))
+        await wait_until(lambda: len(pushes(emulator)) == 2)  # pushed again, still in flight
+        await pipe.close(flush=False)
+    [outcome] = await settle([future])
+    assert isinstance(outcome, OutcomeUnknownError)
+    assert verdict(outcome) is Verdict.UNKNOWN
+    assert emulator.import_count("r0") == 1
+
+
+async def test_an_unknown_outcome_then_a_429_past_max_attempts_is_still_unknown(
+    emulator: ZendeskEmulator,
+) -> None:
+    """The last answer was a 429 (nothing happened), but an earlier push may have reached
+    Zendesk: the future says unknown, not rate limited."""
+    emulator.faults = Faults(retry_after=0.0)
+    emulator.script(Fault.LOST_ANSWER, Fault.RATE_LIMITED)
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
+        ) as client,
+        PushPipeline(client, IPID, max_attempts=1) as pipe,
+    ):
+        [outcome] = await settle([await pipe.submit(resource("r0"))])
+    assert isinstance(outcome, OutcomeUnknownError)
+    assert emulator.import_count("r0") == 1
+
+
+async def test_a_parent_cancelled_after_a_lost_answer_does_not_doom_its_child(
+    emulator: ZendeskEmulator,
+) -> None:
+    """The parent, cancelled by its owner while queued after a lost answer, may be at Zendesk
+    (it is): its child goes on and lands on its ticket."""
+    emulator.faults = Faults(retry_after=1.0)
+    emulator.script(Fault.LOST_ANSWER, Fault.RATE_LIMITED)
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0) as pipe,
+    ):
+        parent = await pipe.submit(resource("p"))
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await wait_until(lambda: len(pushes(emulator)) >= 2)  # lost, then 429: both queued
+        parent.cancel()
+        [result] = await settle([child])
+    assert isinstance(result, PushResult)
+    assert result.imported
+    ticket = emulator.ticket_for("c")
+    assert ticket is not None
+    assert ticket.external_id == "p"
+
+
+async def test_the_same_id_pending_in_another_conversation_is_refused(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """Resubmitting a pending id with another thread_id would let it race either thread into
+    a second ticket: its future fails with a ValidationError naming both, nothing is sent."""
+    async with PushPipeline(client, IPID, max_latency=1.0) as pipe:
+        first = await pipe.submit(resource("x", thread_id="t1"))
+        second = await pipe.submit(resource("x", thread_id="t2"))
+        outcomes = await settle([first, second])
+    assert codes(outcomes) == [StatusCode.SUCCESS, ValidationError]
+    assert "t1" in str(outcomes[1])
+    assert [r.external_ids for r in pushes(emulator)] == [("x",)]
+
+
+async def test_a_close_cancelled_twice_leaves_no_future_pending(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close() cancelled during its flush and again while it stops still settles every future."""
+    emulator.faults = Faults(latency=1.0)
+    pipe = PushPipeline(client, IPID, max_latency=0)
+    future = await pipe.submit(resource("r0"))
+    await wait_until(lambda: len(pushes(emulator)) >= 1)
+    closing = asyncio.ensure_future(pipe.close())
+    await asyncio.sleep(0.05)
+    closing.cancel()
+    await asyncio.sleep(0)
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    assert future.done()
+    assert isinstance(future.exception(), AnyChannelError)
+
+
+def test_a_thousand_retries_do_not_overflow_the_backoff() -> None:
+    """The wait's exponent stops growing: no OverflowError after 1,024 tries."""
+    waits = RetryPolicy(initial_delay=0.001, max_tries=5_000).waits()
+    next(waits)
+    assert max(waits.send(None) for _ in range(2_000)) <= 30.0
+
+
+async def test_a_redirect_to_an_unreadable_location_is_a_redirect_error(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """A Location that is not a URL still gives RedirectError, with no host."""
+    emulator.faults = Faults(redirect_to="http://[::1")
+    emulator.script(Fault.REDIRECT)
+    with pytest.raises(RedirectError) as caught:
+        await client.push(IPID, [resource("r0")])
+    assert caught.value.location_host is None
+
+
+async def test_a_status_code_this_client_does_not_know_is_an_unknown_outcome(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """An answer with a code this version does not know says nothing sure: pushed again."""
+    emulator.script(Fault.STRANGE_CODE)
+    async with PushPipeline(client, IPID) as pipe:
+        result = await pipe.push(resource("r0"))
+    assert result.code is StatusCode.ALREADY_IMPORTED
+    assert len(pushes(emulator)) == 2
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        f"Bearer {TOKEN}",
+        json.dumps(f"Bearer {TOKEN}"),
+        json.dumps(TOKEN).replace("/", "\\/"),
+    ],
+)
+def test_credentials_echoed_plainly_or_escaped_are_redacted(echo: str) -> None:
+    """Plain, JSON-escaped and slash-escaped echoes of the token are all redacted."""
+    from anychannel_async._credentials import Credentials
+
+    text = Credentials(token=TOKEN).redact(f'{{"error": "bad {echo}"}}')
+    assert TOKEN not in text
+    assert "<redacted>" in text
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "nan", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_an_absurd_retry_after_pauses_a_bounded_time(header: str) -> None:
+    """A Retry-After the account could never mean is bounded: the client never stops for good."""
+    from anychannel_async._ratelimit import parse_retry_after
+
+    assert 0 <= parse_retry_after(header) <= 3600
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_latency": True},
+        {"max_latency": "0.1"},
+        {"max_requests_per_minute": True},
+        {"outbox": 123},
+        {"max_latncy": 0.1},
+        {"settings": {"max_latency": 0.1}},
+    ],
+)
+async def test_settings_of_the_wrong_type_are_configuration_errors(
+    client: AnyChannelClient, options: dict[str, Any]
+) -> None:
+    """Wrong types, bools for numbers, a misspelt setting: ConfigurationError, nothing else."""
+    with pytest.raises(ConfigurationError):
+        PushPipeline(client, IPID, **options)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"timeout": "5"}, {"timeout": None}, {"retry": "x"}, {"basic_auth": 123, "token": None}],
+)
+def test_client_settings_of_the_wrong_type_are_configuration_errors(
+    settings: dict[str, Any],
+) -> None:
+    """The client's settings of the wrong type raise ConfigurationError too."""
+    with pytest.raises(ConfigurationError):
+        AnyChannelClient(**{"token": TOKEN, "base_url": "http://127.0.0.1:1", **settings})

@@ -204,6 +204,9 @@ def _push_answer(plan: PushPlan, fault: Fault | None, commit: Callable[[], None]
         return _Answer(200, b"<html>oops</html>", content_type="text/html", commit=commit)
     if fault is Fault.SHORT_RESULTS:
         results = results[:-1]
+    elif fault is Fault.STRANGE_CODE:
+        for result in results:
+            result["status"] = {"code": "imported_with_warnings"}
     elif fault is Fault.WRONG_IDS:
         ids = [outcome.external_id for outcome in plan.outcomes]
         wrong = ids[::-1]

@@ -37,6 +37,8 @@ class Fault(enum.Enum):
     WRONG_IDS = "wrong_ids"
     #: Answer 307 with a Location on another origin (`Faults.redirect_to`) and process nothing.
     REDIRECT = "redirect"
+    #: Process and commit, then answer 200 with a status code this client does not know.
+    STRANGE_CODE = "strange_code"
     #: Answer 400 with a long body quoting the request's Authorization header, as a careless
     #: proxy might, and process nothing.
     ECHO_CREDENTIALS = "echo_credentials"
