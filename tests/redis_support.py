@@ -2,20 +2,18 @@
 
 A pytest plugin, loaded by ``conftest.py``: its fixtures are there for every test, and test
 modules import its helpers. Each test gets its own redis-server on a free port in its temporary
-directory; tests that kill processes run the real ``anychannel-async`` command against a
-thread-mode emulator.
+directory; tests that kill processes run the real ``anychannel-async`` command against the
+shared emulator (which serves from its own thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,30 +25,16 @@ import redis.asyncio
 
 from anychannel_async.testing import ZendeskEmulator
 
-from .conftest import IPID, TOKEN
+from .conftest import TOKEN, account_options, raw_resource, start_cli
 
 STREAM = "resources"
 GROUP = "zendesk"
-#: How a child process starts the command line.
-PYTHON_CLI = [sys.executable, "-m", "anychannel_async"]
 
 #: Stream entries as redis-py returns them without decode_responses.
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 # -- resources and entries ------------------------------------------------------------------------
-
-
-def raw_resource(external_id: str, **fields: object) -> dict[str, object]:
-    """A valid resource as the JSON object an engine appends; keyword arguments override."""
-    resource: dict[str, object] = {
-        "external_id": external_id,
-        "message": f"message {external_id}",
-        "created_at": "2026-11-25T10:00:00Z",
-        "author": {"external_id": "author-1", "name": "Ada"},
-    }
-    resource.update(fields)
-    return resource
 
 
 def conversations(posts: int, replies_per_post: int = 1) -> list[dict[str, object]]:
@@ -80,13 +64,13 @@ async def axrange(conn: redis.asyncio.Redis, stream: str) -> Entries:
     return cast(Entries, await conn.xrange(stream))
 
 
-def assert_each_imported_once(zendesk: ZendeskEmulator, entries: list[dict[str, object]]) -> None:
+def assert_each_imported_once(emulator: ZendeskEmulator, entries: list[dict[str, object]]) -> None:
     """Zendesk imported each resource exactly once, each reply into its parent's ticket."""
-    counts = {str(e["external_id"]): zendesk.import_count(str(e["external_id"])) for e in entries}
+    counts = {str(e["external_id"]): emulator.import_count(str(e["external_id"])) for e in entries}
     assert {k: v for k, v in counts.items() if v != 1} == {}
     for entry in entries:
         if "parent_id" in entry:
-            ticket = zendesk.ticket_for(str(entry["external_id"]))
+            ticket = emulator.ticket_for(str(entry["external_id"]))
             assert ticket is not None
             assert ticket.external_id == entry["parent_id"]
 
@@ -121,14 +105,6 @@ async def adrained(conn: redis.asyncio.Redis) -> bool:
     """`drained`, for an asyncio client."""
     groups = await conn.xinfo_groups(STREAM)
     return bool(groups and groups[0]["lag"] == 0 and groups[0]["pending"] == 0)
-
-
-def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting until {what}")
-        time.sleep(0.05)
 
 
 async def until(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
@@ -206,57 +182,27 @@ class RedisServer:
             self._process.wait(timeout=10)
 
 
-def _cli_env(token: str | None) -> dict[str, str]:
-    """The caller's environment without its ANYCHANNEL_ settings, and the token if given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-    if token is not None:
-        env["ANYCHANNEL_TOKEN"] = token
-    return env
-
-
-def run_cli(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command line (``PYTHON_CLI`` and its arguments) to its end."""
-    return subprocess.run(
-        argv,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=_cli_env(None),
-        timeout=60,
-        check=False,
-    )
-
-
 def start_consumer(
-    server: RedisServer, zendesk: ZendeskEmulator, name: str, *extra: str, token: str = TOKEN
+    server: RedisServer, emulator: ZendeskEmulator, name: str, *extra: str, token: str = TOKEN
 ) -> subprocess.Popen[str]:
     """Start ``anychannel-async consume`` as consumer ``name`` of GROUP on STREAM."""
-    return subprocess.Popen(
-        [
-            *PYTHON_CLI,
-            "consume",
-            "--redis",
-            server.url,
-            "--stream",
-            STREAM,
-            "--group",
-            GROUP,
-            "--consumer",
-            name,
-            "--base-url",
-            zendesk.base_url,
-            "--instance-push-id",
-            IPID,
-            "--max-latency",
-            "0.01",
-            "--block-ms",
-            "200",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_cli_env(token),
+    return start_cli(
+        "consume",
+        "--redis",
+        server.url,
+        "--stream",
+        STREAM,
+        "--group",
+        GROUP,
+        "--consumer",
+        name,
+        *account_options(emulator),
+        "--max-latency",
+        "0.01",
+        "--block-ms",
+        "200",
+        *extra,
+        token=token,
     )
 
 
@@ -285,13 +231,6 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def zendesk() -> Iterator[ZendeskEmulator]:
-    """An emulator in its own thread, so blocking test code and subprocesses can use it."""
-    with ZendeskEmulator(accounts={IPID: TOKEN}) as emu:
-        yield emu
 
 
 @pytest.fixture

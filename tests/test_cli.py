@@ -9,8 +9,6 @@ import re
 import resource
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -21,55 +19,47 @@ from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
 from anychannel_async._outbox import PENDING, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID, TOKEN
+from .conftest import (
+    CLI,
+    IPID,
+    TOKEN,
+    account_options,
+    cli,
+    cli_bytes,
+    cli_env,
+    pushes,
+    raw_resource,
+    start_cli,
+    wait_for,
+)
 from .conftest import resource as make_resource
 
 
 def _line(external_id: str, **fields: object) -> str:
-    resource: dict[str, object] = {
-        "external_id": external_id,
-        "message": f"message {external_id}",
-        "created_at": "2026-11-25T10:00:00Z",
-        "author": {"external_id": "author-1", "name": "Ada"},
-    }
-    resource.update(fields)
-    return json.dumps(resource)
-
-
-@pytest.fixture
-def zendesk() -> Iterator[ZendeskEmulator]:
-    """An emulator in its own thread, so a blocking subprocess call can talk to it."""
-    with ZendeskEmulator(accounts={IPID: TOKEN}) as emu:
-        yield emu
-
-
-def cli(
-    *args: str, token: str | None = TOKEN, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-    if token is not None:
-        env["ANYCHANNEL_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "anychannel_async", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    """A resource as one line of JSON Lines input."""
+    return json.dumps(raw_resource(external_id, **fields))
 
 
 def push(
-    zendesk: ZendeskEmulator, source: str, *extra: str, **kw: str | None
+    emulator: ZendeskEmulator,
+    source: str,
+    *extra: str,
+    token: str | None = TOKEN,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`anychannel-async push SOURCE` to the emulator's account."""
     return cli(
-        "push", source, "--base-url", zendesk.base_url, "--instance-push-id", IPID, *extra, **kw
+        "push",
+        source,
+        *account_options(emulator),
+        *extra,
+        token=token,
+        stdin=stdin,
     )
 
 
 def test_push_accounts_for_good_duplicate_malformed_and_invalid_lines(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Good lines land, a duplicate is already_imported, bad lines go to the failed file."""
     source = tmp_path / "in.jsonl"
@@ -89,7 +79,7 @@ def test_push_accounts_for_good_duplicate_malformed_and_invalid_lines(
         + "\n"
     )
     failed = tmp_path / "failed.jsonl"
-    done = push(zendesk, str(source), "--failed", str(failed))
+    done = push(emulator, str(source), "--failed", str(failed))
     assert done.returncode == 1, done.stderr
     assert "success" in done.stdout
     assert "already_imported" in done.stdout
@@ -99,68 +89,65 @@ def test_push_accounts_for_good_duplicate_malformed_and_invalid_lines(
     assert "message" in entries[1]["error"]
     assert "65535" in entries[1]["error"]
     assert "mesage" in entries[2]["error"]
-    assert {t.external_id for t in zendesk.tickets} == {"post-1", "post-2"}
-    assert zendesk.import_count("post-1") == 1
-    ticket = zendesk.ticket_for("reply-1")
+    assert {t.external_id for t in emulator.tickets} == {"post-1", "post-2"}
+    assert emulator.import_count("post-1") == 1
+    ticket = emulator.ticket_for("reply-1")
     assert ticket is not None
     assert ticket.external_id == "post-1"
 
 
 def test_push_exits_zero_when_every_resource_is_imported(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Exit status 0 only when all were imported."""
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(_line(f"ok-{n}") for n in range(250)) + "\n")
-    done = push(zendesk, str(source), "--max-batch-size", "50")
+    done = push(emulator, str(source), "--max-batch-size", "50")
     assert done.returncode == 0, done.stderr
-    assert len(zendesk.tickets) == 250
+    assert len(emulator.tickets) == 250
     assert "250" in done.stdout
 
 
-def test_push_reads_standard_input(zendesk: ZendeskEmulator) -> None:
+def test_push_reads_standard_input(emulator: ZendeskEmulator) -> None:
     """`push -` reads JSON Lines from standard input."""
-    done = push(zendesk, "-", stdin=_line("stdin-1") + "\n" + _line("stdin-2") + "\n")
+    done = push(emulator, "-", stdin=_line("stdin-1") + "\n" + _line("stdin-2") + "\n")
     assert done.returncode == 0, done.stderr
-    assert zendesk.import_count("stdin-1") == zendesk.import_count("stdin-2") == 1
+    assert emulator.import_count("stdin-1") == emulator.import_count("stdin-2") == 1
 
 
-def test_failed_file_reruns_just_those_cleanly(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_failed_file_reruns_just_those_cleanly(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """Resources Zendesk failed are retried by pushing the failed file; nothing is duplicated."""
-    zendesk.faults = Faults(processing_error_ids=frozenset({"flaky-3"}))
+    emulator.faults = Faults(processing_error_ids=frozenset({"flaky-3"}))
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(_line(f"flaky-{n}") for n in range(6)) + "\n")
     failed = tmp_path / "failed.jsonl"
-    first = push(zendesk, str(source), "--failed", str(failed))
+    first = push(emulator, str(source), "--failed", str(failed))
     assert first.returncode == 1
     [entry] = [json.loads(line) for line in failed.read_text().splitlines()]
     assert entry["resource"]["external_id"] == "flaky-3"
     assert entry["error"].startswith("ProcessingError")
 
-    zendesk.faults = Faults()  # the cause went away
+    emulator.faults = Faults()  # the cause went away
     again = tmp_path / "failed-again.jsonl"
-    second = push(zendesk, str(failed), "--failed", str(again))
+    second = push(emulator, str(failed), "--failed", str(again))
     assert second.returncode == 0, second.stdout + second.stderr
     assert again.read_text() == ""
-    assert all(zendesk.import_count(f"flaky-{n}") == 1 for n in range(6))
-    pushed_ids = [i for r in zendesk.requests for i in r.external_ids]
+    assert all(emulator.import_count(f"flaky-{n}") == 1 for n in range(6))
+    pushed_ids = [i for r in emulator.requests for i in r.external_ids]
     assert pushed_ids.count("flaky-0") == 1  # the rerun pushed only the failed one
 
 
-def test_token_is_never_printed(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_token_is_never_printed(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """Neither a good nor a refused token appears in anything the command prints."""
     source = tmp_path / "in.jsonl"
     source.write_text(_line("secret-1") + "\n")
     runs = [
-        push(zendesk, str(source)),
-        push(zendesk, str(source), token=TOKEN + "-wrong"),
-        cli("validate-token", "--base-url", zendesk.base_url, "--instance-push-id", IPID),
+        push(emulator, str(source)),
+        push(emulator, str(source), token=TOKEN + "-wrong"),
+        cli("validate-token", *account_options(emulator)),
         cli(
             "validate-token",
-            "--base-url",
-            zendesk.base_url,
-            "--instance-push-id",
-            IPID,
+            *account_options(emulator),
             token=TOKEN + "-wrong",
         ),
     ]
@@ -170,18 +157,15 @@ def test_token_is_never_printed(zendesk: ZendeskEmulator, tmp_path: Path) -> Non
         assert TOKEN not in run.stdout + run.stderr
 
 
-def test_validate_token_exit_status(zendesk: ZendeskEmulator) -> None:
+def test_validate_token_exit_status(emulator: ZendeskEmulator) -> None:
     """validate-token exits 0 for a valid token and 1 for a refused one."""
-    where = ("--base-url", zendesk.base_url, "--instance-push-id", IPID)
-    assert cli("validate-token", *where).returncode == 0
-    assert cli("validate-token", *where, token="nope").returncode == 1
+    assert cli("validate-token", *account_options(emulator)).returncode == 0
+    assert cli("validate-token", *account_options(emulator), token="nope").returncode == 1
 
 
-def test_missing_token_is_a_usage_error(zendesk: ZendeskEmulator) -> None:
+def test_missing_token_is_a_usage_error(emulator: ZendeskEmulator) -> None:
     """Without $ANYCHANNEL_TOKEN the command exits 2 and says what to set."""
-    done = cli(
-        "validate-token", "--base-url", zendesk.base_url, "--instance-push-id", IPID, token=None
-    )
+    done = cli("validate-token", *account_options(emulator), token=None)
     assert done.returncode == 2
     assert "ANYCHANNEL_TOKEN" in done.stderr
 
@@ -196,31 +180,17 @@ def test_token_flag_does_not_exist() -> None:
 def test_emulator_command_serves_until_terminated() -> None:
     """`anychannel-async emulator` prints its URL and stops cleanly on SIGTERM."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "anychannel_async", "emulator", "--port", "0", "--account", "a=b"],
+        [*CLI, "emulator", "--port", "0", "--account", "a=b"],
         stdout=subprocess.PIPE,
         text=True,
+        env=cli_env(None),
     )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        env = dict(os.environ, ANYCHANNEL_TOKEN="b")
-        check = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "anychannel_async",
-                "validate-token",
-                "--base-url",
-                url,
-                "--instance-push-id",
-                "a",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-            check=False,
+        check = cli(
+            "validate-token", "--base-url", url, "--instance-push-id", "a", token="b", timeout=30
         )
         assert check.returncode == 0, check.stderr
     finally:
@@ -228,20 +198,6 @@ def test_emulator_command_serves_until_terminated() -> None:
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
-
-
-def _cli_bytes(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """cli() for input that is not text (stdin as bytes, output undecoded)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-    env["ANYCHANNEL_TOKEN"] = TOKEN
-    return subprocess.run(
-        [sys.executable, "-m", "anychannel_async", *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 _NOT_UTF8 = b'{"external_id": "bad-\xff\xfe", "message": "x"}'
@@ -253,9 +209,9 @@ def _mixed_bytes() -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _check_not_utf8_outcome(zendesk: ZendeskEmulator, failed: Path, returncode: int) -> None:
+def _check_not_utf8_outcome(emulator: ZendeskEmulator, failed: Path, returncode: int) -> None:
     assert returncode == 1
-    assert all(zendesk.import_count(f"u-{n}") == 1 for n in (1, 2, 4))
+    assert all(emulator.import_count(f"u-{n}") == 1 for n in (1, 2, 4))
     [entry] = [json.loads(line) for line in failed.read_text(encoding="utf-8").splitlines()]
     assert entry["line"] == 3
     assert "not UTF-8" in entry["error"]
@@ -265,56 +221,53 @@ def _check_not_utf8_outcome(zendesk: ZendeskEmulator, failed: Path, returncode: 
 
 
 def test_push_skips_a_line_that_is_not_utf8_and_keeps_the_others(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """A line that is not UTF-8 is that line's failure (with its number), never the run's."""
     source = tmp_path / "in.jsonl"
     source.write_bytes(_mixed_bytes())
     failed = tmp_path / "failed.jsonl"
-    done = push(zendesk, str(source), "--failed", str(failed))
+    done = push(emulator, str(source), "--failed", str(failed))
     assert "Traceback" not in done.stderr, done.stderr
     assert "malformed" in done.stdout
-    _check_not_utf8_outcome(zendesk, failed, done.returncode)
+    _check_not_utf8_outcome(emulator, failed, done.returncode)
 
 
 def test_push_from_standard_input_skips_a_line_that_is_not_utf8(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """The same from `push -`: standard input is read as bytes too."""
     failed = tmp_path / "failed.jsonl"
-    done = _cli_bytes(
+    done = cli_bytes(
         "push",
         "-",
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         stdin=_mixed_bytes(),
     )
     assert b"Traceback" not in done.stderr, done.stderr
-    _check_not_utf8_outcome(zendesk, failed, done.returncode)
+    _check_not_utf8_outcome(emulator, failed, done.returncode)
 
 
 def test_push_rerun_of_a_failed_file_with_a_non_utf8_line_does_not_abort(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """The failed file is valid UTF-8 JSON Lines: pushing it again reports the line once, under
     its original number and first error."""
     source = tmp_path / "in.jsonl"
     source.write_bytes(_mixed_bytes())
     failed = tmp_path / "failed.jsonl"
-    push(zendesk, str(source), "--failed", str(failed))
+    push(emulator, str(source), "--failed", str(failed))
     again = tmp_path / "again.jsonl"
-    done = push(zendesk, str(failed), "--failed", str(again))
+    done = push(emulator, str(failed), "--failed", str(again))
     assert done.returncode == 1, done.stderr
     [entry] = [json.loads(line) for line in again.read_text(encoding="utf-8").splitlines()]
     assert entry["line"] == 3
     assert "not UTF-8" in entry["error"]
 
 
-def test_push_skips_json_nested_too_deeply(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_push_skips_json_nested_too_deeply(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """JSON nested past the parser's recursion limit, or too deeply to encode, is that line's
     failure (malformed or invalid), not an abort."""
     too_deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -332,45 +285,45 @@ def test_push_skips_json_nested_too_deeply(zendesk: ZendeskEmulator, tmp_path: P
         + "\n"
     )
     failed = tmp_path / "failed.jsonl"
-    done = push(zendesk, str(source), "--failed", str(failed))
+    done = push(emulator, str(source), "--failed", str(failed))
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 1
-    assert zendesk.import_count("d-1") == zendesk.import_count("d-4") == 1
+    assert emulator.import_count("d-1") == emulator.import_count("d-4") == 1
     entries = [json.loads(line) for line in failed.read_text().splitlines()]
     assert [e["line"] for e in entries] == [2, 3]
     assert all("nested too deeply" in e["error"] for e in entries)
 
 
 def test_push_drops_a_byte_order_mark_opening_the_file(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """A UTF-8 byte order mark (Windows editors) before the first line is not a bad line."""
     source = tmp_path / "in.jsonl"
     source.write_bytes(b"\xef\xbb\xbf" + _line("bom-1").encode() + b"\n")
-    done = push(zendesk, str(source))
+    done = push(emulator, str(source))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert zendesk.import_count("bom-1") == 1
+    assert emulator.import_count("bom-1") == 1
 
 
-def test_push_has_a_max_attempts_option(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_push_has_a_max_attempts_option(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """--max-attempts reaches the pipeline: a value it refuses is a usage error (exit 2)."""
     assert "--max-attempts" in cli("push", "--help").stdout
     source = tmp_path / "in.jsonl"
     source.write_text(_line("ma-1") + "\n")
-    refused = push(zendesk, str(source), "--max-attempts", "0")
+    refused = push(emulator, str(source), "--max-attempts", "0")
     assert refused.returncode == 2
     assert "max_attempts" in refused.stderr
     assert "Traceback" not in refused.stderr
-    done = push(zendesk, str(source), "--max-attempts", "2")
+    done = push(emulator, str(source), "--max-attempts", "2")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert zendesk.import_count("ma-1") == 1
+    assert emulator.import_count("ma-1") == 1
 
 
 def test_produce_skips_a_line_that_is_not_utf8() -> None:
     """`produce` reads bytes too: a line that is not UTF-8 is reported with its number and
     skipped. (Only bad lines here, so nothing is sent and no Redis server is needed.)"""
     pytest.importorskip("redis")
-    done = _cli_bytes(
+    done = cli_bytes(
         "produce",
         "-",
         "--redis",
@@ -405,15 +358,7 @@ def spawn() -> Iterator[Spawn]:
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str, token: str = TOKEN) -> subprocess.Popen[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-        env["ANYCHANNEL_TOKEN"] = token
-        process = subprocess.Popen(
-            [sys.executable, "-m", "anychannel_async", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        process = start_cli(*args, token=token)
         started.append(process)
         return process
 
@@ -439,15 +384,6 @@ def _read_until(stream: IO[str] | None, text: str) -> str:
     return seen
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll until condition holds; fail the test after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def _records(path: Path) -> list[dict[str, object]]:
     """The failed file's records, parsed strictly: NaN or Infinity would fail here."""
     return [
@@ -467,12 +403,8 @@ def _record_id(record: dict[str, object]) -> str:
     return str(held["external_id"])
 
 
-def _imported(zendesk: ZendeskEmulator) -> set[str]:
-    return {comment.external_id for ticket in zendesk.tickets for comment in ticket.comments}
-
-
-def _pushes(zendesk: ZendeskEmulator) -> int:
-    return sum(1 for r in zendesk.requests if r.path.endswith("/push"))
+def _imported(emulator: ZendeskEmulator) -> set[str]:
+    return {comment.external_id for ticket in emulator.tickets for comment in ticket.comments}
 
 
 @pytest.mark.parametrize(
@@ -480,7 +412,7 @@ def _pushes(zendesk: ZendeskEmulator) -> int:
     ["same", "dot-slash", "dot-dot", "symlink", "hardlink"],
 )
 def test_failed_file_that_is_the_input_is_a_usage_error(
-    zendesk: ZendeskEmulator, tmp_path: Path, spelling: str
+    emulator: ZendeskEmulator, tmp_path: Path, spelling: str
 ) -> None:
     """--failed naming the input (any spelling, a link) exits 2 before anything is read or
     written: the input is intact and nothing was pushed."""
@@ -499,36 +431,23 @@ def test_failed_file_that_is_the_input_is_a_usage_error(
         (tmp_path / "link.jsonl").symlink_to(source)
     if spelling == "hardlink":
         os.link(source, tmp_path / "hard.jsonl")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anychannel_async",
-            "push",
-            "in.jsonl",
-            "--base-url",
-            zendesk.base_url,
-            "--instance-push-id",
-            IPID,
-            "--failed",
-            failed,
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+    done = cli(
+        "push",
+        "in.jsonl",
+        *account_options(emulator),
+        "--failed",
+        failed,
         cwd=tmp_path,
-        timeout=60,
-        check=False,
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is the input" in done.stderr
     assert "Traceback" not in done.stderr
     assert source.read_bytes() == before
-    assert _pushes(zendesk) == 0
+    assert len(pushes(emulator)) == 0
 
 
 def test_failed_file_that_is_standard_input_is_a_usage_error(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """`push - < FILE --failed FILE` is refused too: standard input is compared by identity."""
     source = tmp_path / "in.jsonl"
@@ -537,22 +456,17 @@ def test_failed_file_that_is_standard_input_is_a_usage_error(
     with source.open("rb") as stdin:
         done = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "anychannel_async",
+                *CLI,
                 "push",
                 "-",
-                "--base-url",
-                zendesk.base_url,
-                "--instance-push-id",
-                IPID,
+                *account_options(emulator),
                 "--failed",
                 str(source),
             ],
-            stdin=stdin,
+            stdin=stdin,  # the file itself, not its text: it is compared by identity
             capture_output=True,
             text=True,
-            env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+            env=cli_env(),
             timeout=60,
             check=False,
         )
@@ -561,10 +475,10 @@ def test_failed_file_that_is_standard_input_is_a_usage_error(
     assert source.read_bytes() == before
 
 
-def test_a_missing_input_is_a_usage_error(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_a_missing_input_is_a_usage_error(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """A missing input file: a clear message, exit 2, no traceback, no failed file created."""
     failed = tmp_path / "failed.jsonl"
-    done = push(zendesk, str(tmp_path / "nope.jsonl"), "--failed", str(failed))
+    done = push(emulator, str(tmp_path / "nope.jsonl"), "--failed", str(failed))
     assert done.returncode == 2
     assert f"cannot read {tmp_path / 'nope.jsonl'}: No such file" in done.stderr
     assert "Traceback" not in done.stderr
@@ -572,39 +486,36 @@ def test_a_missing_input_is_a_usage_error(zendesk: ZendeskEmulator, tmp_path: Pa
 
 
 def test_an_unwritable_failed_file_is_a_usage_error(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """A --failed that cannot be created: a clear message, exit 2, nothing pushed."""
     source = tmp_path / "in.jsonl"
     _write_input(source, 3)
     failed = tmp_path / "no-such-dir" / "failed.jsonl"
-    done = push(zendesk, str(source), "--failed", str(failed))
+    done = push(emulator, str(source), "--failed", str(failed))
     assert done.returncode == 2
     assert f"cannot write --failed {failed}" in done.stderr
     assert "Traceback" not in done.stderr
-    assert _pushes(zendesk) == 0
+    assert len(pushes(emulator)) == 0
 
 
 @pytest.mark.parametrize(
     ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"]
 )
 def test_a_signal_stops_and_every_line_is_imported_or_in_the_failed_file(
-    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn, signum: signal.Signals, status: int
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn, signum: signal.Signals, status: int
 ) -> None:
     """On a signal, push stops reading, lets requests in flight settle and writes every line
     not imported (accepted but unsent, and not read yet) to --failed with its line number;
     pushing that file finishes the job, each resource imported once."""
-    zendesk.faults = Faults(latency=0.1)
+    emulator.faults = Faults(latency=0.1)
     source = tmp_path / "in.jsonl"
     ids = _write_input(source, 5_000)
     failed = tmp_path / "failed.jsonl"
     process = spawn(
         "push",
         str(source),
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         "--max-pending",
@@ -612,7 +523,7 @@ def test_a_signal_stops_and_every_line_is_imported_or_in_the_failed_file(
         "--max-in-flight",
         "2",
     )
-    _wait_for(lambda: _pushes(zendesk) >= 3, "requests to arrive")
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == status, out + err
@@ -620,7 +531,7 @@ def test_a_signal_stops_and_every_line_is_imported_or_in_the_failed_file(
 
     records = _records(failed)
     in_failed = [_record_id(r) for r in records]
-    imported = _imported(zendesk)
+    imported = _imported(emulator)
     assert imported, "nothing was imported before the signal; the test is moot"
     assert len(in_failed) == len(set(in_failed))
     assert not imported & set(in_failed)
@@ -632,34 +543,31 @@ def test_a_signal_stops_and_every_line_is_imported_or_in_the_failed_file(
     assert "the first line not pushed is line" in out
 
     again = tmp_path / "again.jsonl"
-    rerun = push(zendesk, str(failed), "--failed", str(again))
+    rerun = push(emulator, str(failed), "--failed", str(again))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert again.read_text() == ""
-    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert all(emulator.import_count(i) == 1 for i in ids)
 
 
 def test_a_second_signal_stops_at_once(
-    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
 ) -> None:
     """A second signal does not wait for requests in flight (here, answers 30 s away): exit
     143 at once, and whatever the failed file holds is whole JSON lines."""
-    zendesk.faults = Faults(latency=30.0)
+    emulator.faults = Faults(latency=30.0)
     source = tmp_path / "in.jsonl"
     _write_input(source, 2_000)
     failed = tmp_path / "failed.jsonl"
     process = spawn(
         "push",
         str(source),
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         "--max-pending",
         "300",
     )
-    _wait_for(lambda: _pushes(zendesk) >= 1, "a request to arrive")
+    wait_for(lambda: len(pushes(emulator)) >= 1, "a request arrives")
     process.send_signal(signal.SIGTERM)
     # Signals of one kind are not queued: wait until the first was handled.
     first = _read_until(process.stderr, "send it again to stop at once")
@@ -672,48 +580,45 @@ def test_a_second_signal_stops_at_once(
 
 
 def test_close_timeout_bounds_the_wait_for_requests_in_flight(
-    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
 ) -> None:
     """--close-timeout bounds how long a stop waits for answers; what was in flight then is in
     the failed file, and pushing it again imports each resource once."""
-    zendesk.faults = Faults(latency=30.0)
+    emulator.faults = Faults(latency=30.0)
     source = tmp_path / "in.jsonl"
     ids = _write_input(source, 500)
     failed = tmp_path / "failed.jsonl"
     process = spawn(
         "push",
         str(source),
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         "--close-timeout",
         "0.5",
     )
-    _wait_for(lambda: _pushes(zendesk) >= 1, "a request to arrive")
+    wait_for(lambda: len(pushes(emulator)) >= 1, "a request arrives")
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=15)  # 30 s without the bound
     assert process.returncode == 143, out + err
     assert {_record_id(r) for r in _records(failed)} == set(ids)
 
-    zendesk.faults = Faults()
-    rerun = push(zendesk, str(failed))
+    emulator.faults = Faults()
+    rerun = push(emulator, str(failed))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert all(emulator.import_count(i) == 1 for i in ids)
 
 
-def test_a_refused_token_stops_push_at_once(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_a_refused_token_stops_push_at_once(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """A token Zendesk refuses: no request after the first refusal (at most max_in_flight in
     all), one message naming the variable and the instance, every line in --failed (those not
     read yet too), exit 1; with the token fixed, the failed file finishes the job."""
-    zendesk.faults = Faults(latency=0.05)
+    emulator.faults = Faults(latency=0.05)
     source = tmp_path / "in.jsonl"
     ids = _write_input(source, 3_000)
     failed = tmp_path / "failed.jsonl"
     done = push(
-        zendesk,
+        emulator,
         str(source),
         "--failed",
         str(failed),
@@ -724,7 +629,7 @@ def test_a_refused_token_stops_push_at_once(zendesk: ZendeskEmulator, tmp_path: 
         token=TOKEN + "-wrong",
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert _pushes(zendesk) <= 4
+    assert len(pushes(emulator)) <= 4
     assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
     assert f"instance push id {IPID}" in done.stderr
     assert done.stderr.count("401") == 1, done.stderr
@@ -735,9 +640,9 @@ def test_a_refused_token_stops_push_at_once(zendesk: ZendeskEmulator, tmp_path: 
     assert "stopped: Zendesk refused the token" in done.stdout
     assert TOKEN not in done.stdout + done.stderr
 
-    rerun = push(zendesk, str(failed))
+    rerun = push(emulator, str(failed))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert all(emulator.import_count(i) == 1 for i in ids)
 
 
 def _file_size_limit(limit: int) -> Callable[[], None]:
@@ -749,7 +654,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 
 
 def test_a_failed_file_that_cannot_grow_stops_reading_and_names_what_is_missing(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """When --failed cannot be written (file size limit), push stops reading, says so and
     exits 1; the file holds only whole lines, and every line of the input is imported, in
@@ -758,26 +663,13 @@ def test_a_failed_file_that_cannot_grow_stops_reading_and_names_what_is_missing(
     lines = [_line(f"r-{n}") if n % 2 else _line(f"r-{n}", mesage="typo") for n in range(1, 4_001)]
     source.write_text("\n".join(lines) + "\n")
     failed = tmp_path / "failed.jsonl"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anychannel_async",
-            "push",
-            str(source),
-            "--base-url",
-            zendesk.base_url,
-            "--instance-push-id",
-            IPID,
-            "--failed",
-            str(failed),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
+    done = cli(
+        "push",
+        str(source),
+        *account_options(emulator),
+        "--failed",
+        str(failed),
         preexec_fn=_file_size_limit(100_000),
-        timeout=60,
-        check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -795,28 +687,28 @@ def test_a_failed_file_that_cannot_grow_stops_reading_and_names_what_is_missing(
         for part in named.group(1).split(", "):
             low, _, high = part.partition("-")
             missing.update(range(int(low), int(high or low) + 1))
-    imported = {int(i.removeprefix("r-")) for i in _imported(zendesk)}
+    imported = {int(i.removeprefix("r-")) for i in _imported(emulator)}
     assert not written & missing
     for n in range(1, first_unread):
         assert (n in imported) != (n in written or n in missing), n
 
 
-def test_a_rerun_keeps_the_original_line_numbers(zendesk: ZendeskEmulator, tmp_path: Path) -> None:
+def test_a_rerun_keeps_the_original_line_numbers(emulator: ZendeskEmulator, tmp_path: Path) -> None:
     """A line failed again when its failed file is pushed keeps its number in the original
     input, not its position in the failed file."""
-    zendesk.faults = Faults(processing_error_ids=frozenset({"r-3", "r-7"}))
+    emulator.faults = Faults(processing_error_ids=frozenset({"r-3", "r-7"}))
     source = tmp_path / "in.jsonl"
     _write_input(source, 8)
     failed = tmp_path / "failed.jsonl"
-    push(zendesk, str(source), "--failed", str(failed))
+    push(emulator, str(source), "--failed", str(failed))
     assert sorted(int(str(r["line"])) for r in _records(failed)) == [3, 7]
     again = tmp_path / "again.jsonl"
-    push(zendesk, str(failed), "--failed", str(again))
+    push(emulator, str(failed), "--failed", str(again))
     assert sorted(int(str(r["line"])) for r in _records(again)) == [3, 7]
 
 
 def test_failed_file_is_strict_json_whatever_the_input_holds(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """NaN and Infinity (which Python's json reads) are malformed lines, and a number out of
     a float's range is kept as the line's text: the failed file never holds NaN."""
@@ -833,7 +725,7 @@ def test_failed_file_is_strict_json_whatever_the_input_holds(
         + "\n"
     )
     failed = tmp_path / "failed.jsonl"
-    done = push(zendesk, str(source), "--failed", str(failed))
+    done = push(emulator, str(source), "--failed", str(failed))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     records = _records(failed)  # strict: fails on NaN or Infinity
@@ -841,32 +733,32 @@ def test_failed_file_is_strict_json_whatever_the_input_holds(
     assert "NaN is not valid JSON" in str(records[0]["error"])
     assert "-Infinity is not valid JSON" in str(records[1]["error"])
     assert records[2]["raw"] == '{"external_id": "big-4", "mesage": "m", "size": 1e999}'
-    assert zendesk.import_count("ok-1") == 1
+    assert emulator.import_count("ok-1") == 1
 
 
 def test_a_raw_line_fixed_in_the_failed_file_is_parsed_again(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """A line that was not JSON is kept as raw text; once the user fixes that text in the
     failed file, pushing the file imports it (under its original line number if it fails)."""
     source = tmp_path / "in.jsonl"
     source.write_text(_line("ok-1") + "\n" + '{"external_id": "fix-2", oops}' + "\n")
     failed = tmp_path / "failed.jsonl"
-    push(zendesk, str(source), "--failed", str(failed))
+    push(emulator, str(source), "--failed", str(failed))
     [record] = _records(failed)
     assert record["line"] == 2
     assert "not JSON" in str(record["error"])
     record["raw"] = _line("fix-2")  # the user's fix
     failed.write_text(json.dumps(record) + "\n")
     again = tmp_path / "again.jsonl"
-    done = push(zendesk, str(failed), "--failed", str(again))
+    done = push(emulator, str(failed), "--failed", str(again))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert zendesk.import_count("fix-2") == 1
+    assert emulator.import_count("fix-2") == 1
     assert again.read_text() == ""
 
 
 def test_the_same_id_with_other_content_is_warned_about_with_both_lines(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """An external_id given twice with different content: a warning naming both lines (the
     second is already_imported, its content not applied); the same content twice is a plain
@@ -884,22 +776,22 @@ def test_the_same_id_with_other_content_is_warned_about_with_both_lines(
         )
         + "\n"
     )
-    done = push(zendesk, str(source), "--max-batch-size", "1")
+    done = push(emulator, str(source), "--max-batch-size", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     warnings = [line for line in done.stderr.splitlines() if "repeats external_id" in line]
     assert len(warnings) == 1, done.stderr
     assert "line 4 repeats external_id 'dup-1' of line 1" in warnings[0]
     assert "already_imported" in warnings[0]
-    [ticket] = [t for t in zendesk.tickets if t.external_id == "dup-1"]
+    [ticket] = [t for t in emulator.tickets if t.external_id == "dup-1"]
     assert ticket.comments[0].message == "message dup-1"
 
 
 def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
-    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
 ) -> None:
     """Lines of a failed file that a stop kept from being read are copied with the number
     they had in the original input."""
-    zendesk.faults = Faults(latency=0.1)
+    emulator.faults = Faults(latency=0.1)
     source = tmp_path / "failed-before.jsonl"
     count = 4_000
     source.write_text(
@@ -915,10 +807,7 @@ def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
     process = spawn(
         "push",
         str(source),
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         "--max-pending",
@@ -926,7 +815,7 @@ def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
         "--max-in-flight",
         "2",
     )
-    _wait_for(lambda: _pushes(zendesk) >= 2, "requests to arrive")
+    wait_for(lambda: len(pushes(emulator)) >= 2, "requests arrive")
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143, out + err
@@ -934,18 +823,18 @@ def test_a_signal_while_pushing_a_failed_file_keeps_its_line_numbers(
     assert any(r["error"] == "stopped by SIGTERM" for r in records), "nothing was left unread"
     for record in records:
         assert record["line"] == 10 * int(_record_id(record).removeprefix("r-"))
-    assert {_record_id(r) for r in records} | _imported(zendesk) == {
+    assert {_record_id(r) for r in records} | _imported(emulator) == {
         f"r-{n}" for n in range(1, count + 1)
     }
 
 
-def _leave_pending(zendesk: ZendeskEmulator, outbox: Path, ids: list[str]) -> None:
+def _leave_pending(emulator: ZendeskEmulator, outbox: Path, ids: list[str]) -> None:
     """Rows left pending in outbox, as a run whose pushes all failed (503) leaves them."""
 
     async def run() -> None:
         async with (
             AnyChannelClient(
-                token=TOKEN, base_url=zendesk.base_url, retry=RetryPolicy(max_tries=1)
+                token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
             ) as client,
             PushPipeline(client, IPID, outbox=outbox, max_latency=0) as pipe,
         ):
@@ -953,9 +842,9 @@ def _leave_pending(zendesk: ZendeskEmulator, outbox: Path, ids: list[str]) -> No
             await pipe.flush()
         assert all(future.exception() is not None for future in futures)
 
-    zendesk.faults = Faults(server_error_rate=1.0)
+    emulator.faults = Faults(server_error_rate=1.0)
     asyncio.run(run())
-    zendesk.faults = Faults()
+    emulator.faults = Faults()
 
 
 def _outbox_ids(outbox: Path, state: str) -> set[str]:
@@ -968,35 +857,35 @@ def _outbox_ids(outbox: Path, state: str) -> set[str]:
 
 
 def test_push_counts_replayed_rows_in_its_summary_and_exit_status(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Rows an earlier run left in the outbox are replayed: their outcomes have their own line
     in the summary, and one that fails (a dead letter here) makes the exit status 1."""
     outbox = tmp_path / "outbox.sqlite"
-    _leave_pending(zendesk, outbox, ["p-1", "p-2", "p-3"])
-    zendesk.faults = Faults(processing_error_ids=frozenset({"p-2"}))
+    _leave_pending(emulator, outbox, ["p-1", "p-2", "p-3"])
+    emulator.faults = Faults(processing_error_ids=frozenset({"p-2"}))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    done = push(zendesk, str(empty), "--outbox", str(outbox))
+    done = push(emulator, str(empty), "--outbox", str(outbox))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "replayed from the outbox: 3 (success 2, ProcessingError 1)" in done.stdout
-    assert zendesk.import_count("p-1") == zendesk.import_count("p-3") == 1
+    assert emulator.import_count("p-1") == emulator.import_count("p-3") == 1
 
 
 def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
-    zendesk: ZendeskEmulator, tmp_path: Path
+    emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Replayed rows refused with 401: one message, no request after the refusal, exit 1, and
     the rows stay pending for a run with the right token."""
     outbox = tmp_path / "outbox.sqlite"
     ids = [f"p-{n}" for n in range(1_000)]
-    _leave_pending(zendesk, outbox, ids)
-    zendesk.reset()
-    zendesk.faults = Faults(latency=0.05)
+    _leave_pending(emulator, outbox, ids)
+    emulator.reset()
+    emulator.faults = Faults(latency=0.05)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     done = push(
-        zendesk,
+        emulator,
         str(empty),
         "--outbox",
         str(outbox),
@@ -1005,24 +894,24 @@ def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
         token=TOKEN + "-wrong",
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert _pushes(zendesk) <= 2
+    assert len(pushes(emulator)) <= 2
     assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
     assert "replayed from the outbox" in done.stdout
     assert _outbox_ids(outbox, PENDING) == set(ids)
 
-    zendesk.faults = Faults()
-    again = push(zendesk, str(empty), "--outbox", str(outbox))
+    emulator.faults = Faults()
+    again = push(emulator, str(empty), "--outbox", str(outbox))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert all(emulator.import_count(i) == 1 for i in ids)
 
 
 def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
-    zendesk: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
 ) -> None:
     """With --outbox, a signal leaves the lines accepted but not imported pending in the
     outbox (the summary says so) and copies the lines not accepted to --failed: each line is
     in exactly one place, and pushing the failed file through the outbox finishes the job."""
-    zendesk.faults = Faults(latency=0.1)
+    emulator.faults = Faults(latency=0.1)
     source = tmp_path / "in.jsonl"
     ids = _write_input(source, 5_000)
     failed = tmp_path / "failed.jsonl"
@@ -1030,10 +919,7 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     process = spawn(
         "push",
         str(source),
-        "--base-url",
-        zendesk.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--failed",
         str(failed),
         "--outbox",
@@ -1043,12 +929,12 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
         "--max-in-flight",
         "2",
     )
-    _wait_for(lambda: _pushes(zendesk) >= 3, "requests to arrive")
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143, out + err
 
-    imported = _imported(zendesk)
+    imported = _imported(emulator)
     in_failed = {_record_id(r) for r in _records(failed)}
     pending = _outbox_ids(outbox, PENDING)
     assert imported
@@ -1060,31 +946,16 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     assert imported | in_failed | pending == set(ids)
     assert f"{len(pending):,} lines not imported stay pending in the outbox" in out
 
-    rerun = push(zendesk, str(failed), "--outbox", str(outbox))
+    rerun = push(emulator, str(failed), "--outbox", str(outbox))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert all(zendesk.import_count(i) == 1 for i in ids)
+    assert all(emulator.import_count(i) == 1 for i in ids)
     assert _outbox_ids(outbox, PENDING) == set()
 
 
 def _validate(url: str, instance_push_id: str, token: str) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-    env["ANYCHANNEL_TOKEN"] = token
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anychannel_async",
-            "validate-token",
-            "--base-url",
-            url,
-            "--instance-push-id",
-            instance_push_id,
-        ],
-        capture_output=True,
-        env=env,
-        timeout=30,
-        check=False,
-    ).returncode
+    """validate-token's exit status for that account."""
+    where = ("--base-url", url, "--instance-push-id", instance_push_id)
+    return cli("validate-token", *where, token=token, timeout=30).returncode
 
 
 def test_emulator_takes_accounts_from_the_environment_and_a_file(tmp_path: Path) -> None:
@@ -1092,17 +963,10 @@ def test_emulator_takes_accounts_from_the_environment_and_a_file(tmp_path: Path)
     --accounts-file, so no token has to be on its command line (visible in `ps`)."""
     accounts = tmp_path / "accounts.json"
     accounts.write_text(json.dumps({"file-ipid": "file-token-1f2e", "pair": ["user", "pass"]}))
-    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=json.dumps({"env-ipid": "env-token-9a8b"}))
-    command = [
-        sys.executable,
-        "-m",
-        "anychannel_async",
-        "emulator",
-        "--port",
-        "0",
-        "--accounts-file",
-        str(accounts),
-    ]
+    env = cli_env(None) | {
+        "ANYCHANNEL_EMULATOR_ACCOUNTS": json.dumps({"env-ipid": "env-token-9a8b"})
+    }
+    command = [*CLI, "emulator", "--port", "0", "--accounts-file", str(accounts)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -1127,12 +991,11 @@ def test_emulator_takes_accounts_from_the_environment_and_a_file(tmp_path: Path)
 def test_emulator_refuses_bad_accounts_without_showing_them(accounts: str) -> None:
     """Accounts that are not a JSON object of tokens: exit 2 naming the variable, and no
     token in the message."""
-    env = dict(os.environ, ANYCHANNEL_EMULATOR_ACCOUNTS=accounts)
     done = subprocess.run(
-        [sys.executable, "-m", "anychannel_async", "emulator", "--port", "0"],
+        [*CLI, "emulator", "--port", "0"],
         capture_output=True,
         text=True,
-        env=env,
+        env=cli_env(None) | {"ANYCHANNEL_EMULATOR_ACCOUNTS": accounts},
         timeout=30,
         check=False,
     )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import cli, run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,9 +20,7 @@ def test_readme_quick_start_runs_and_prints_results() -> None:
     """The first Python block of the README runs in a fresh interpreter and pushes both."""
     quick_start = _python_blocks((ROOT / "README.md").read_text())[0]
     assert len(quick_start.strip().splitlines()) <= 20
-    done = subprocess.run(
-        [sys.executable, "-c", quick_start], capture_output=True, text=True, timeout=60
-    )
+    done = run_python("-c", quick_start, token=None)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["post-1", "success", "reply-1", "success"]
 
@@ -30,12 +28,7 @@ def test_readme_quick_start_runs_and_prints_results() -> None:
 @pytest.mark.parametrize("args", [["demo", "--count", "300"]])
 def test_demo_command_ingests_and_shows_tickets(args: list[str]) -> None:
     """`python -m anychannel_async demo` ingests generated conversations and shows tickets."""
-    done = subprocess.run(
-        [sys.executable, "-m", "anychannel_async", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli(*args, token=None, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Ingested 300 resources" in done.stdout
     assert re.search(r"Ticket #\d+", done.stdout)
@@ -45,12 +38,7 @@ def test_demo_command_ingests_and_shows_tickets(args: list[str]) -> None:
 def test_the_demo_s_announced_failures_happen_and_show_in_its_summary() -> None:
     """The posts the demo says will fail to process are generated, fail, and are counted in
     the summary's ProcessingError row; the demo says its claim held."""
-    done = subprocess.run(
-        [sys.executable, "-m", "anychannel_async", "demo", "--count", "600", "--seed", "3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli("demo", "--count", "600", "--seed", "3", token=None, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     announced = re.search(r"(\d+) posts will fail to process \(([^)]*)\)", done.stdout)
     assert announced is not None, done.stdout

@@ -25,26 +25,13 @@ from anychannel_async.testing import (
     _plugin,
 )
 
+from .conftest import PUSH_PATH, REPORT_ERROR_PATH, VALIDATE_TOKEN_PATH, raw_resource
+
 # Makes the plugin's fixture available even when the package is not installed (no entry point).
 zendesk_emulator = _plugin.zendesk_emulator
 
-PUSH = "/api/v2/any_channel/push"
-VALIDATE = "/api/v2/any_channel/validate_token"
-REPORT = "/api/v2/any_channel/channelback/report_error"
 # The standalone test runs the package from this checkout, installed or not.
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
-
-
-def resource(external_id: str, /, **extra: object) -> dict[str, object]:
-    """A valid external_resource with the given id, plus any extra or overriding keys."""
-    base: dict[str, object] = {
-        "external_id": external_id,
-        "message": f"message {external_id}",
-        "created_at": "2015-01-13T08:59:26Z",
-        "author": {"external_id": "author-1", "name": "Fred"},
-    }
-    base.update(extra)
-    return base
 
 
 def push_body(*resources: Mapping[str, object], **extra: object) -> dict[str, object]:
@@ -90,12 +77,6 @@ async def post(
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[ZendeskEmulator]:
-    async with ZendeskEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client
@@ -105,45 +86,47 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_push_opens_a_ticket_for_a_new_resource(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A new resource without parent or thread opens a ticket and is answered success."""
-    answer = await post(session, emu, PUSH, push_body(resource("m1")))
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert answer.status == 200
     assert answer.json() == {
         "results": [{"external_resource_id": "m1", "status": {"code": "success"}}]
     }
-    [ticket] = emu.tickets
+    [ticket] = emulator.tickets
     assert ticket.external_id == "m1"
     assert ticket.instance_push_id == DEFAULT_INSTANCE_PUSH_ID
     assert ticket.comments[0].message == "message m1"
-    assert ticket.comments[0].author_name == "Fred"
+    assert ticket.comments[0].author_name == "Ada"
 
 
 async def test_push_json_path_is_served_too(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """The `.json` form of the push path is the same endpoint."""
-    answer = await post(session, emu, PUSH + ".json", push_body(resource("m1")))
+    answer = await post(session, emulator, PUSH_PATH + ".json", push_body(raw_resource("m1")))
     assert answer.codes() == ["success"]
 
 
 async def test_validate_token_answers_null_for_a_valid_token(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """validate_token answers 200 with a JSON null body for the account's token."""
-    answer = await post(session, emu, VALIDATE, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID})
+    answer = await post(
+        session, emulator, VALIDATE_TOKEN_PATH, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID}
+    )
     assert (answer.status, answer.text) == (200, "null")
 
 
 async def test_validate_token_answers_401_for_a_wrong_token(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """validate_token answers 401 for a token that is not the account's."""
     answer = await post(
         session,
-        emu,
-        VALIDATE + ".json",
+        emulator,
+        VALIDATE_TOKEN_PATH + ".json",
         {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID},
         headers=bearer("wrong"),
     )
@@ -152,7 +135,7 @@ async def test_validate_token_answers_401_for_a_wrong_token(
 
 
 async def test_report_error_is_recorded(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """report_error answers null and records the reported channelback error."""
     body = {
@@ -161,49 +144,55 @@ async def test_report_error_is_recorded(
         "description": "HTML content is not supported",
         "request_id": "r1",
     }
-    answer = await post(session, emu, REPORT, body)
+    answer = await post(session, emulator, REPORT_ERROR_PATH, body)
     assert (answer.status, answer.text) == (200, "null")
-    [error] = emu.reported_errors
+    [error] = emulator.reported_errors
     assert error.external_id == "cb-1"
     assert error.description == "HTML content is not supported"
     assert error.request_id == "r1"
 
 
 async def test_report_error_requires_an_external_id(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """report_error without external_id is a 400 and records nothing."""
-    answer = await post(session, emu, REPORT, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID})
+    answer = await post(
+        session, emulator, REPORT_ERROR_PATH, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID}
+    )
     assert answer.status == 400
     assert answer.json()["description"] == "external_id: required"
-    assert emu.reported_errors == []
+    assert emulator.reported_errors == []
 
 
 # -- authentication -------------------------------------------------------------------------
 
 
-async def test_wrong_token_is_401(emu: ZendeskEmulator, session: aiohttp.ClientSession) -> None:
+async def test_wrong_token_is_401(
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
+) -> None:
     """A push with a wrong bearer token is 401 and processes nothing."""
-    answer = await post(session, emu, PUSH, push_body(resource("m1")), headers=bearer("nope"))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1")), headers=bearer("nope")
+    )
     assert answer.status == 401
-    assert emu.tickets == []
+    assert emulator.tickets == []
 
 
 async def test_unknown_instance_push_id_is_401(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A valid token used for an instance_push_id of no account is 401."""
-    body = push_body(resource("m1"))
+    body = push_body(raw_resource("m1"))
     body["instance_push_id"] = "someone-else"
-    answer = await post(session, emu, PUSH, body)
+    answer = await post(session, emulator, PUSH_PATH, body)
     assert answer.status == 401
 
 
 async def test_missing_authorization_is_401(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A request without an Authorization header is 401."""
-    answer = await post(session, emu, PUSH, push_body(resource("m1")), headers={})
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")), headers={})
     assert answer.status == 401
 
 
@@ -211,8 +200,12 @@ async def test_token_of_another_account_is_401(session: aiohttp.ClientSession) -
     """Each instance_push_id accepts only its own token."""
     async with ZendeskEmulator(accounts={"a": "token-a", "b": "token-b"}) as emu:
         body = {"instance_push_id": "a"}
-        assert (await post(session, emu, VALIDATE, body, headers=bearer("token-b"))).status == 401
-        assert (await post(session, emu, VALIDATE, body, headers=bearer("token-a"))).status == 200
+        assert (
+            await post(session, emu, VALIDATE_TOKEN_PATH, body, headers=bearer("token-b"))
+        ).status == 401
+        assert (
+            await post(session, emu, VALIDATE_TOKEN_PATH, body, headers=bearer("token-a"))
+        ).status == 200
 
 
 async def test_basic_credentials_are_accepted(session: aiohttp.ClientSession) -> None:
@@ -221,8 +214,12 @@ async def test_basic_credentials_are_accepted(session: aiohttp.ClientSession) ->
         body = {"instance_push_id": "ipid"}
         good = base64.b64encode(b"me@example.com/token:secret").decode()
         bad = base64.b64encode(b"me@example.com/token:guess").decode()
-        ok = await post(session, emu, VALIDATE, body, headers={"Authorization": f"Basic {good}"})
-        wrong = await post(session, emu, VALIDATE, body, headers={"Authorization": f"Basic {bad}"})
+        ok = await post(
+            session, emu, VALIDATE_TOKEN_PATH, body, headers={"Authorization": f"Basic {good}"}
+        )
+        wrong = await post(
+            session, emu, VALIDATE_TOKEN_PATH, body, headers={"Authorization": f"Basic {bad}"}
+        )
         assert (ok.status, wrong.status) == (200, 401)
 
 
@@ -230,46 +227,54 @@ async def test_basic_credentials_are_accepted(session: aiohttp.ClientSession) ->
 
 
 async def test_repeated_external_id_is_already_imported(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Pushing an imported external_id again is already_imported and creates nothing."""
-    await post(session, emu, PUSH, push_body(resource("m1")))
-    answer = await post(session, emu, PUSH, push_body(resource("m1"), resource("m1")))
+    await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1"), raw_resource("m1"))
+    )
     assert answer.codes() == ["already_imported", "already_imported"]
-    assert len(emu.tickets) == 1
-    assert emu.import_count("m1") == 1
+    assert len(emulator.tickets) == 1
+    assert emulator.import_count("m1") == 1
 
 
 async def test_parent_id_comments_on_the_parents_ticket(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A resource naming an imported parent becomes a comment on the parent's ticket."""
-    await post(session, emu, PUSH, push_body(resource("m1")))
-    answer = await post(session, emu, PUSH, push_body(resource("m2", parent_id="m1")))
+    await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m2", parent_id="m1")))
     assert answer.codes() == ["success"]
-    [ticket] = emu.tickets
+    [ticket] = emulator.tickets
     assert [c.external_id for c in ticket.comments] == ["m1", "m2"]
-    assert emu.ticket_for("m2") == ticket
+    assert emulator.ticket_for("m2") == ticket
 
 
 async def test_parent_earlier_in_the_same_request_is_found(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A parent earlier in the same request counts as imported for the resources after it."""
     answer = await post(
-        session, emu, PUSH, push_body(resource("m1"), resource("m2", parent_id="m1"))
+        session,
+        emulator,
+        PUSH_PATH,
+        push_body(raw_resource("m1"), raw_resource("m2", parent_id="m1")),
     )
     assert answer.codes() == ["success", "success"]
-    assert len(emu.tickets) == 1
+    assert len(emulator.tickets) == 1
 
 
 async def test_missing_parent_is_named_and_does_not_halt(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """An unknown parent gives could_not_locate_parent_external_resource with the parent id as
     description, and the resources after it are still processed."""
     answer = await post(
-        session, emu, PUSH, push_body(resource("m2", parent_id="ghost"), resource("m3"))
+        session,
+        emulator,
+        PUSH_PATH,
+        push_body(raw_resource("m2", parent_id="ghost"), raw_resource("m3")),
     )
     assert answer.json()["results"] == [
         {
@@ -281,16 +286,21 @@ async def test_missing_parent_is_named_and_does_not_halt(
 
 
 async def test_thread_id_groups_resources_into_one_ticket(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Resources sharing a thread_id land on one ticket, across requests."""
-    await post(session, emu, PUSH, push_body(resource("m1", thread_id="t"), resource("x")))
-    await post(session, emu, PUSH, push_body(resource("m2", thread_id="t")))
-    ticket = emu.ticket_for("m1")
+    await post(
+        session,
+        emulator,
+        PUSH_PATH,
+        push_body(raw_resource("m1", thread_id="t"), raw_resource("x")),
+    )
+    await post(session, emulator, PUSH_PATH, push_body(raw_resource("m2", thread_id="t")))
+    ticket = emulator.ticket_for("m1")
     assert ticket is not None
     assert ticket.thread_id == "t"
     assert [c.external_id for c in ticket.comments] == ["m1", "m2"]
-    assert len(emu.tickets) == 2
+    assert len(emulator.tickets) == 2
 
 
 async def test_processing_error_halts_the_rest_of_the_request(
@@ -299,7 +309,10 @@ async def test_processing_error_halts_the_rest_of_the_request(
     """After a processing_error every later resource of the request is halted, unprocessed."""
     async with ZendeskEmulator(faults=Faults(processing_error_ids=frozenset({"m2"}))) as emu:
         answer = await post(
-            session, emu, PUSH, push_body(resource("m1"), resource("m2"), resource("m3"))
+            session,
+            emu,
+            PUSH_PATH,
+            push_body(raw_resource("m1"), raw_resource("m2"), raw_resource("m3")),
         )
         results = answer.json()["results"]
         assert [r["status"]["code"] for r in results] == ["success", "processing_error", "halted"]
@@ -309,22 +322,26 @@ async def test_processing_error_halts_the_rest_of_the_request(
 
 
 async def test_fields_are_set_only_by_the_opening_resource(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Ticket fields come from the resource that opens the ticket, not from its comments."""
-    opener = resource("m1", fields=[{"id": "subject", "value": "Hello"}, {"id": 360, "value": 1}])
-    reply = resource("m2", parent_id="m1", fields=[{"id": "subject", "value": "Ignored"}])
-    await post(session, emu, PUSH, push_body(opener, reply))
-    [ticket] = emu.tickets
+    opener = raw_resource(
+        "m1", fields=[{"id": "subject", "value": "Hello"}, {"id": 360, "value": 1}]
+    )
+    reply = raw_resource("m2", parent_id="m1", fields=[{"id": "subject", "value": "Ignored"}])
+    await post(session, emulator, PUSH_PATH, push_body(opener, reply))
+    [ticket] = emulator.tickets
     assert ticket.fields == (("subject", "Hello"), ("360", 1))
 
 
 async def test_display_info_data_may_be_an_object(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """display_info data is accepted as an object, as in the API reference's curl example."""
     info = [{"type": "9ef45ff7", "data": {"whatever": "I want"}}]
-    answer = await post(session, emu, PUSH, push_body(resource("m1", display_info=info)))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1", display_info=info))
+    )
     assert answer.codes() == ["success"]
 
 
@@ -378,17 +395,19 @@ async def test_display_info_data_may_be_an_object(
     ],
 )
 async def test_invalid_resource_rejects_the_whole_request(
-    emu: ZendeskEmulator,
+    emulator: ZendeskEmulator,
     session: aiohttp.ClientSession,
     extra: dict[str, object],
     description: str,
 ) -> None:
     """An invalid resource is a 400 naming its path (and the limit), and nothing is processed."""
-    answer = await post(session, emu, PUSH, push_body(resource("ok"), resource("bad", **extra)))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("ok"), raw_resource("bad", **extra))
+    )
     assert answer.status == 400
     assert answer.json()["error"] == "InvalidValue"
     assert answer.json()["description"].startswith(description)
-    assert emu.tickets == []
+    assert emulator.tickets == []
 
 
 # The limits of Zendesk's own JSON schemas for the push (NOTES.md), beyond the seed's.
@@ -463,30 +482,32 @@ _BIG_DATA = {"k": "d" * (65_536 - 8)}
     ],
 )
 async def test_resource_breaking_a_schema_limit_rejects_the_whole_request(
-    emu: ZendeskEmulator,
+    emulator: ZendeskEmulator,
     session: aiohttp.ClientSession,
     extra: dict[str, object],
     description: str,
 ) -> None:
     """A resource breaking a limit of Zendesk's schema is a 400 naming its path and the limit."""
-    answer = await post(session, emu, PUSH, push_body(resource("ok"), resource("bad", **extra)))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("ok"), raw_resource("bad", **extra))
+    )
     assert answer.status == 400
     assert answer.json() == {"error": "InvalidValue", "description": description}
-    assert emu.tickets == []
+    assert emulator.tickets == []
 
 
 async def test_resource_at_the_schema_limits_is_accepted(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """16 display_info items, 64 fields (resource and author) and 65,535 characters of display
     data are accepted."""
-    at_limits = resource(
+    at_limits = raw_resource(
         "m1",
         author={"external_id": "a", "fields": [_FIELD] * 64},
         display_info=[{"type": "t", "data": {"k": "d" * (65_535 - 8)}}] + [_INFO] * 15,
         fields=[_FIELD] * 64,
     )
-    answer = await post(session, emu, PUSH, push_body(at_limits))
+    answer = await post(session, emulator, PUSH_PATH, push_body(at_limits))
     assert answer.codes() == ["success"]
 
 
@@ -494,19 +515,19 @@ async def test_resource_at_the_schema_limits_is_accepted(
     ("path", "body", "description"),
     [
         pytest.param(
-            PUSH,
-            push_body(resource("m1"), request_id="r" * 65),
+            PUSH_PATH,
+            push_body(raw_resource("m1"), request_id="r" * 65),
             "request_id: length 65 exceeds the limit of 64 characters",
             id="push-long",
         ),
         pytest.param(
-            PUSH,
-            push_body(resource("m1"), request_id=""),
+            PUSH_PATH,
+            push_body(raw_resource("m1"), request_id=""),
             "request_id: must not be empty",
             id="push-empty",
         ),
         pytest.param(
-            REPORT,
+            REPORT_ERROR_PATH,
             {
                 "instance_push_id": DEFAULT_INSTANCE_PUSH_ID,
                 "external_id": "x",
@@ -516,7 +537,7 @@ async def test_resource_at_the_schema_limits_is_accepted(
             id="report-error-long",
         ),
         pytest.param(
-            VALIDATE,
+            VALIDATE_TOKEN_PATH,
             {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID, "request_id": "r" * 65},
             "request_id: length 65 exceeds the limit of 64 characters",
             id="validate-token-long",
@@ -524,25 +545,27 @@ async def test_resource_at_the_schema_limits_is_accepted(
     ],
 )
 async def test_request_id_outside_1_to_64_characters_is_400(
-    emu: ZendeskEmulator,
+    emulator: ZendeskEmulator,
     session: aiohttp.ClientSession,
     path: str,
     body: dict[str, object],
     description: str,
 ) -> None:
     """A request_id that is empty or longer than 64 characters is a 400 naming it."""
-    answer = await post(session, emu, path, body)
+    answer = await post(session, emulator, path, body)
     assert answer.status == 400
     assert answer.json() == {"error": "InvalidValue", "description": description}
-    assert emu.tickets == []
-    assert emu.reported_errors == []
+    assert emulator.tickets == []
+    assert emulator.reported_errors == []
 
 
 async def test_request_id_of_64_characters_is_accepted(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A request_id of exactly 64 characters is accepted."""
-    answer = await post(session, emu, PUSH, push_body(resource("m1"), request_id="r" * 64))
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1"), request_id="r" * 64)
+    )
     assert answer.codes() == ["success"]
 
 
@@ -552,8 +575,8 @@ async def test_instance_push_id_over_255_characters_is_400(
     """An instance_push_id longer than 255 characters is a 400, even for a known account."""
     long_ipid = "i" * 256
     async with ZendeskEmulator(accounts={long_ipid: DEFAULT_TOKEN}) as emu:
-        body = {"instance_push_id": long_ipid, "external_resources": [resource("m1")]}
-        answer = await post(session, emu, PUSH, body)
+        body = {"instance_push_id": long_ipid, "external_resources": [raw_resource("m1")]}
+        answer = await post(session, emu, PUSH_PATH, body)
         assert answer.status == 400
         assert answer.json() == {
             "error": "InvalidValue",
@@ -567,8 +590,8 @@ async def test_more_than_256_resources_is_400_whatever_the_emulators_limit(
 ) -> None:
     """257 resources break the schema's 256: a 400, below or above the emulator's own limit."""
     async with ZendeskEmulator(max_resources_per_request=max_resources) as emu:
-        body = push_body(*(resource(f"m{i}") for i in range(257)))
-        answer = await post(session, emu, PUSH, body)
+        body = push_body(*(raw_resource(f"m{i}") for i in range(257)))
+        answer = await post(session, emu, PUSH_PATH, body)
         assert answer.status == 400
         assert answer.json() == {
             "error": "InvalidValue",
@@ -582,25 +605,27 @@ async def test_256_resources_are_accepted_when_the_emulator_allows_them(
 ) -> None:
     """256 resources, the schema's limit, are processed by an emulator configured for them."""
     async with ZendeskEmulator(max_resources_per_request=256) as emu:
-        body = push_body(*(resource(f"m{i}") for i in range(256)))
-        answer = await post(session, emu, PUSH, body)
+        body = push_body(*(raw_resource(f"m{i}") for i in range(256)))
+        answer = await post(session, emu, PUSH_PATH, body)
         assert answer.codes() == ["success"] * 256
 
 
 async def test_unknown_top_level_field_is_rejected(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A misspelt top-level key is a 400 rather than silently ignored."""
-    answer = await post(session, emu, PUSH, push_body(resource("m1"), requestId="r1"))
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1"), requestId="r1"))
     assert answer.status == 400
     assert answer.json()["description"] == "requestId: unknown field"
 
 
 async def test_body_that_is_not_a_json_object_is_400(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A body that is not a JSON object is 400 InvalidJSON."""
-    async with session.post(emu.base_url + PUSH, data=b"[1, 2", headers=bearer()) as response:
+    async with session.post(
+        emulator.base_url + PUSH_PATH, data=b"[1, 2", headers=bearer()
+    ) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "InvalidJSON"
 
@@ -608,7 +633,9 @@ async def test_body_that_is_not_a_json_object_is_400(
 async def test_too_many_resources_is_413(session: aiohttp.ClientSession) -> None:
     """More resources than the per-request limit is 413 TooManyResources."""
     async with ZendeskEmulator(max_resources_per_request=2) as emu:
-        answer = await post(session, emu, PUSH, push_body(*(resource(f"m{i}") for i in range(3))))
+        answer = await post(
+            session, emu, PUSH_PATH, push_body(*(raw_resource(f"m{i}") for i in range(3)))
+        )
         assert answer.status == 413
         assert answer.json() == {
             "error": "TooManyResources",
@@ -620,7 +647,7 @@ async def test_oversize_body_is_413(session: aiohttp.ClientSession) -> None:
     """A body over max_body_bytes is 413 RequestTooLarge, naming its size and the limit."""
     async with (
         ZendeskEmulator(max_body_bytes=1000) as emu,
-        session.post(emu.base_url + PUSH, data=b" " * 1500, headers=bearer()) as response,
+        session.post(emu.base_url + PUSH_PATH, data=b" " * 1500, headers=bearer()) as response,
     ):
         assert response.status == 413
         assert await response.json() == {
@@ -633,101 +660,110 @@ async def test_oversize_body_is_413(session: aiohttp.ClientSession) -> None:
 
 
 async def test_server_error_fault_processes_nothing(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """SERVER_ERROR answers 503 with a JSON error and imports nothing."""
-    emu.script(Fault.SERVER_ERROR)
-    answer = await post(session, emu, PUSH, push_body(resource("m1")))
+    emulator.script(Fault.SERVER_ERROR)
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert answer.status == 503
     assert "error" in answer.json()
-    assert emu.import_count("m1") == 0
+    assert emulator.import_count("m1") == 0
 
 
 async def test_lost_answer_fault_commits_then_answers_500(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """LOST_ANSWER imports the resources but answers 500, so a retry sees already_imported."""
-    emu.script(Fault.LOST_ANSWER)
-    lost = await post(session, emu, PUSH, push_body(resource("m1")))
-    retry = await post(session, emu, PUSH, push_body(resource("m1")))
+    emulator.script(Fault.LOST_ANSWER)
+    lost = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
+    retry = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert lost.status == 500
     assert retry.codes() == ["already_imported"]
-    assert emu.import_count("m1") == 1
+    assert emulator.import_count("m1") == 1
 
 
 async def test_drop_fault_closes_the_connection(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """DROP closes the connection without an answer and imports nothing."""
-    emu.script(Fault.DROP)
+    emulator.script(Fault.DROP)
     with pytest.raises(aiohttp.ServerDisconnectedError):
-        await post(session, emu, PUSH, push_body(resource("m1")))
-    assert emu.import_count("m1") == 0
-    assert emu.requests[-1].status == 0
+        await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
+    assert emulator.import_count("m1") == 0
+    assert emulator.requests[-1].status == 0
 
 
 async def test_rate_limited_fault_sends_retry_after(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """RATE_LIMITED answers 429 with Retry-After rounded up to whole seconds, processing nothing."""
-    emu.faults.retry_after = 1.2
-    emu.script(Fault.RATE_LIMITED)
-    answer = await post(session, emu, PUSH, push_body(resource("m1")))
+    emulator.faults.retry_after = 1.2
+    emulator.script(Fault.RATE_LIMITED)
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert answer.status == 429
     assert answer.headers["Retry-After"] == "2"
-    assert emu.rate_limited_count == 1
-    assert emu.tickets == []
+    assert emulator.rate_limited_count == 1
+    assert emulator.tickets == []
 
 
 async def test_garbage_fault_commits_and_answers_html(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """GARBAGE imports the resources and answers 200 with a body that is not JSON."""
-    emu.script(Fault.GARBAGE)
-    answer = await post(session, emu, PUSH, push_body(resource("m1")))
+    emulator.script(Fault.GARBAGE)
+    answer = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/html")
-    assert emu.import_count("m1") == 1
+    assert emulator.import_count("m1") == 1
 
 
 async def test_short_results_fault_drops_the_last_result(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """SHORT_RESULTS imports everything but answers one result fewer than resources."""
-    emu.script(Fault.SHORT_RESULTS)
-    answer = await post(session, emu, PUSH, push_body(resource("m1"), resource("m2")))
+    emulator.script(Fault.SHORT_RESULTS)
+    answer = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1"), raw_resource("m2"))
+    )
     assert [r["external_resource_id"] for r in answer.json()["results"]] == ["m1"]
-    assert emu.import_count("m2") == 1
+    assert emulator.import_count("m2") == 1
 
 
 async def test_wrong_ids_fault_mismatches_the_results(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """WRONG_IDS imports everything but answers results whose ids do not match the request."""
-    emu.script(Fault.WRONG_IDS, Fault.WRONG_IDS)
-    two = await post(session, emu, PUSH, push_body(resource("m1"), resource("m2")))
-    one = await post(session, emu, PUSH, push_body(resource("m3")))
+    emulator.script(Fault.WRONG_IDS, Fault.WRONG_IDS)
+    two = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1"), raw_resource("m2"))
+    )
+    one = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m3")))
     assert [r["external_resource_id"] for r in two.json()["results"]] == ["m2", "m1"]
     assert [r["external_resource_id"] for r in one.json()["results"]] != ["m3"]
-    assert len(emu.tickets) == 3
+    assert len(emulator.tickets) == 3
 
 
 async def test_scripted_faults_are_used_once_each_in_order(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Scripted faults hit the next push requests one each, in order, then none."""
-    emu.script(Fault.SERVER_ERROR, Fault.LOST_ANSWER)
-    statuses = [(await post(session, emu, PUSH, push_body(resource("m1")))).status for _ in "abc"]
+    emulator.script(Fault.SERVER_ERROR, Fault.LOST_ANSWER)
+    statuses = [
+        (await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))).status
+        for _ in "abc"
+    ]
     assert statuses == [503, 500, 200]
 
 
 async def test_faults_do_not_touch_rejected_requests(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """A request rejected by authentication does not consume a scripted fault."""
-    emu.script(Fault.SERVER_ERROR)
-    rejected = await post(session, emu, PUSH, push_body(resource("m1")), headers=bearer("x"))
-    faulted = await post(session, emu, PUSH, push_body(resource("m1")))
+    emulator.script(Fault.SERVER_ERROR)
+    rejected = await post(
+        session, emulator, PUSH_PATH, push_body(raw_resource("m1")), headers=bearer("x")
+    )
+    faulted = await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     assert (rejected.status, faulted.status) == (401, 503)
 
 
@@ -737,8 +773,8 @@ async def test_random_faults_repeat_for_the_same_seed(session: aiohttp.ClientSes
     for _ in range(2):
         faults = Faults(seed=7, server_error_rate=0.3, lost_answer_rate=0.3)
         async with ZendeskEmulator(faults=faults) as emu:
-            body = push_body(resource("m1"))
-            runs.append([(await post(session, emu, PUSH, body)).status for _ in range(12)])
+            body = push_body(raw_resource("m1"))
+            runs.append([(await post(session, emu, PUSH_PATH, body)).status for _ in range(12)])
     assert runs[0] == runs[1]
     assert {503, 500} <= set(runs[0])
 
@@ -747,7 +783,7 @@ async def test_latency_delays_every_answer(session: aiohttp.ClientSession) -> No
     """Faults.latency is added before answers, including rejections."""
     async with ZendeskEmulator(faults=Faults(latency=0.1)) as emu:
         started = time.monotonic()
-        answer = await post(session, emu, VALIDATE, {"instance_push_id": "x"})
+        answer = await post(session, emu, VALIDATE_TOKEN_PATH, {"instance_push_id": "x"})
         assert answer.status == 401
         assert time.monotonic() - started >= 0.1
 
@@ -765,10 +801,12 @@ def test_faults_reject_invalid_settings() -> None:
 
 
 async def test_no_rate_headers_without_a_rate_limit(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Without a rate limit the answers carry no rate-limit headers."""
-    answer = await post(session, emu, VALIDATE, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID})
+    answer = await post(
+        session, emulator, VALIDATE_TOKEN_PATH, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID}
+    )
     assert "X-Rate-Limit" not in answer.headers
 
 
@@ -776,8 +814,8 @@ async def test_rate_limit_headers_count_down(session: aiohttp.ClientSession) -> 
     """Every answer carries the limit and the requests remaining in the window."""
     async with ZendeskEmulator(faults=Faults(rate_limit=3, rate_window=5.0)) as emu:
         body = {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID}
-        first = await post(session, emu, VALIDATE, body)
-        second = await post(session, emu, VALIDATE, body, headers=bearer("wrong"))
+        first = await post(session, emu, VALIDATE_TOKEN_PATH, body)
+        second = await post(session, emu, VALIDATE_TOKEN_PATH, body, headers=bearer("wrong"))
         assert first.headers["X-Rate-Limit"] == "3"
         assert first.headers["X-Rate-Limit-Remaining"] == "2"
         assert second.headers["X-Rate-Limit-Remaining"] == "1"
@@ -788,10 +826,10 @@ async def test_over_the_rate_limit_is_429_until_the_window_ends(
 ) -> None:
     """A request over the limit is 429 with Retry-After and unprocessed; the next window admits."""
     async with ZendeskEmulator(faults=Faults(rate_limit=1, rate_window=0.3)) as emu:
-        first = await post(session, emu, PUSH, push_body(resource("m1")))
-        refused = await post(session, emu, PUSH, push_body(resource("m2")))
+        first = await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))
+        refused = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2")))
         await asyncio.sleep(0.35)
-        later = await post(session, emu, PUSH, push_body(resource("m2")))
+        later = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2")))
         assert (first.status, refused.status, later.status) == (200, 429, 200)
         assert refused.headers["Retry-After"] == "1"
         assert refused.headers["X-Rate-Limit-Remaining"] == "0"
@@ -808,8 +846,8 @@ async def test_concurrent_requests_for_a_new_thread_open_two_tickets(
     """Two requests in flight together for one new thread_id each open a ticket, as Zendesk does."""
     async with ZendeskEmulator(faults=Faults(latency=0.1)) as emu:
         await asyncio.gather(
-            post(session, emu, PUSH, push_body(resource("m1", thread_id="t"))),
-            post(session, emu, PUSH, push_body(resource("m2", thread_id="t"))),
+            post(session, emu, PUSH_PATH, push_body(raw_resource("m1", thread_id="t"))),
+            post(session, emu, PUSH_PATH, push_body(raw_resource("m2", thread_id="t"))),
         )
         assert [t.thread_id for t in emu.tickets] == ["t", "t"]
 
@@ -818,8 +856,8 @@ async def test_concurrent_duplicates_are_both_imported(session: aiohttp.ClientSe
     """One external_id in two concurrent requests is imported twice, which import_count reveals."""
     async with ZendeskEmulator(faults=Faults(latency=0.1)) as emu:
         answers = await asyncio.gather(
-            post(session, emu, PUSH, push_body(resource("m1"))),
-            post(session, emu, PUSH, push_body(resource("m1"))),
+            post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))),
+            post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))),
         )
         assert [a.codes() for a in answers] == [["success"], ["success"]]
         assert emu.import_count("m1") == 2
@@ -830,9 +868,9 @@ async def test_parent_in_an_unanswered_request_cannot_be_located(
 ) -> None:
     """A child sent while its parent's request is still unanswered cannot find the parent."""
     async with ZendeskEmulator(faults=Faults(latency=0.2)) as emu:
-        parent = asyncio.create_task(post(session, emu, PUSH, push_body(resource("m1"))))
+        parent = asyncio.create_task(post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))))
         await asyncio.sleep(0.03)
-        child = await post(session, emu, PUSH, push_body(resource("m2", parent_id="m1")))
+        child = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2", parent_id="m1")))
         assert (await parent).codes() == ["success"]
         assert child.codes() == ["could_not_locate_parent_external_resource"]
 
@@ -841,29 +879,45 @@ async def test_parent_in_an_unanswered_request_cannot_be_located(
 
 
 async def test_reset_forgets_everything(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """reset forgets tickets, imports, requests, reported errors and scripted faults."""
-    await post(session, emu, PUSH, push_body(resource("m1")))
+    await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))
     await post(
-        session, emu, REPORT, {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID, "external_id": "x"}
+        session,
+        emulator,
+        REPORT_ERROR_PATH,
+        {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID, "external_id": "x"},
     )
-    emu.script(Fault.SERVER_ERROR)
-    emu.reset()
-    assert (emu.tickets, emu.requests, emu.reported_errors) == ([], [], [])
-    assert emu.import_count("m1") == 0
-    assert (await post(session, emu, PUSH, push_body(resource("m1")))).codes() == ["success"]
+    emulator.script(Fault.SERVER_ERROR)
+    emulator.reset()
+    assert (emulator.tickets, emulator.requests, emulator.reported_errors) == ([], [], [])
+    assert emulator.import_count("m1") == 0
+    assert (await post(session, emulator, PUSH_PATH, push_body(raw_resource("m1")))).codes() == [
+        "success"
+    ]
 
 
 async def test_requests_are_recorded_without_credentials(
-    emu: ZendeskEmulator, session: aiohttp.ClientSession
+    emulator: ZendeskEmulator, session: aiohttp.ClientSession
 ) -> None:
     """Requests are recorded in arrival order with their ids and status, never the token."""
-    await post(session, emu, PUSH, push_body(resource("m1"), resource("m2"), request_id="r1"))
-    await post(session, emu, VALIDATE, {"instance_push_id": "x"}, headers=bearer("other-secret"))
-    first, second = emu.requests
+    await post(
+        session,
+        emulator,
+        PUSH_PATH,
+        push_body(raw_resource("m1"), raw_resource("m2"), request_id="r1"),
+    )
+    await post(
+        session,
+        emulator,
+        VALIDATE_TOKEN_PATH,
+        {"instance_push_id": "x"},
+        headers=bearer("other-secret"),
+    )
+    first, second = emulator.requests
     assert (first.path, first.request_id, first.external_ids, first.status) == (
-        PUSH,
+        PUSH_PATH,
         "r1",
         ("m1", "m2"),
         200,
@@ -871,19 +925,19 @@ async def test_requests_are_recorded_without_credentials(
     assert (second.instance_push_id, second.status) == ("x", 401)
     assert first.at <= second.at
     assert first.user_agent is not None
-    assert DEFAULT_TOKEN not in repr(emu.requests)
-    assert "other-secret" not in repr(emu.requests)
+    assert DEFAULT_TOKEN not in repr(emulator.requests)
+    assert "other-secret" not in repr(emulator.requests)
 
 
 async def test_bodies_are_recorded_only_when_asked(session: aiohttp.ClientSession) -> None:
     """With record_bodies each request keeps the JSON object it carried; by default none do."""
-    body = push_body(resource("m1", display_info=[{"type": "t", "data": {"k": [1]}}]))
+    body = push_body(raw_resource("m1", display_info=[{"type": "t", "data": {"k": [1]}}]))
     async with ZendeskEmulator(record_bodies=True) as recording:
-        await post(session, recording, PUSH, body)
+        await post(session, recording, PUSH_PATH, body)
         [request] = recording.requests
         assert request.body == body
     async with ZendeskEmulator() as plain:
-        await post(session, plain, PUSH, body)
+        await post(session, plain, PUSH_PATH, body)
         [request] = plain.requests
         assert request.body is None
 
@@ -892,11 +946,11 @@ async def test_emulator_restarts_on_the_same_port(session: aiohttp.ClientSession
     """After close the emulator can start again at the same base_url with its tickets kept."""
     emu = ZendeskEmulator()
     async with emu:
-        await post(session, emu, PUSH, push_body(resource("m1")))
+        await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))
         url = emu.base_url
     async with emu:
         assert emu.base_url == url
-        answer = await post(session, emu, PUSH, push_body(resource("m1")))
+        answer = await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))
         assert answer.codes() == ["already_imported"]
 
 
@@ -905,7 +959,7 @@ def test_thread_mode_serves_from_a_background_thread() -> None:
 
     async def push(emu: ZendeskEmulator) -> int:
         async with aiohttp.ClientSession() as session:
-            return (await post(session, emu, PUSH, push_body(resource("m1")))).status
+            return (await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))).status
 
     with ZendeskEmulator() as emu:
         assert asyncio.run(push(emu)) == 200
@@ -918,7 +972,7 @@ def test_zendesk_emulator_fixture_is_running_and_reset(zendesk_emulator: Zendesk
     async def validate() -> int:
         async with aiohttp.ClientSession() as session:
             body = {"instance_push_id": DEFAULT_INSTANCE_PUSH_ID}
-            return (await post(session, zendesk_emulator, VALIDATE, body)).status
+            return (await post(session, zendesk_emulator, VALIDATE_TOKEN_PATH, body)).status
 
     assert zendesk_emulator.requests == []
     assert zendesk_emulator.faults == Faults()
@@ -947,7 +1001,7 @@ async def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                url + VALIDATE, json={"instance_push_id": "ipid"}, headers=bearer("tok")
+                url + VALIDATE_TOKEN_PATH, json={"instance_push_id": "ipid"}, headers=bearer("tok")
             ) as response,
         ):
             assert response.status == 200

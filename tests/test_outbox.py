@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from anychannel_async import (
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID, TOKEN, resource
+from .conftest import IPID, TOKEN, account_options, cli, pushes, resource, run_python
 
 ONE_TRY = RetryPolicy(max_tries=1)
 
@@ -145,17 +142,6 @@ async def test_a_corrupt_outbox_is_a_clear_error(client: AnyChannelClient, tmp_p
     await pipe.close()
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "anychannel_async", "outbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-
-
 async def test_outbox_commands_list_retry_and_purge(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
@@ -171,29 +157,25 @@ async def test_outbox_commands_list_retry_and_purge(
     assert futures[0].result().imported
     assert isinstance(futures[1].exception(), ProcessingError)
 
-    listed = await asyncio.to_thread(_cli, "list", str(path))
+    listed = await asyncio.to_thread(cli, "outbox", "list", str(path), token=None)
     assert listed.returncode == 0, listed.stderr
     assert "resolved          1" in listed.stdout
     assert "dead              1" in listed.stdout
     assert "dead-1: ProcessingError" in listed.stdout
 
     emulator.faults = Faults()
-    env = dict(os.environ, ANYCHANNEL_TOKEN=TOKEN)
     retried = await asyncio.to_thread(
-        _cli,
+        cli,
+        "outbox",
         "retry",
         str(path),
-        "--base-url",
-        emulator.base_url,
-        "--instance-push-id",
-        IPID,
-        env=env,
+        *account_options(emulator),
     )
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert emulator.import_count("dead-1") == 1
     assert [state for _, state, _ in rows(path)] == [RESOLVED, RESOLVED]
 
-    purged = await asyncio.to_thread(_cli, "purge", str(path))
+    purged = await asyncio.to_thread(cli, "outbox", "purge", str(path), token=None)
     assert purged.returncode == 0
     assert rows(path) == []
 
@@ -241,31 +223,26 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-def test_a_full_disk_refuses_submit_clearly_and_nothing_wedges(tmp_path: Path) -> None:
+def test_a_full_disk_refuses_submit_clearly_and_nothing_wedges(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
     """When the outbox cannot grow, submit raises OutboxError; accepted work still completes."""
-    with ZendeskEmulator(accounts={IPID: TOKEN}) as zendesk:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                FULL_DISK_CHILD,
-                zendesk.base_url,
-                str(tmp_path / "outbox.sqlite"),
-                TOKEN,
-                IPID,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        assert done.returncode == 0, done.stderr
-        assert "refused after" in done.stdout, done.stdout
-        assert "flushed" in done.stdout
-        accepted = int(done.stdout.split("refused after", 1)[1].split(":", 1)[0])
-        assert accepted > 0
-        assert all(zendesk.import_count(f"full-{n}") == 1 for n in range(accepted))
+    done = run_python(
+        "-c",
+        FULL_DISK_CHILD,
+        emulator.base_url,
+        str(tmp_path / "outbox.sqlite"),
+        TOKEN,
+        IPID,
+        token=None,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused after" in done.stdout, done.stdout
+    assert "flushed" in done.stdout
+    accepted = int(done.stdout.split("refused after", 1)[1].split(":", 1)[0])
+    assert accepted > 0
+    assert all(emulator.import_count(f"full-{n}") == 1 for n in range(accepted))
 
 
 @pytest.mark.parametrize(
@@ -281,7 +258,7 @@ def test_outbox_commands_refuse_a_missing_outbox(tmp_path: Path, args: tuple[str
     """A path with no outbox (a typo) is refused, not created empty and reported as such."""
     path = tmp_path / "no-such-outbox.sqlite"
     action, *extra = args
-    done = _cli(action, str(path), *extra)
+    done = cli("outbox", action, str(path), *extra, token=None)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"no outbox at {path}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -318,12 +295,12 @@ async def test_outbox_list_reads_a_file_a_pipeline_holds(
                 await pipe.push(resource(external_id))
         await pipe.push(resource("fine-2"))  # its row's write follows the outcomes above
 
-        listed = await asyncio.to_thread(_cli, "list", str(path))
+        listed = await asyncio.to_thread(cli, "outbox", "list", str(path), token=None)
         assert listed.returncode == 0, listed.stderr
         assert "dead              1" in listed.stdout
         assert "dead-1: ProcessingError" in listed.stdout
 
-        purged = await asyncio.to_thread(_cli, "purge", str(path))
+        purged = await asyncio.to_thread(cli, "outbox", "purge", str(path), token=None)
         assert purged.returncode == 1
         assert "in use by another process" in purged.stderr
 
@@ -360,11 +337,8 @@ async def test_outbox_retry_checks_its_options_before_changing_the_file(
     than reviving them with nothing to push them."""
     path = tmp_path / "outbox.sqlite"
     await _dead_letters(emulator, path, ["dead-1"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYCHANNEL_")}
-    if token is not None:
-        env["ANYCHANNEL_TOKEN"] = token
     done = await asyncio.to_thread(
-        _cli, "retry", str(path), "--base-url", emulator.base_url, *extra, env=env
+        cli, "outbox", "retry", str(path), "--base-url", emulator.base_url, *extra, token=token
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
@@ -382,21 +356,18 @@ async def test_outbox_retry_stops_at_once_on_a_refused_token(
     await _dead_letters(emulator, path, ids)
     emulator.reset()
     emulator.faults = Faults(latency=0.05)
-    env = dict(os.environ, ANYCHANNEL_TOKEN=TOKEN + "-wrong")
     done = await asyncio.to_thread(
-        _cli,
+        cli,
+        "outbox",
         "retry",
         str(path),
-        "--base-url",
-        emulator.base_url,
-        "--instance-push-id",
-        IPID,
+        *account_options(emulator),
         "--max-in-flight",
         "2",
-        env=env,
+        token=TOKEN + "-wrong",
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert len([r for r in emulator.requests if r.path.endswith("/push")]) <= 2
+    assert len(pushes(emulator)) <= 2
     assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
     assert f"instance push id {IPID}" in done.stderr
     assert "Traceback" not in done.stderr

@@ -6,7 +6,6 @@ import asyncio
 import ctypes
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from anychannel_async import (
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID, TOKEN, resource
+from .conftest import IPID, TOKEN, resource, run_python
 from .test_outbox import rows
 
 
@@ -98,16 +97,8 @@ def _honour_mode_bits() -> None:
 
 
 def _child(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, ANYCHANNEL_TOKEN=TOKEN),
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_honour_mode_bits,
-        timeout=60,
-        check=False,
-    )
+    """`python ARGS...` as a user whom the mode bits bind; standard input empty."""
+    return run_python(*args, stdin="", preexec_fn=_honour_mode_bits)
 
 
 def test_a_read_only_directory_is_an_outbox_error_that_says_so(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from anychannel_async import AnyChannelClient, PushPipeline
 from anychannel_async.sources import ConsumeStats, consume_stream
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID
+from .conftest import IPID, raw_resource
 from .redis_support import (
     GROUP,
     STREAM,
@@ -22,7 +22,6 @@ from .redis_support import (
     assert_each_imported_once,
     axrange,
     conversations,
-    raw_resource,
     until,
 )
 

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import redis
 
-from .redis_support import (
-    PYTHON_CLI,
-    STREAM,
-    RedisServer,
-    raw_resource,
-    run_cli,
-    xrange,
-)
+from .conftest import cli, raw_resource, run_python
+from .redis_support import STREAM, RedisServer, xrange
 
 
 def _produce(
     server: RedisServer, source: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return run_cli(
-        [*PYTHON_CLI, "produce", source, "--redis", server.url, "--stream", STREAM], stdin=stdin
+    return cli(
+        "produce", source, "--redis", server.url, "--stream", STREAM, token=None, stdin=stdin
     )
 
 
@@ -65,9 +58,8 @@ def test_commands_say_how_to_install_redis_support_when_it_is_missing() -> None:
         "from anychannel_async.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    done = run_cli(
-        [sys.executable, "-c", script, "produce", "-", "--redis", "redis://x", "--stream", "s"],
-        stdin="",
+    done = run_python(
+        "-c", script, "produce", "-", "--redis", "redis://x", "--stream", "s", token=None, stdin=""
     )
     assert done.returncode == 2
     assert "pip install 'anychannel-async[redis]'" in done.stderr

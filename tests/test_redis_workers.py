@@ -8,7 +8,7 @@ import redis
 
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import TOKEN
+from .conftest import TOKEN, raw_resource, wait_for
 from .redis_support import (
     GROUP,
     STREAM,
@@ -19,24 +19,22 @@ from .redis_support import (
     delivered,
     drained,
     group_info,
-    raw_resource,
     start_consumer,
     terminate,
-    wait,
 )
 
 
 def test_a_killed_workers_entries_are_claimed_by_the_survivor(
-    redis_server: RedisServer, rdb: redis.Redis, zendesk: ZendeskEmulator
+    redis_server: RedisServer, rdb: redis.Redis, emulator: ZendeskEmulator
 ) -> None:
     """Two workers share a stream; one is SIGKILLed mid-stream; the other claims its pending
     entries after --claim-idle: every resource imported exactly once, every entry acked."""
-    zendesk.faults = Faults(latency=0.05)
+    emulator.faults = Faults(latency=0.05)
     entries = conversations(300, replies_per_post=2)
     add(rdb, entries)
     options = ("--claim-idle", "1", "--max-batch-size", "10", "--max-pending", "40")
-    doomed = start_consumer(redis_server, zendesk, "worker-a", *options)
-    survivor = start_consumer(redis_server, zendesk, "worker-b", *options)
+    doomed = start_consumer(redis_server, emulator, "worker-a", *options)
+    survivor = start_consumer(redis_server, emulator, "worker-b", *options)
     try:
 
         def doomed_holds_entries() -> bool:
@@ -47,11 +45,11 @@ def test_a_killed_workers_entries_are_claimed_by_the_survivor(
             held = {c["name"]: c["pending"] for c in consumers}
             return bool(held.get(b"worker-a", 0) >= 10 and delivered(rdb) >= 100)
 
-        wait(doomed_holds_entries, 20, "worker-a holds entries mid-stream")
+        wait_for(doomed_holds_entries, "worker-a holds entries mid-stream", timeout=20)
         doomed.kill()
         doomed.wait(timeout=10)
         assert group_info(rdb)["lag"] > 0  # killed mid-stream, not at its end
-        wait(lambda: drained(rdb), 40, "the stream is drained")
+        wait_for(lambda: drained(rdb), "the stream is drained", timeout=40)
         status, out, err = terminate(survivor)
     finally:
         for process in (doomed, survivor):
@@ -61,31 +59,31 @@ def test_a_killed_workers_entries_are_claimed_by_the_survivor(
     assert status == 0, err
     claimed = int(out.split("claimed ")[1].split(")")[0])
     assert claimed > 0, out
-    assert_each_imported_once(zendesk, entries)
+    assert_each_imported_once(emulator, entries)
     assert rdb.xlen(STREAM + ":dead") == 0
     assert rdb.xpending(STREAM, GROUP)["pending"] == 0
 
 
 def test_consumer_rides_out_a_redis_restart(
-    durable_redis: RedisServer, zendesk: ZendeskEmulator
+    durable_redis: RedisServer, emulator: ZendeskEmulator
 ) -> None:
     """Redis killed and started again mid-run: the consumer retries, writes the outcomes that
     became final meanwhile, and finishes: every resource imported once, every entry acked."""
-    zendesk.faults = Faults(latency=0.1)
+    emulator.faults = Faults(latency=0.1)
     entries = conversations(200)
     with redis.Redis(port=durable_redis.port) as conn:
         add(conn, entries)
     worker = start_consumer(
-        durable_redis, zendesk, "worker", "--max-batch-size", "10", "--max-pending", "60"
+        durable_redis, emulator, "worker", "--max-batch-size", "10", "--max-pending", "60"
     )
     try:
         with redis.Redis(port=durable_redis.port) as conn:
-            wait(lambda: delivered(conn) >= 100, 20, "the worker is mid-stream")
+            wait_for(lambda: delivered(conn) >= 100, "the worker is mid-stream", timeout=20)
         durable_redis.kill()
         time.sleep(1.5)  # pushes in flight finish while Redis is away
         durable_redis.start()
         with redis.Redis(port=durable_redis.port) as conn:
-            wait(lambda: drained(conn), 30, "the stream is drained")
+            wait_for(lambda: drained(conn), "the stream is drained", timeout=30)
             status, _, err = terminate(worker)
             assert conn.xpending(STREAM, GROUP)["pending"] == 0
             assert conn.xlen(STREAM + ":dead") == 0
@@ -95,19 +93,19 @@ def test_consumer_rides_out_a_redis_restart(
             worker.communicate(timeout=10)
     assert status == 0, err
     assert "retrying until it is back" in err
-    assert_each_imported_once(zendesk, entries)
+    assert_each_imported_once(emulator, entries)
 
 
 def test_sigterm_finishes_what_is_in_flight_acks_and_exits_zero(
-    redis_server: RedisServer, rdb: redis.Redis, zendesk: ZendeskEmulator
+    redis_server: RedisServer, rdb: redis.Redis, emulator: ZendeskEmulator
 ) -> None:
     """SIGTERM stops reading; every entry read is pushed and acked before a clean exit."""
-    zendesk.faults = Faults(latency=0.4)
+    emulator.faults = Faults(latency=0.4)
     entries = [raw_resource(f"slow-{n}") for n in range(300)]
     ids = add(rdb, entries)
     worker = start_consumer(
         redis_server,
-        zendesk,
+        emulator,
         "worker",
         "--max-batch-size",
         "10",
@@ -117,7 +115,7 @@ def test_sigterm_finishes_what_is_in_flight_acks_and_exits_zero(
         "50",
     )
     try:
-        wait(lambda: len(zendesk.requests) >= 2, 20, "pushes are in flight")
+        wait_for(lambda: len(emulator.requests) >= 2, "pushes are in flight", timeout=20)
         started = time.monotonic()
         status, out, err = terminate(worker)
         took = time.monotonic() - started
@@ -133,18 +131,18 @@ def test_sigterm_finishes_what_is_in_flight_acks_and_exits_zero(
     read = [e for i, e in zip(ids, entries, strict=True) if _id_key(i) <= _id_key(last)]
     unread = entries[len(read) :]
     assert 0 < len(read) < len(entries)
-    assert_each_imported_once(zendesk, read)
-    assert all(zendesk.import_count(str(e["external_id"])) == 0 for e in unread)
+    assert_each_imported_once(emulator, read)
+    assert all(emulator.import_count(str(e["external_id"])) == 0 for e in unread)
     assert f"imported {len(read)}" in out
 
 
 def test_a_refused_token_stops_the_consumer_without_acking_anything(
-    redis_server: RedisServer, rdb: redis.Redis, zendesk: ZendeskEmulator
+    redis_server: RedisServer, rdb: redis.Redis, emulator: ZendeskEmulator
 ) -> None:
     """Credentials Zendesk refuses would fail every resource: the consumer exits 1, and what it
     read stays pending instead of being dead-lettered."""
     add(rdb, [raw_resource(f"auth-{n}") for n in range(20)])
-    worker = start_consumer(redis_server, zendesk, "worker", token=TOKEN + "-wrong")
+    worker = start_consumer(redis_server, emulator, "worker", token=TOKEN + "-wrong")
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == 1
     assert "AuthenticationError" in err

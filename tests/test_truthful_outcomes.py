@@ -172,53 +172,51 @@ async def test_an_error_body_is_capped_and_never_quotes_the_credentials(
 # -- one event loop ----------------------------------------------------------------------------
 
 
-def test_a_client_used_from_another_event_loop_raises_at_once() -> None:
+def test_a_client_used_from_another_event_loop_raises_at_once(emulator: ZendeskEmulator) -> None:
     """A client opened on one loop and used on another raises EventLoopError instead of hanging."""
     home = asyncio.new_event_loop()
-    with ZendeskEmulator(accounts={IPID: TOKEN}) as emulator:
-        client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
+    client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
 
-        async def elsewhere() -> None:
-            with pytest.raises(EventLoopError) as caught:
-                await client.validate_token(IPID)
-            assert isinstance(caught.value, RuntimeError)
-            assert isinstance(caught.value, AnyChannelError)
+    async def elsewhere() -> None:
+        with pytest.raises(EventLoopError) as caught:
+            await client.validate_token(IPID)
+        assert isinstance(caught.value, RuntimeError)
+        assert isinstance(caught.value, AnyChannelError)
 
-        try:
-            home.run_until_complete(client.validate_token(IPID))
-            asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
-        finally:
-            home.run_until_complete(client.close())
-            home.close()
+    try:
+        home.run_until_complete(client.validate_token(IPID))
+        asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
+    finally:
+        home.run_until_complete(client.close())
+        home.close()
 
 
-def test_a_pipeline_used_from_another_event_loop_raises_at_once() -> None:
+def test_a_pipeline_used_from_another_event_loop_raises_at_once(emulator: ZendeskEmulator) -> None:
     """A pipeline opened on one loop refuses submit, flush and close from another."""
     home = asyncio.new_event_loop()
-    with ZendeskEmulator(accounts={IPID: TOKEN}) as emulator:
-        client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
-        pipe = PushPipeline(client, IPID)
+    client = AnyChannelClient(token=TOKEN, base_url=emulator.base_url)
+    pipe = PushPipeline(client, IPID)
 
-        async def first() -> None:
-            await (await pipe.submit(resource("r0")))
+    async def first() -> None:
+        await (await pipe.submit(resource("r0")))
 
-        async def elsewhere() -> None:
-            with pytest.raises(EventLoopError):
-                await pipe.submit(resource("r1"))
-            with pytest.raises(EventLoopError):
-                await pipe.flush()
-            with pytest.raises(EventLoopError):
-                await pipe.close()
+    async def elsewhere() -> None:
+        with pytest.raises(EventLoopError):
+            await pipe.submit(resource("r1"))
+        with pytest.raises(EventLoopError):
+            await pipe.flush()
+        with pytest.raises(EventLoopError):
+            await pipe.close()
 
-        try:
-            home.run_until_complete(first())
-            asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
-        finally:
-            home.run_until_complete(pipe.close())
-            home.run_until_complete(client.close())
-            home.close()
-        assert emulator.import_count("r0") == 1
-        assert emulator.import_count("r1") == 0
+    try:
+        home.run_until_complete(first())
+        asyncio.run(asyncio.wait_for(elsewhere(), 5.0))
+    finally:
+        home.run_until_complete(pipe.close())
+        home.run_until_complete(client.close())
+        home.close()
+    assert emulator.import_count("r0") == 1
+    assert emulator.import_count("r1") == 0
 
 
 # -- settings ----------------------------------------------------------------------------------

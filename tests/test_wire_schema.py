@@ -31,12 +31,15 @@ from anychannel_async import (
 from anychannel_async._serde import encode_push_body, encode_resource
 from anychannel_async.testing import ZendeskEmulator
 
-from .conftest import FAST_RETRY, IPID, TOKEN
+from .conftest import (
+    FAST_RETRY,
+    IPID,
+    PUSH_PATH,
+    REPORT_ERROR_PATH,
+    TOKEN,
+    VALIDATE_TOKEN_PATH,
+)
 from .strategies import resources
-
-PUSH = "/api/v2/any_channel/push"
-REPORT = "/api/v2/any_channel/channelback/report_error"
-VALIDATE = "/api/v2/any_channel/validate_token"
 
 # -- the schemas -------------------------------------------------------------------------------
 
@@ -150,7 +153,11 @@ VALIDATE_TOKEN_SCHEMA: dict[str, Any] = {
         "request_id": {"type": "string", "minLength": 1, "maxLength": 64},
     },
 }
-SCHEMAS = {PUSH: PUSH_SCHEMA, REPORT: REPORT_ERROR_SCHEMA, VALIDATE: VALIDATE_TOKEN_SCHEMA}
+SCHEMAS = {
+    PUSH_PATH: PUSH_SCHEMA,
+    REPORT_ERROR_PATH: REPORT_ERROR_SCHEMA,
+    VALIDATE_TOKEN_PATH: VALIDATE_TOKEN_SCHEMA,
+}
 
 # jsonschema checks formats only through a checker, and its own date-time check needs an extra
 # package: these two are written out here.
@@ -180,7 +187,7 @@ def schema_errors(path: str, body: Mapping[str, Any]) -> list[str]:
     """Every way body breaks the schema of the endpoint at path, as `where: what` lines."""
     validator = jsonschema.Draft202012Validator(SCHEMAS[path], format_checker=_FORMATS)
     errors = [f"{error.json_path}: {error.message[:200]}" for error in validator.iter_errors(body)]
-    if path == PUSH:
+    if path == PUSH_PATH:
         errors += _check_display_data(body)
     return errors
 
@@ -287,7 +294,7 @@ def test_schema_refuses_what_zendesk_refuses(change: dict[str, Any], where: str)
         "author": {"external_id": "a"},
         **change,
     }
-    errors = schema_errors(PUSH, {"instance_push_id": IPID, "external_resources": [resource]})
+    errors = schema_errors(PUSH_PATH, {"instance_push_id": IPID, "external_resources": [resource]})
     assert any(where in error for error in errors), errors
 
 
@@ -305,8 +312,8 @@ async def test_push_bodies_with_every_field_match_the_schema(
     ]
     results = await wire_client.push(IPID, batch, request_id="r" * 64)
     assert [result.code for result in results] == [StatusCode.SUCCESS] * 3
-    [body] = _bodies(recording, PUSH)
-    assert schema_errors(PUSH, body) == []
+    [body] = _bodies(recording, PUSH_PATH)
+    assert schema_errors(PUSH_PATH, body) == []
     assert body["request_id"] == "r" * 64
     sent = body["external_resources"][0]
     assert sent["created_at"] == "2015-01-13T08:59:26Z"
@@ -323,9 +330,9 @@ async def test_pipeline_push_bodies_match_the_schema(
         futures = [await pipe.submit(_every_field(f"p-{n}", thread_id="t")) for n in range(5)]
         results = [await future for future in futures]
     assert {result.code for result in results} == {StatusCode.SUCCESS}
-    bodies = _bodies(recording, PUSH)
+    bodies = _bodies(recording, PUSH_PATH)
     assert len(bodies) >= 3
-    assert [schema_errors(PUSH, body) for body in bodies] == [[]] * len(bodies)
+    assert [schema_errors(PUSH_PATH, body) for body in bodies] == [[]] * len(bodies)
 
 
 async def test_report_error_and_validate_token_bodies_match_their_schemas(
@@ -336,7 +343,7 @@ async def test_report_error_and_validate_token_bodies_match_their_schemas(
         IPID, "message-1", "HTML content is not supported", request_id="r" * 64
     )
     await wire_client.validate_token(IPID)
-    for path in (REPORT, VALIDATE):
+    for path in (REPORT_ERROR_PATH, VALIDATE_TOKEN_PATH):
         [body] = _bodies(recording, path)
         assert schema_errors(path, body) == []
 
@@ -378,7 +385,7 @@ def test_any_encoded_push_body_matches_the_schema(
 ) -> None:
     """Any valid resources, encoded into a push body, match the push schema."""
     body = encode_push_body(IPID, [encode_resource(r) for r in batch], request_id)
-    assert schema_errors(PUSH, json.loads(body)) == []
+    assert schema_errors(PUSH_PATH, json.loads(body)) == []
 
 
 def test_created_at_in_the_body_is_utc_with_z_for_any_offset() -> None:
