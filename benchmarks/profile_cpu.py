@@ -41,7 +41,7 @@ GROUPS = (
 )
 BUILD, ENCODE, PIPELINE, ASYNCIO, HTTP, DECODE, HARNESS, OTHER = GROUPS
 
-_DECODE_NAMES = frozenset({"decode_push_results", "parse", "_describe"})
+_DECODE_NAMES = frozenset({"decode_push_results", "_pair_plainly", "parse", "_describe"})
 # Callers whose built-ins belong to them; a built-in is charged through these files' groups.
 _TRANSPARENT = ("~", "<frozen abc>", "enum.py", "functools.py", "typing.py", "<string>")
 
