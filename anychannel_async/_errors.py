@@ -66,7 +66,8 @@ class Verdict(enum.Enum):
     #: The answer does not say what happened (lost, garbled, timed out): Zendesk may hold the
     #: resource. Push it again; ``already_imported`` will tell. Never a failure by itself.
     UNKNOWN = "unknown"
-    #: Nothing happened and a later push may pass (rate limited, closing): push it again.
+    #: Nothing happened and a later push may pass (rate limited, halted behind another
+    #: resource, closing before it was sent): push it again; keep it for a later run.
     RETRY = "retry"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
 
@@ -36,8 +35,6 @@ from ._results import PushResult, StatusCode
 from ._submission import Submission
 
 __all__ = ["Router"]
-
-logger = logging.getLogger("anychannel_async.pipeline")
 
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
