@@ -1,4 +1,4 @@
-"""Accounts: `Account` values and the SQLite `AccountStore`."""
+"""Accounts: `Account` values, the SQLite `AccountStore`, and the `accounts` commands."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from anychannel_async import (
     UnknownAccountError,
     ValidationError,
 )
+from anychannel_async.testing import ZendeskEmulator
+from tests.conftest import IPID, TOKEN, cli
 
 # Distinctive, so a leak into any output is easy to spot.
 SECRET = "s3cret-token-never-shown"
@@ -319,3 +321,153 @@ async def test_store_is_closed_for_good_after_the_block(tmp_path: Path) -> None:
         await store.get("acme-1")
     with pytest.raises(ClosedError):
         await store.__aenter__()
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_add_takes_the_token_from_the_environment_and_never_prints_it(
+    tmp_path: Path,
+) -> None:
+    """accounts add stores the token in $ANYCHANNEL_TOKEN and a file readable by its owner."""
+    path = tmp_path / "accounts.sqlite"
+    done = cli(
+        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
+        token=SECRET,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "added acme-1 (https://acme.zendesk.com)" in done.stdout
+    assert SECRET not in done.stdout + done.stderr
+    assert read(path) == [acme()]
+    assert mode_of(path) == 0o600
+
+
+def test_cli_add_reads_one_line_of_stdin_when_the_environment_has_no_token(
+    tmp_path: Path,
+) -> None:
+    """Without $ANYCHANNEL_TOKEN, the first line of standard input is the token."""
+    path = tmp_path / "accounts.sqlite"
+    done = cli(
+        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
+        token=None, stdin=f"{SECRET}\nignored\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert read(path) == [acme()]
+
+
+def test_cli_add_without_a_token_is_a_usage_error(tmp_path: Path) -> None:
+    """No token anywhere: exit 2, nothing stored."""
+    path = tmp_path / "accounts.sqlite"
+    done = cli(
+        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
+        token=None, stdin="",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "ANYCHANNEL_TOKEN" in done.stderr
+    assert not path.exists()
+
+
+def test_cli_add_says_it_replaced_an_account(tmp_path: Path) -> None:
+    """Adding an instance push id already stored replaces it, and says so."""
+    path = tmp_path / "accounts.sqlite"
+    stored(path, acme(token="old-token"))
+    done = cli(
+        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
+        token=SECRET,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "replaced acme-1" in done.stdout
+    assert read(path) == [acme()]
+
+
+def test_cli_list_shows_ids_and_base_urls_and_no_token(tmp_path: Path) -> None:
+    """accounts list is a table of instance push id and base URL, tokens left out."""
+    path = tmp_path / "accounts.sqlite"
+    stored(path, acme("acme-1"), Account("local", base_url="http://127.0.0.1:9", token=SECRET))
+    done = cli("accounts", "list", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert lines == [
+        ["instance", "push", "id", "base", "URL"],
+        ["acme-1", "https://acme.zendesk.com"],
+        ["local", "http://127.0.0.1:9"],
+    ]
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_cli_list_of_a_missing_store_is_a_usage_error_that_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    """A path with no store (a typo) is exit 2, not an empty store made on the spot."""
+    path = tmp_path / "typo.sqlite"
+    done = cli("accounts", "list", str(path))
+    assert done.returncode == 2
+    assert "no accounts store" in done.stderr
+    assert not path.exists()
+
+
+def test_cli_remove_forgets_the_account(tmp_path: Path) -> None:
+    """accounts remove PATH ID removes that account only."""
+    path = tmp_path / "accounts.sqlite"
+    stored(path, acme("acme-1"), acme("acme-2"))
+    done = cli("accounts", "remove", str(path), "acme-1")
+    assert done.returncode == 0, done.stderr
+    assert read(path) == [acme("acme-2")]
+
+
+def test_cli_remove_of_an_absent_account_exits_1(tmp_path: Path) -> None:
+    """Removing an id not stored (a typo?) says so and exits 1."""
+    path = tmp_path / "accounts.sqlite"
+    stored(path, acme())
+    done = cli("accounts", "remove", str(path), "acme-2")
+    assert done.returncode == 1
+    assert "no account acme-2" in done.stderr
+    assert read(path) == [acme()]
+
+
+def test_cli_check_of_valid_tokens_exits_0(tmp_path: Path, emulator: ZendeskEmulator) -> None:
+    """Every token Zendesk accepts: a table of ok, exit 0."""
+    path = tmp_path / "accounts.sqlite"
+    stored(path, Account(IPID, base_url=emulator.base_url, token=TOKEN))
+    done = cli("accounts", "check", str(path), token=None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [IPID, emulator.base_url, "ok"] in [line.split() for line in done.stdout.splitlines()]
+    assert "1 ok, 0 refused, 0 errors" in done.stdout
+
+
+def test_cli_check_reports_a_refused_token_and_exits_1(
+    tmp_path: Path, emulator: ZendeskEmulator
+) -> None:
+    """One token right, one wrong: the table says ok and refused, exit 1, no token shown."""
+    path = tmp_path / "accounts.sqlite"
+    stored(
+        path,
+        Account(IPID, base_url=emulator.base_url, token=TOKEN),
+        Account("other-install", base_url=emulator.base_url, token=SECRET),
+    )
+    done = cli("accounts", "check", str(path), token=None)
+    assert done.returncode == 1
+    rows = {line.split()[0]: line.split()[2:] for line in done.stdout.splitlines() if line}
+    assert rows[IPID] == ["ok"]
+    assert rows["other-install"] == ["refused", "(HTTP", "401)"]
+    assert "1 ok, 1 refused, 0 errors" in done.stdout
+    assert TOKEN not in done.stdout + done.stderr
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_cli_check_reports_an_unreachable_host_as_an_error(
+    tmp_path: Path, emulator: ZendeskEmulator
+) -> None:
+    """A host that does not answer is an error in its row, the others still checked, exit 1."""
+    path = tmp_path / "accounts.sqlite"
+    stored(
+        path,
+        Account(IPID, base_url=emulator.base_url, token=TOKEN),
+        Account("down", base_url="http://127.0.0.1:1", token=SECRET),
+    )
+    done = cli("accounts", "check", str(path), token=None)
+    assert done.returncode == 1
+    rows = {line.split()[0]: line.split()[2:] for line in done.stdout.splitlines() if line}
+    assert rows[IPID] == ["ok"]
+    assert rows["down"][:2] == ["error:", "TransportError:"]
+    assert SECRET not in done.stdout + done.stderr
