@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 
 import attrs
@@ -326,15 +327,36 @@ async def test_store_is_closed_for_good_after_the_block(tmp_path: Path) -> None:
 # -- the command line -----------------------------------------------------------------------
 
 
+def add_acme(
+    path: Path, *, token: str | None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `accounts add PATH` for acme-1 on the acme subdomain."""
+    return cli(
+        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
+        token=token, stdin=stdin,
+    )  # fmt: skip
+
+
+def check(path: Path, *accounts: Account) -> subprocess.CompletedProcess[str]:
+    """Store accounts at path, then run `accounts check PATH` with no token in the environment."""
+    stored(path, *accounts)
+    return cli("accounts", "check", str(path), token=None)
+
+
+def check_rows(stdout: str) -> dict[str, str]:
+    """The result column of `accounts check`'s table, by instance push id."""
+    header, *lines = stdout.splitlines()
+    assert header.split() == ["instance", "push", "id", "base", "URL", "result"]
+    table = lines[: lines.index("")]  # a blank line, then the summary
+    return {row.split(maxsplit=2)[0]: row.split(maxsplit=2)[2] for row in table}
+
+
 def test_cli_add_takes_the_token_from_the_environment_and_never_prints_it(
     tmp_path: Path,
 ) -> None:
     """accounts add stores the token in $ANYCHANNEL_TOKEN and a file readable by its owner."""
     path = tmp_path / "accounts.sqlite"
-    done = cli(
-        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
-        token=SECRET,
-    )  # fmt: skip
+    done = add_acme(path, token=SECRET)
     assert done.returncode == 0, done.stderr
     assert "added acme-1 (https://acme.zendesk.com)" in done.stdout
     assert SECRET not in done.stdout + done.stderr
@@ -347,10 +369,7 @@ def test_cli_add_reads_one_line_of_stdin_when_the_environment_has_no_token(
 ) -> None:
     """Without $ANYCHANNEL_TOKEN, the first line of standard input is the token."""
     path = tmp_path / "accounts.sqlite"
-    done = cli(
-        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
-        token=None, stdin=f"{SECRET}\nignored\n",
-    )  # fmt: skip
+    done = add_acme(path, token=None, stdin=f"{SECRET}\nignored\n")
     assert done.returncode == 0, done.stderr
     assert read(path) == [acme()]
 
@@ -358,10 +377,7 @@ def test_cli_add_reads_one_line_of_stdin_when_the_environment_has_no_token(
 def test_cli_add_without_a_token_is_a_usage_error(tmp_path: Path) -> None:
     """No token anywhere: exit 2, nothing stored."""
     path = tmp_path / "accounts.sqlite"
-    done = cli(
-        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
-        token=None, stdin="",
-    )  # fmt: skip
+    done = add_acme(path, token=None, stdin="")
     assert done.returncode == 2
     assert "ANYCHANNEL_TOKEN" in done.stderr
     assert not path.exists()
@@ -371,10 +387,7 @@ def test_cli_add_says_it_replaced_an_account(tmp_path: Path) -> None:
     """Adding an instance push id already stored replaces it, and says so."""
     path = tmp_path / "accounts.sqlite"
     stored(path, acme(token="old-token"))
-    done = cli(
-        "accounts", "add", str(path), "--instance-push-id", "acme-1", "--subdomain", "acme",
-        token=SECRET,
-    )  # fmt: skip
+    done = add_acme(path, token=SECRET)
     assert done.returncode == 0, done.stderr
     assert "replaced acme-1" in done.stdout
     assert read(path) == [acme()]
@@ -427,11 +440,11 @@ def test_cli_remove_of_an_absent_account_exits_1(tmp_path: Path) -> None:
 
 def test_cli_check_of_valid_tokens_exits_0(tmp_path: Path, emulator: ZendeskEmulator) -> None:
     """Every token Zendesk accepts: a table of ok, exit 0."""
-    path = tmp_path / "accounts.sqlite"
-    stored(path, Account(IPID, base_url=emulator.base_url, token=TOKEN))
-    done = cli("accounts", "check", str(path), token=None)
+    done = check(
+        tmp_path / "accounts.sqlite", Account(IPID, base_url=emulator.base_url, token=TOKEN)
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [IPID, emulator.base_url, "ok"] in [line.split() for line in done.stdout.splitlines()]
+    assert check_rows(done.stdout) == {IPID: "ok"}
     assert "1 ok, 0 refused, 0 errors" in done.stdout
 
 
@@ -439,17 +452,15 @@ def test_cli_check_reports_a_refused_token_and_exits_1(
     tmp_path: Path, emulator: ZendeskEmulator
 ) -> None:
     """One token right, one wrong: the table says ok and refused, exit 1, no token shown."""
-    path = tmp_path / "accounts.sqlite"
-    stored(
-        path,
+    done = check(
+        tmp_path / "accounts.sqlite",
         Account(IPID, base_url=emulator.base_url, token=TOKEN),
         Account("other-install", base_url=emulator.base_url, token=SECRET),
     )
-    done = cli("accounts", "check", str(path), token=None)
     assert done.returncode == 1
-    rows = {line.split()[0]: line.split()[2:] for line in done.stdout.splitlines() if line}
-    assert rows[IPID] == ["ok"]
-    assert rows["other-install"] == ["refused", "(HTTP", "401)"]
+    rows = check_rows(done.stdout)
+    assert rows[IPID] == "ok"
+    assert rows["other-install"] == "refused (HTTP 401)"
     assert "1 ok, 1 refused, 0 errors" in done.stdout
     assert TOKEN not in done.stdout + done.stderr
     assert SECRET not in done.stdout + done.stderr
@@ -459,15 +470,13 @@ def test_cli_check_reports_an_unreachable_host_as_an_error(
     tmp_path: Path, emulator: ZendeskEmulator
 ) -> None:
     """A host that does not answer is an error in its row, the others still checked, exit 1."""
-    path = tmp_path / "accounts.sqlite"
-    stored(
-        path,
+    done = check(
+        tmp_path / "accounts.sqlite",
         Account(IPID, base_url=emulator.base_url, token=TOKEN),
         Account("down", base_url="http://127.0.0.1:1", token=SECRET),
     )
-    done = cli("accounts", "check", str(path), token=None)
     assert done.returncode == 1
-    rows = {line.split()[0]: line.split()[2:] for line in done.stdout.splitlines() if line}
-    assert rows[IPID] == ["ok"]
-    assert rows["down"][:2] == ["error:", "TransportError:"]
+    rows = check_rows(done.stdout)
+    assert rows[IPID] == "ok"
+    assert rows["down"].startswith("error: TransportError: ")
     assert SECRET not in done.stdout + done.stderr
