@@ -4,8 +4,10 @@ Build validated resources, push them through `AnyChannelClient` or a batching `P
 and test against the in-process emulator in `anychannel_async.testing`.
 """
 
+from ._accounts import Account, AccountStore
 from ._client import AnyChannelClient, RetryPolicy
 from ._errors import (
+    AccountStoreError,
     AnyChannelError,
     AuthenticationError,
     ClosedError,
@@ -24,6 +26,7 @@ from ._errors import (
     ResourceError,
     SourceError,
     TransportError,
+    UnknownAccountError,
     ValidationError,
     Verdict,
     verdict,
@@ -36,6 +39,9 @@ from ._settings import PipelineSettings
 from ._version import __version__
 
 __all__ = [
+    "Account",
+    "AccountStore",
+    "AccountStoreError",
     "AnyChannelClient",
     "AnyChannelError",
     "AuthenticationError",
@@ -65,6 +71,7 @@ __all__ = [
     "SourceError",
     "StatusCode",
     "TransportError",
+    "UnknownAccountError",
     "ValidationError",
     "Verdict",
     "__version__",

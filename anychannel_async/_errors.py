@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._results import PushResult
 
 __all__ = [
+    "AccountStoreError",
     "AnyChannelError",
     "AuthenticationError",
     "ClosedError",
@@ -38,6 +39,7 @@ __all__ = [
     "ResourceError",
     "SourceError",
     "TransportError",
+    "UnknownAccountError",
     "ValidationError",
     "Verdict",
     "copies",
@@ -252,3 +254,19 @@ class MalformedEntryError(SourceError):
 
 class OutboxError(AnyChannelError):
     """The outbox file cannot be used: not a database, locked by another process, disk full."""
+
+
+class AccountStoreError(AnyChannelError):
+    """The accounts store cannot be used: not a store, readable by others, locked, disk full."""
+
+
+class UnknownAccountError(AnyChannelError, KeyError):
+    """No account is known for the instance push id a resource was submitted for."""
+
+    def __init__(self, instance_push_id: str) -> None:
+        super().__init__(instance_push_id)
+        self.instance_push_id = instance_push_id
+
+    def __str__(self) -> str:
+        # KeyError's str is the repr of its argument, made for a bare key, not a sentence.
+        return f"no account for instance push id {self.instance_push_id!r}"

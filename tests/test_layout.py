@@ -16,6 +16,7 @@ ORDER = (
     "_serde",
     "_settings",
     "_credentials",
+    "_accounts",
     "_ratelimit",
     "_client",
     "_submission",

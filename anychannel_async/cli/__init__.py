@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from anychannel_async._errors import AnyChannelError
 
-from . import _consume, _demo, _outbox, _produce, _push, _validate
+from . import _accounts, _consume, _demo, _outbox, _produce, _push, _validate
 from ._common import UsageError
 
 __all__ = ["main"]
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     _consume.add_parser(commands)
     _produce.add_parser(commands)
     _outbox.add_parser(commands)
+    _accounts.add_parser(commands)
     commands.add_parser(
         "emulator",
         help="run the Zendesk emulator standalone (see `emulator --help`)",
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outbox": _outbox.run,
         "consume": _consume.run,
         "produce": _produce.run,
+        "accounts": _accounts.run,
     }
     try:
         return runner[args.command](args)
