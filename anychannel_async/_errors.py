@@ -2,9 +2,9 @@
 
 Every error the library raises is an `AnyChannelError` (or `asyncio.CancelledError`). Foreign
 exceptions are mapped to these at one boundary each and never leak: aiohttp's in `_client.py`,
-sqlite's in `_outbox.py`, redis-py's in `sources/_link.py`. Whether a try is worth retrying at
-once is a property of its class (`retriable`); what an error means for a resource's fate is
-`verdict`, the one answer every consumer of outcomes reads.
+sqlite's in `_outbox.py` and `_accounts.py`, redis-py's in `sources/_link.py`. Whether a try
+is worth retrying at once is a property of its class (`retriable`); what an error means for a
+resource's fate is `verdict`, the one answer every consumer of outcomes reads.
 
 No message here may contain a credential: errors quote at most a bounded excerpt of a response
 body, with any echo of the credentials redacted by the client.
