@@ -17,6 +17,7 @@ import pytest
 
 from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
 from anychannel_async._outbox import PENDING, connect_read_only
+from anychannel_async.cli._ingest import _READ_SIZE
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import (
@@ -950,6 +951,76 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert all(emulator.import_count(i) == 1 for i in ids)
     assert _outbox_ids(outbox, PENDING) == set()
+
+
+def _pairs_across_reads(path: Path, reads: int) -> list[str]:
+    """A lone post, then parent/reply pairs, every line the same width, so that each read of
+    the input ends on a parent and the next begins with its reply. Ids in line order."""
+    width = 256
+    assert _READ_SIZE % width == 0
+    count = reads * (_READ_SIZE // width) + 1
+    ids = [f"r-{n:06}" for n in range(1, count + 1)]
+    lines = []
+    for n, external_id in enumerate(ids, 1):
+        fields: dict[str, object] = {"message": ""}
+        if n > 1 and n % 2 == 1:
+            fields["parent_id"] = ids[n - 2]
+        line = _line(external_id, **fields)
+        fields["message"] = "m" * (width - 1 - len(line))
+        lines.append(_line(external_id, **fields) + "\n")
+    assert {len(line) for line in lines} == {width}
+    path.write_text("".join(lines))
+    return ids
+
+
+def test_a_stop_with_an_outbox_writes_failed_records_in_input_order(
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """A signal with --outbox: the lines refused while closing (a parent at the end of what
+    was read) come out in --failed before the lines not read (its reply), in input order, so
+    one rerun through the same outbox finishes the job, replies on their parents' tickets."""
+    emulator.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _pairs_across_reads(source, 6)
+    failed = tmp_path / "failed.jsonl"
+    outbox = tmp_path / "outbox.sqlite"
+    process = spawn(
+        "push",
+        str(source),
+        *account_options(emulator),
+        "--failed",
+        str(failed),
+        "--outbox",
+        str(outbox),
+        "--max-pending",
+        "300",
+        "--max-in-flight",
+        "2",
+    )
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+    lines = [int(str(r["line"])) for r in _records(failed)]
+    assert lines == sorted(lines)
+
+    emulator.faults = Faults(latency=0.05)  # a rerun slower than its parent timeout
+    rerun = push(
+        emulator,
+        str(failed),
+        "--outbox",
+        str(outbox),
+        "--parent-timeout",
+        "0.5",
+        "--max-in-flight",
+        "1",
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(emulator.import_count(i) == 1 for i in ids)
+    for n in range(3, len(ids) + 1, 2):
+        ticket = emulator.ticket_for(ids[n - 1])
+        assert ticket is not None
+        assert ticket.external_id == ids[n - 2]
 
 
 def _validate(url: str, instance_push_id: str, token: str) -> int:

@@ -223,6 +223,10 @@ class Ingest:
         self._warn_duplicates = warn_duplicates
         self._seen: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._unsure: list[_Unsure] = []
+        # Futures whose outcome is not tallied yet, and an event set whenever there are none.
+        self._unsettled = 0
+        self._none_unsettled = asyncio.Event()
+        self._none_unsettled.set()
         self.outcomes: Counter[str] = Counter()
         #: Position of the last line read and submitted (0: none).
         self.last_read = 0
@@ -249,15 +253,33 @@ class Ingest:
 
     async def feed(self, chunks: AsyncIterator[list[tuple[int, bytes]]], stop: Stop) -> None:
         """Submit every chunk until the input ends or a stop is requested; then copy the lines
-        not read yet to the failed file, unless the failed file itself is what broke."""
+        not read yet to the failed file, unless the failed file itself is what broke.
+
+        After a signal or a refused token, the lines read are accounted for first: the
+        pipeline closes (requests in flight settle), every outcome is tallied, and with an
+        outbox the lines refused while closing are settled. Only then are the lines not read
+        copied, so the failed file keeps the input's order: a parent refused while closing
+        comes before its reply that was never read, and one rerun of the file finishes.
+        """
+        read_settled = False
         async for lines in chunks:
             if stop.requested:
                 if self._failed is None or self._failed.error is not None or stop.at_once:
                     return  # nowhere to copy the rest: the summary says where reading stopped
+                if stop.halted and not read_settled:
+                    await self.settle_read()
+                    read_settled = True
                 self.copy_unread(lines, stop.cause)
                 continue
             self.last_read = lines[-1][0]
             await self.submit_lines(lines)
+
+    async def settle_read(self) -> None:
+        """Close the pipeline without flushing, wait until every line submitted has its
+        outcome tallied, then settle the lines refused while closing (see settle_unsure)."""
+        await self._pipeline.close(flush=False)
+        await self._none_unsettled.wait()  # done callbacks run a loop turn after the close
+        self.settle_unsure()
 
     async def submit_lines(self, lines: Sequence[tuple[int, bytes | str]]) -> None:
         """Parse and submit a chunk of lines together (one outbox transaction, if any)."""
@@ -282,7 +304,7 @@ class Ingest:
                 self._not_imported(position, number, resource, exc)
             return
         for (position, number, resource), future in zip(ready, futures, strict=True):
-            future.add_done_callback(functools.partial(self._settled, position, number, resource))
+            self._watch(position, number, resource, future)
 
     async def submit(self, number: int, resource: ExternalResource) -> None:
         """Submit one resource; its outcome is tallied when it resolves."""
@@ -409,6 +431,18 @@ class Ingest:
         except AnyChannelError as exc:  # closed, or the outbox refused it
             self._not_imported(position, number, resource, exc)
             return
+        self._watch(position, number, resource, future)
+
+    def _watch(
+        self,
+        position: int,
+        number: int,
+        resource: ExternalResource,
+        future: asyncio.Future[PushResult],
+    ) -> None:
+        """Tally the future's outcome when it resolves."""
+        self._unsettled += 1
+        self._none_unsettled.clear()
         future.add_done_callback(functools.partial(self._settled, position, number, resource))
 
     def _settled(
@@ -418,6 +452,9 @@ class Ingest:
         resource: ExternalResource,
         future: asyncio.Future[PushResult],
     ) -> None:
+        self._unsettled -= 1
+        if not self._unsettled:
+            self._none_unsettled.set()
         if future.cancelled():
             self._failure(position, number, "cancelled", "cancelled", resource=resource)
             return

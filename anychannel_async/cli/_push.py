@@ -5,7 +5,8 @@ line number, or, with ``--outbox``, pending in the outbox. A stop keeps that pro
 
 - SIGINT or SIGTERM: reading stops, requests in flight settle (``--close-timeout``), and the
   lines accepted but not sent and the rest of the input go to the failed file (with an outbox,
-  accepted lines stay in it). Exit 130 or 143; a second signal gives up at once.
+  accepted lines stay in it), the lines read before the lines not read: a parent before its
+  reply. Exit 130 or 143; a second signal gives up at once.
 - A token Zendesk refuses: no request more (see `CommandClient`), every line not imported goes
   to the failed file, exit 1.
 - A failed file that cannot be written (disk full, file size limit): reading stops, what was
