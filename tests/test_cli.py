@@ -899,11 +899,46 @@ def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
     assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
     assert "replayed from the outbox" in done.stdout
     assert _outbox_ids(outbox, PENDING) == set(ids)
+    assert f"{len(ids):,} rows from earlier runs stay pending in the outbox" in done.stdout
 
     emulator.faults = Faults()
     again = push(emulator, str(empty), "--outbox", str(outbox))
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(emulator.import_count(i) == 1 for i in ids)
+
+
+def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """SIGINT while an outbox's rows are replayed: the replayed rows not sent show as not
+    pushed (stopped), and the summary says how many rows stay pending in the outbox."""
+    outbox = tmp_path / "outbox.sqlite"
+    ids = [f"p-{n}" for n in range(3_000)]
+    _leave_pending(emulator, outbox, ids)
+    emulator.reset()
+    emulator.faults = Faults(latency=0.1)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    process = spawn(
+        "push",
+        str(empty),
+        *account_options(emulator),
+        "--outbox",
+        str(outbox),
+        "--max-in-flight",
+        "2",
+    )
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    pending = _outbox_ids(outbox, PENDING)
+    assert pending, "every row was pushed before the signal; the test is moot"
+    replayed = re.search(r"replayed from the outbox: .*", out)
+    assert replayed is not None, out
+    assert "not pushed (stopped)" in replayed.group(0)
+    assert "ClosedError" not in out
+    assert f"{len(pending):,} rows from earlier runs stay pending in the outbox {outbox}" in out
 
 
 def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(

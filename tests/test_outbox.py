@@ -372,3 +372,4 @@ async def test_outbox_retry_stops_at_once_on_a_refused_token(
     assert f"instance push id {IPID}" in done.stderr
     assert "Traceback" not in done.stderr
     assert {state for _, state, _ in rows(path)} == {PENDING}
+    assert f"{len(ids):,} rows stay pending in the outbox {path}" in done.stdout

@@ -24,7 +24,7 @@ from ._common import (
     log_to_stderr,
     refusal_message,
 )
-from ._push import add_batch_options, pipeline_from_args, replay_line
+from ._push import add_batch_options, pending_in, pipeline_from_args, replay_line
 from ._stop import Stop, close_on_halt, stop_on_signals
 
 __all__ = ["add_parser", "run"]
@@ -109,8 +109,13 @@ def _retry(args: argparse.Namespace) -> int:
         )
     replays = dict(pipeline.stats.replay_outcomes)
     print(f"pushed pending rows: {replay_line(replays)}")
-    if stop.signum is not None:
-        print(f"{stop.headline}: the rows not pushed stay pending")
+    pending = pending_in(args.path)
+    if pending:
+        cause = f"{stop.headline}: " if stop.signum is not None or stop.refusal else ""
+        print(
+            f"{cause}{pending:,} rows stay pending in the outbox {args.path}: they are pushed"
+            " when it is next opened"
+        )
     imported = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=imported)
 

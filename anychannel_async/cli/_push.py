@@ -25,6 +25,8 @@ from typing import IO
 import attrs
 
 from anychannel_async._client import AnyChannelClient
+from anychannel_async._errors import ClosedError, OutboxError
+from anychannel_async._outbox import PENDING, summary
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._results import IMPORTED
 from anychannel_async._settings import PipelineSettings
@@ -44,6 +46,7 @@ from ._stop import Stop, close_on_halt, stop_on_signals
 __all__ = [
     "add_batch_options",
     "add_parser",
+    "pending_in",
     "pipeline_from_args",
     "replay_line",
     "run",
@@ -146,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
             if failed is not None:
                 failed.close()  # the last records, before the report counts them
     replays = dict(pipeline.stats.replay_outcomes)
-    _report(args, instance_push_id, ingest, failed, stop, replays)
+    # Rows of earlier runs still pending: whatever the outbox holds pending but this run's.
+    pending = pending_in(args.outbox) if args.outbox is not None else None
+    earlier = max(0, pending - ingest.left_in_outbox) if pending is not None else 0
+    _report(args, instance_push_id, ingest, failed, stop, replays, earlier)
     replays_ok = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=ingest.all_imported and replays_ok)
 
@@ -210,13 +216,28 @@ async def _push(
                 ingest.settle_unsure()  # the outbox is closed now: it says what it holds
 
 
+# How the summary names a replayed row's outcome, where the outcome's name would mislead: a
+# row the pipeline closed on (a stop) was not pushed, and stays pending.
+_REPLAY_LABELS = {ClosedError.__name__: "not pushed (stopped)"}
+
+
 def replay_line(replays: dict[str, int]) -> str:
     """How the rows replayed from an outbox ended, as one summary line."""
     total = sum(replays.values())
     parts = ", ".join(
-        f"{outcome} {count:,}" for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
+        f"{_REPLAY_LABELS.get(outcome, outcome)} {count:,}"
+        for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
     )
     return f"replayed from the outbox: {total:,} ({parts})"
+
+
+def pending_in(outbox: str) -> int | None:
+    """Rows pending in the outbox now, which the next pipeline to open it pushes; None when
+    it cannot be read. Asked of the file, once closed: it is what decides."""
+    try:
+        return summary(outbox, limit=0).counts[PENDING]
+    except OutboxError:
+        return None
 
 
 def _report(
@@ -226,8 +247,11 @@ def _report(
     failed: FailedFile | None,
     stop: Stop,
     replays: dict[str, int],
+    earlier: int,
 ) -> None:
-    """The stop's cause on stderr (always), then the summary on stdout (unless --quiet)."""
+    """The stop's cause on stderr (always), then the summary on stdout (unless --quiet).
+
+    earlier: rows of earlier runs that stay pending in the outbox (a replay cut short)."""
     name = "standard input" if args.file == "-" else args.file
     first_unread = ingest.last_read + 1
     if stop.refusal is not None:
@@ -267,11 +291,16 @@ def _report(
         )
         if failed is None:
             lines.append(f"lines from {first_unread:,} on were not read (no --failed)")
+    held = []
     if ingest.left_in_outbox:
+        held.append(f"{ingest.left_in_outbox:,} lines not imported")
+    if earlier:
+        held.append(f"{earlier:,} rows from earlier runs")
+    if held:
         lines.append(
-            f"{ingest.left_in_outbox:,} lines not imported stay pending in the outbox"
-            f" {args.outbox}: they are pushed when it is next opened (push --outbox"
-            f" {args.outbox}, or outbox retry {args.outbox} with the connection options)"
+            f"{' and '.join(held)} stay pending in the outbox {args.outbox}: they are pushed"
+            f" when it is next opened (push --outbox {args.outbox}, or outbox retry"
+            f" {args.outbox} with the connection options)"
         )
     if failed is not None and failed.written:
         lines.append(
