@@ -46,10 +46,12 @@ from ._stop import Stop, close_on_halt, stop_on_signals
 __all__ = [
     "add_batch_options",
     "add_parser",
+    "batch_options_given",
     "pending_in",
     "pipeline_from_args",
     "replay_line",
     "run",
+    "settings_from_args",
 ]
 
 
@@ -69,17 +71,35 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def pipeline_from_args(
-    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
-) -> PushPipeline:
-    """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    """The batching options' settings (a bad setting is a UsageError)."""
     options = {
         field.name: getattr(args, field.name)
         for field in attrs.fields(PipelineSettings)
         if hasattr(args, field.name)
     }
     try:
-        return PushPipeline(client, instance_push_id, settings=PipelineSettings(**options))
+        return PipelineSettings(**options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def batch_options_given(args: argparse.Namespace) -> list[str]:
+    """The batching options set to other than their default."""
+    return [
+        "--" + field.name.replace("_", "-")
+        for field in attrs.fields(PipelineSettings)
+        if field.name != "outbox" and getattr(args, field.name, field.default) != field.default
+    ]
+
+
+def pipeline_from_args(
+    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+) -> PushPipeline:
+    """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+    settings = settings_from_args(args)
+    try:
+        return PushPipeline(client, instance_push_id, settings=settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
