@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from typing import IO
 import pytest
 
 from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
-from anychannel_async._outbox import PENDING, connect_read_only
+from anychannel_async._outbox import PENDING, connect, connect_read_only
 from anychannel_async.cli._ingest import _READ_SIZE
 from anychannel_async.testing import Faults, ZendeskEmulator
 
@@ -497,6 +498,38 @@ def test_an_unwritable_failed_file_is_a_usage_error(
     assert done.returncode == 2
     assert f"cannot write --failed {failed}" in done.stderr
     assert "Traceback" not in done.stderr
+    assert len(pushes(emulator)) == 0
+
+
+@pytest.mark.parametrize("why", ["in_use", "not_a_database"])
+def test_an_outbox_that_cannot_be_opened_leaves_the_failed_file_as_it_was(
+    emulator: ZendeskEmulator, tmp_path: Path, why: str
+) -> None:
+    """An --outbox that cannot be opened (another push holds it, not a database): exit 2 with
+    the OutboxError, nothing pushed, and --failed as it was: the previous run's records kept,
+    no file created where there was none."""
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 3)
+    outbox = tmp_path / "outbox.sqlite"
+    kept = tmp_path / "failed.jsonl"
+    kept.write_text('{"line": 7, "error": "from the previous run", "raw": "x"}\n')
+    before = kept.read_bytes()
+    new = tmp_path / "new-failed.jsonl"
+    with contextlib.ExitStack() as held:
+        if why == "in_use":
+            held.callback(connect(outbox).close)  # another process's writer
+        else:
+            outbox.write_text("not a database")
+        runs = [
+            push(emulator, str(source), "--failed", str(failed), "--outbox", str(outbox))
+            for failed in (kept, new)
+        ]
+    for done in runs:
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "OutboxError: outbox" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert kept.read_bytes() == before
+    assert not new.exists()
     assert len(pushes(emulator)) == 0
 
 

@@ -134,8 +134,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Push the file; 0 when every resource was imported, 1 otherwise, 128 + N after signal N.
 
-    Every usage error (options, token, pipeline settings, the input, the failed file) is
-    found before a line is read or the failed file is created.
+    Every usage error (options, token, pipeline settings, the input, the failed file, an
+    outbox that cannot be opened) is found before a line is read or the failed file is
+    emptied.
     """
     client, instance_push_id = client_from_args(args)
     pipeline = pipeline_from_args(client, instance_push_id, args)
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         failed = None
         if args.failed is not None:
             _refuse_the_input(args.failed, args.file, source)
-            failed = _create_failed(args.failed)
+            failed = _open_failed(args.failed)
             files.callback(failed.close)
         stop = Stop()
         ingest = Ingest(
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         if failed is not None:
             failed.on_error = stop.write_failed
         try:
-            asyncio.run(_push(client, pipeline, ingest, source, stop))
+            asyncio.run(_push(client, pipeline, ingest, source, stop, failed))
         except asyncio.CancelledError:  # a second signal: given up at once
             pass
         finally:
@@ -212,9 +213,9 @@ def _refuse_the_input(failed: str, path: str, source: IO[bytes]) -> None:
         )
 
 
-def _create_failed(path: str) -> FailedFile:
+def _open_failed(path: str) -> FailedFile:
     try:
-        return FailedFile.create(path)
+        return FailedFile.open(path)
     except OSError as exc:
         raise UsageError(f"cannot write --failed {path}: {exc.strerror or exc}") from None
 
@@ -225,13 +226,26 @@ async def _push(
     ingest: Ingest,
     source: IO[bytes],
     stop: Stop,
+    failed: FailedFile | None,
 ) -> None:
+    opened = False
     with stop_on_signals(stop, "push"):
         async with client:
             try:
                 async with pipeline, close_on_halt(pipeline, stop):
+                    opened = True
+                    if failed is not None:
+                        # Emptied only now: an outbox that cannot be opened leaves it as it was.
+                        failed.start()
                     await ingest.feed(read_chunks(source), stop)
                     await pipeline.flush()
+            except OutboxError as exc:
+                if opened:
+                    raise
+                # Like a --failed that cannot be created: found before anything is read.
+                raise UsageError(
+                    f"OutboxError: {exc}; nothing was read, --failed is as it was"
+                ) from None
             finally:
                 ingest.settle_unsure()  # the outbox is closed now: it says what it holds
 
