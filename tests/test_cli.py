@@ -31,6 +31,7 @@ from .conftest import (
     cli_env,
     pushes,
     raw_resource,
+    run_python,
     start_cli,
     wait_for,
 )
@@ -1142,3 +1143,35 @@ def test_emulator_refuses_bad_accounts_without_showing_them(accounts: str) -> No
     assert "ANYCHANNEL_EMULATOR_ACCOUNTS" in done.stderr
     assert "secret-token" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# A console script as pip writes it, with a signal sent to itself while the command's modules
+# load (the package itself loaded first): what Ctrl-C or SIGTERM does right after Enter.
+_SIGNAL_WHILE_LOADING = """
+import importlib.abc, os, signal, sys
+import anychannel_async
+
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "anychannel_async.cli._push":
+            os.kill(os.getpid(), signal.{signal})
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+from anychannel_async.cli import main
+sys.exit(main(["push", "--help"]))
+"""
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback() -> None:
+    """SIGINT while the command's modules load: exit 130, quietly, as after a stop."""
+    done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGINT"))
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "KeyboardInterrupt" not in done.stderr
+
+
+def test_sigterm_while_the_command_loads_keeps_its_default() -> None:
+    """SIGTERM while the command loads ends the process by the signal, as it always did."""
+    done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGTERM"))
+    assert done.returncode == -signal.SIGTERM, done.stdout + done.stderr
