@@ -1175,3 +1175,63 @@ def test_sigterm_while_the_command_loads_keeps_its_default() -> None:
     """SIGTERM while the command loads ends the process by the signal, as it always did."""
     done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGTERM"))
     assert done.returncode == -signal.SIGTERM, done.stdout + done.stderr
+
+
+def _start_push_from_a_pipe(emulator: ZendeskEmulator, *extra: str) -> subprocess.Popen[str]:
+    """`push -` reading a pipe the test holds open, two lines written to it."""
+    process = subprocess.Popen(
+        [*CLI, "push", "-", *account_options(emulator), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert process.stdin is not None
+    process.stdin.write(_line("q-1") + "\n" + _line("q-2") + "\n")
+    process.stdin.flush()
+    wait_for(lambda: emulator.import_count("q-2") == 1, "the lines written are imported")
+    return process
+
+
+def test_a_signal_on_a_quiet_pipe_says_it_waits_for_standard_input(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """`push - --failed F` on a pipe that stays open: the first signal says the command waits
+    for standard input to end (to copy what is not read) or a second signal; what comes
+    before the end goes to the failed file."""
+    failed = tmp_path / "failed.jsonl"
+    process = _start_push_from_a_pipe(emulator, "--failed", str(failed))
+    try:
+        process.send_signal(signal.SIGINT)
+        said = _read_until(process.stderr, "send it again to stop at once")
+        assert "waiting for standard input to end" in said
+        assert process.poll() is None
+        assert process.stdin is not None
+        process.stdin.write(_line("q-3") + "\n")
+        process.stdin.close()
+        process.stdin = None  # closed: communicate must not flush it
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out + err
+    assert [_record_id(r) for r in _records(failed)] == ["q-3"]
+    assert [r["line"] for r in _records(failed)] == [3]
+
+
+def test_a_signal_without_failed_does_not_wait_for_a_quiet_pipe(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Without --failed, the lines not read have nowhere to go: a signal stops `push -` at
+    once, though standard input stays open, and the summary says where reading stopped."""
+    process = _start_push_from_a_pipe(emulator)
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "waiting for standard input" not in err
+    assert "lines from 3 on were not read (no --failed)" in out

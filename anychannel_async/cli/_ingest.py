@@ -260,12 +260,11 @@ class Ingest:
         outbox the lines refused while closing are settled. Only then are the lines not read
         copied, so the failed file keeps the input's order: a parent refused while closing
         comes before its reply that was never read, and one rerun of the file finishes.
+        With nowhere to copy them, reading stops at once, even on a quiet standard input.
         """
         read_settled = False
-        async for lines in chunks:
+        while (lines := await self._next_chunk(chunks, stop)) is not None:
             if stop.requested:
-                if self._failed is None or self._failed.error is not None or stop.at_once:
-                    return  # nowhere to copy the rest: the summary says where reading stopped
                 if stop.halted and not read_settled:
                     await self.settle_read()
                     read_settled = True
@@ -273,6 +272,31 @@ class Ingest:
                 continue
             self.last_read = lines[-1][0]
             await self.submit_lines(lines)
+
+    def _copies_unread(self, stop: Stop) -> bool:
+        """Whether lines not read after the stop can go to the failed file."""
+        return self._failed is not None and self._failed.error is None and not stop.at_once
+
+    async def _next_chunk(
+        self, chunks: AsyncIterator[list[tuple[int, bytes]]], stop: Stop
+    ) -> list[tuple[int, bytes]] | None:
+        """The next chunk, or None at the end of the input, or once a stop is requested and
+        the lines not read have nowhere to go (the summary says where reading stopped)."""
+        if stop.requested:
+            return await anext(chunks, None) if self._copies_unread(stop) else None
+        reading = asyncio.ensure_future(anext(chunks, None))
+        stopping = asyncio.ensure_future(stop.wait_requested())
+        try:
+            await asyncio.wait((reading, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if reading.done() or self._copies_unread(stop):
+                return await reading
+        finally:
+            stopping.cancel()
+            if not reading.done():
+                reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return None
 
     async def settle_read(self) -> None:
         """Close the pipeline without flushing, wait until every line submitted has its

@@ -162,7 +162,13 @@ def run(args: argparse.Namespace) -> int:
         if failed is not None:
             failed.on_error = stop.write_failed
         try:
-            asyncio.run(_push(client, pipeline, ingest, source, stop, failed))
+            waiting = ""
+            if args.file == "-" and failed is not None:
+                waiting = (
+                    f"; waiting for standard input to end, to copy the lines not read to"
+                    f" {failed.path}"
+                )
+            asyncio.run(_push(client, pipeline, ingest, source, stop, failed, waiting))
         except asyncio.CancelledError:  # a second signal: given up at once
             pass
         finally:
@@ -227,9 +233,10 @@ async def _push(
     source: IO[bytes],
     stop: Stop,
     failed: FailedFile | None,
+    waiting: str,
 ) -> None:
     opened = False
-    with stop_on_signals(stop, "push"):
+    with stop_on_signals(stop, "push", waiting=waiting):
         async with client:
             try:
                 async with pipeline, close_on_halt(pipeline, stop):
