@@ -975,17 +975,11 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
     assert f"{len(pending):,} rows from earlier runs stay pending in the outbox {outbox}" in out
 
 
-def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
-    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
-) -> None:
-    """With --outbox, a signal leaves the lines accepted but not imported pending in the
-    outbox (the summary says so) and copies the lines not accepted to --failed: each line is
-    in exactly one place, and pushing the failed file through the outbox finishes the job."""
-    emulator.faults = Faults(latency=0.1)
-    source = tmp_path / "in.jsonl"
-    ids = _write_input(source, 5_000)
-    failed = tmp_path / "failed.jsonl"
-    outbox = tmp_path / "outbox.sqlite"
+def _terminate_a_push_with_an_outbox(
+    emulator: ZendeskEmulator, spawn: Spawn, source: Path, failed: Path, outbox: Path
+) -> str:
+    """Push source with --failed and --outbox, a few requests at a time, and SIGTERM it once
+    requests arrive; its standard output, once it exited 143."""
     process = spawn(
         "push",
         str(source),
@@ -1003,6 +997,21 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143, out + err
+    return out
+
+
+def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """With --outbox, a signal leaves the lines accepted but not imported pending in the
+    outbox (the summary says so) and copies the lines not accepted to --failed: each line is
+    in exactly one place, and pushing the failed file through the outbox finishes the job."""
+    emulator.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _write_input(source, 5_000)
+    failed = tmp_path / "failed.jsonl"
+    outbox = tmp_path / "outbox.sqlite"
+    out = _terminate_a_push_with_an_outbox(emulator, spawn, source, failed, outbox)
 
     imported = _imported(emulator)
     in_failed = {_record_id(r) for r in _records(failed)}
@@ -1053,23 +1062,7 @@ def test_a_stop_with_an_outbox_writes_failed_records_in_input_order(
     ids = _pairs_across_reads(source, 6)
     failed = tmp_path / "failed.jsonl"
     outbox = tmp_path / "outbox.sqlite"
-    process = spawn(
-        "push",
-        str(source),
-        *account_options(emulator),
-        "--failed",
-        str(failed),
-        "--outbox",
-        str(outbox),
-        "--max-pending",
-        "300",
-        "--max-in-flight",
-        "2",
-    )
-    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 143, out + err
+    _terminate_a_push_with_an_outbox(emulator, spawn, source, failed, outbox)
     lines = [int(str(r["line"])) for r in _records(failed)]
     assert lines == sorted(lines)
 
