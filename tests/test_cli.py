@@ -907,18 +907,27 @@ def test_push_counts_replayed_rows_in_its_summary_and_exit_status(
     assert emulator.import_count("p-1") == emulator.import_count("p-3") == 1
 
 
+def _replay_ahead(
+    emulator: ZendeskEmulator, tmp_path: Path, count: int, *, latency: float
+) -> tuple[Path, list[str], Path]:
+    """An outbox with count rows left pending (their ids), and an empty input: a push of it
+    only replays, against an emulator reset to answer after latency seconds."""
+    outbox = tmp_path / "outbox.sqlite"
+    ids = [f"p-{n}" for n in range(count)]
+    _leave_pending(emulator, outbox, ids)
+    emulator.reset()
+    emulator.faults = Faults(latency=latency)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    return outbox, ids, empty
+
+
 def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Replayed rows refused with 401: one message, no request after the refusal, exit 1, and
     the rows stay pending for a run with the right token."""
-    outbox = tmp_path / "outbox.sqlite"
-    ids = [f"p-{n}" for n in range(1_000)]
-    _leave_pending(emulator, outbox, ids)
-    emulator.reset()
-    emulator.faults = Faults(latency=0.05)
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
+    outbox, ids, empty = _replay_ahead(emulator, tmp_path, 1_000, latency=0.05)
     done = push(
         emulator,
         str(empty),
@@ -946,13 +955,7 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
 ) -> None:
     """SIGINT while an outbox's rows are replayed: the replayed rows not sent show as not
     pushed (stopped), and the summary says how many rows stay pending in the outbox."""
-    outbox = tmp_path / "outbox.sqlite"
-    ids = [f"p-{n}" for n in range(3_000)]
-    _leave_pending(emulator, outbox, ids)
-    emulator.reset()
-    emulator.faults = Faults(latency=0.1)
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
+    outbox, ids, empty = _replay_ahead(emulator, tmp_path, 3_000, latency=0.1)
     process = spawn(
         "push",
         str(empty),
@@ -968,6 +971,7 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
     assert process.returncode == 130, out + err
     pending = _outbox_ids(outbox, PENDING)
     assert pending, "every row was pushed before the signal; the test is moot"
+    assert _imported(emulator) | pending == set(ids)
     replayed = re.search(r"replayed from the outbox: .*", out)
     assert replayed is not None, out
     assert "not pushed (stopped)" in replayed.group(0)
