@@ -956,19 +956,7 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
     """SIGINT while an outbox's rows are replayed: the replayed rows not sent show as not
     pushed (stopped), and the summary says how many rows stay pending in the outbox."""
     outbox, ids, empty = _replay_ahead(emulator, tmp_path, 3_000, latency=0.1)
-    process = spawn(
-        "push",
-        str(empty),
-        *account_options(emulator),
-        "--outbox",
-        str(outbox),
-        "--max-in-flight",
-        "2",
-    )
-    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, out + err
+    out = _signal_push(emulator, spawn, signal.SIGINT, str(empty), "--outbox", str(outbox))
     pending = _outbox_ids(outbox, PENDING)
     assert pending, "every row was pushed before the signal; the test is moot"
     assert _imported(emulator) | pending == set(ids)
@@ -979,29 +967,25 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
     assert f"{len(pending):,} rows from earlier runs stay pending in the outbox {outbox}" in out
 
 
+def _signal_push(
+    emulator: ZendeskEmulator, spawn: Spawn, signum: signal.Signals, *args: str
+) -> str:
+    """Start `push ARGS` to the emulator's account, at most two requests at once, and send
+    it signum once three requests arrived; its standard output, once it exited 128 + signum."""
+    process = spawn("push", *args, *account_options(emulator), "--max-in-flight", "2")
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, out + err
+    return out
+
+
 def _terminate_a_push_with_an_outbox(
     emulator: ZendeskEmulator, spawn: Spawn, source: Path, failed: Path, outbox: Path
 ) -> str:
-    """Push source with --failed and --outbox, a few requests at a time, and SIGTERM it once
-    requests arrive; its standard output, once it exited 143."""
-    process = spawn(
-        "push",
-        str(source),
-        *account_options(emulator),
-        "--failed",
-        str(failed),
-        "--outbox",
-        str(outbox),
-        "--max-pending",
-        "300",
-        "--max-in-flight",
-        "2",
-    )
-    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 143, out + err
-    return out
+    """SIGTERM a push of source with --failed and --outbox, 300 lines pending at most."""
+    options = ("--failed", str(failed), "--outbox", str(outbox), "--max-pending", "300")
+    return _signal_push(emulator, spawn, signal.SIGTERM, str(source), *options)
 
 
 def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
