@@ -506,9 +506,9 @@ def test_an_unwritable_failed_file_is_a_usage_error(
 def test_an_outbox_that_cannot_be_opened_leaves_the_failed_file_as_it_was(
     emulator: ZendeskEmulator, tmp_path: Path, why: str
 ) -> None:
-    """An --outbox that cannot be opened (another push holds it, not a database): exit 2 with
-    the OutboxError, nothing pushed, and --failed as it was: the previous run's records kept,
-    no file created where there was none."""
+    """An --outbox that cannot be opened (another push holds it, not a database): exit 1 with
+    the OutboxError (as `outbox retry` gives), nothing pushed, and --failed as it was: the
+    previous run's records kept, no file created where there was none."""
     source = tmp_path / "in.jsonl"
     _write_input(source, 3)
     outbox = tmp_path / "outbox.sqlite"
@@ -525,9 +525,10 @@ def test_an_outbox_that_cannot_be_opened_leaves_the_failed_file_as_it_was(
             push(emulator, str(source), "--failed", str(failed), "--outbox", str(outbox))
             for failed in (kept, new)
         ]
-    for done in runs:
-        assert done.returncode == 2, done.stdout + done.stderr
-        assert "OutboxError: outbox" in done.stderr
+    for done, failed in zip(runs, (kept, new), strict=True):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "push: OutboxError: outbox" in done.stderr
+        assert f"nothing was read, --failed {failed} is as it was" in done.stderr
         assert "Traceback" not in done.stderr
     assert kept.read_bytes() == before
     assert not new.exists()

@@ -134,9 +134,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Push the file; 0 when every resource was imported, 1 otherwise, 128 + N after signal N.
 
-    Every usage error (options, token, pipeline settings, the input, the failed file, an
-    outbox that cannot be opened) is found before a line is read or the failed file is
-    emptied.
+    Every usage error (options, token, pipeline settings, the input, the failed file) is
+    found before a line is read or the failed file is created; an outbox that cannot be
+    opened (exit 1, its OutboxError) before a line is read or the failed file is emptied.
     """
     client, instance_push_id = client_from_args(args)
     pipeline = pipeline_from_args(client, instance_push_id, args)
@@ -249,10 +249,9 @@ async def _push(
             except OutboxError as exc:
                 if opened:
                     raise
-                # Like a --failed that cannot be created: found before anything is read.
-                raise UsageError(
-                    f"OutboxError: {exc}; nothing was read, --failed is as it was"
-                ) from None
+                # Exit status 1, as `outbox retry` and `purge` give for the same file.
+                kept = f", --failed {failed.path} is as it was" if failed is not None else ""
+                raise OutboxError(f"{exc}; nothing was read{kept}") from None
             finally:
                 ingest.settle_unsure()  # the outbox is closed now: it says what it holds
 
