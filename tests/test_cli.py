@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,8 @@ from typing import IO
 import pytest
 
 from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
-from anychannel_async._outbox import PENDING, connect_read_only
+from anychannel_async._outbox import PENDING, connect, connect_read_only
+from anychannel_async.cli._ingest import _READ_SIZE
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import (
@@ -29,6 +31,7 @@ from .conftest import (
     cli_env,
     pushes,
     raw_resource,
+    run_python,
     start_cli,
     wait_for,
 )
@@ -499,6 +502,39 @@ def test_an_unwritable_failed_file_is_a_usage_error(
     assert len(pushes(emulator)) == 0
 
 
+@pytest.mark.parametrize("why", ["in_use", "not_a_database"])
+def test_an_outbox_that_cannot_be_opened_leaves_the_failed_file_as_it_was(
+    emulator: ZendeskEmulator, tmp_path: Path, why: str
+) -> None:
+    """An --outbox that cannot be opened (another push holds it, not a database): exit 1 with
+    the OutboxError (as `outbox retry` gives), nothing pushed, and --failed as it was: the
+    previous run's records kept, no file created where there was none."""
+    source = tmp_path / "in.jsonl"
+    _write_input(source, 3)
+    outbox = tmp_path / "outbox.sqlite"
+    kept = tmp_path / "failed.jsonl"
+    kept.write_text('{"line": 7, "error": "from the previous run", "raw": "x"}\n')
+    before = kept.read_bytes()
+    new = tmp_path / "new-failed.jsonl"
+    with contextlib.ExitStack() as held:
+        if why == "in_use":
+            held.callback(connect(outbox).close)  # another process's writer
+        else:
+            outbox.write_text("not a database")
+        runs = [
+            push(emulator, str(source), "--failed", str(failed), "--outbox", str(outbox))
+            for failed in (kept, new)
+        ]
+    for done, failed in zip(runs, (kept, new), strict=True):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "push: OutboxError: outbox" in done.stderr
+        assert f"nothing was read, --failed {failed} is as it was" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert kept.read_bytes() == before
+    assert not new.exists()
+    assert len(pushes(emulator)) == 0
+
+
 @pytest.mark.parametrize(
     ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"]
 )
@@ -872,18 +908,27 @@ def test_push_counts_replayed_rows_in_its_summary_and_exit_status(
     assert emulator.import_count("p-1") == emulator.import_count("p-3") == 1
 
 
+def _replay_ahead(
+    emulator: ZendeskEmulator, tmp_path: Path, count: int, *, latency: float
+) -> tuple[Path, list[str], Path]:
+    """An outbox with count rows left pending (their ids), and an empty input: a push of it
+    only replays, against an emulator reset to answer after latency seconds."""
+    outbox = tmp_path / "outbox.sqlite"
+    ids = [f"p-{n}" for n in range(count)]
+    _leave_pending(emulator, outbox, ids)
+    emulator.reset()
+    emulator.faults = Faults(latency=latency)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    return outbox, ids, empty
+
+
 def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
     """Replayed rows refused with 401: one message, no request after the refusal, exit 1, and
     the rows stay pending for a run with the right token."""
-    outbox = tmp_path / "outbox.sqlite"
-    ids = [f"p-{n}" for n in range(1_000)]
-    _leave_pending(emulator, outbox, ids)
-    emulator.reset()
-    emulator.faults = Faults(latency=0.05)
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
+    outbox, ids, empty = _replay_ahead(emulator, tmp_path, 1_000, latency=0.05)
     done = push(
         emulator,
         str(empty),
@@ -898,11 +943,50 @@ def test_push_stops_at_once_when_replayed_rows_meet_a_refused_token(
     assert done.stderr.count("ANYCHANNEL_TOKEN") == 1, done.stderr
     assert "replayed from the outbox" in done.stdout
     assert _outbox_ids(outbox, PENDING) == set(ids)
+    assert f"{len(ids):,} rows from earlier runs stay pending in the outbox" in done.stdout
 
     emulator.faults = Faults()
     again = push(emulator, str(empty), "--outbox", str(outbox))
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(emulator.import_count(i) == 1 for i in ids)
+
+
+def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """SIGINT while an outbox's rows are replayed: the replayed rows not sent show as not
+    pushed (stopped), and the summary says how many rows stay pending in the outbox."""
+    outbox, ids, empty = _replay_ahead(emulator, tmp_path, 3_000, latency=0.1)
+    out = _signal_push(emulator, spawn, signal.SIGINT, str(empty), "--outbox", str(outbox))
+    pending = _outbox_ids(outbox, PENDING)
+    assert pending, "every row was pushed before the signal; the test is moot"
+    assert _imported(emulator) | pending == set(ids)
+    replayed = re.search(r"replayed from the outbox: .*", out)
+    assert replayed is not None, out
+    assert "not pushed (stopped)" in replayed.group(0)
+    assert "ClosedError" not in out
+    assert f"{len(pending):,} rows from earlier runs stay pending in the outbox {outbox}" in out
+
+
+def _signal_push(
+    emulator: ZendeskEmulator, spawn: Spawn, signum: signal.Signals, *args: str
+) -> str:
+    """Start `push ARGS` to the emulator's account, at most two requests at once, and send
+    it signum once three requests arrived; its standard output, once it exited 128 + signum."""
+    process = spawn("push", *args, *account_options(emulator), "--max-in-flight", "2")
+    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, out + err
+    return out
+
+
+def _terminate_a_push_with_an_outbox(
+    emulator: ZendeskEmulator, spawn: Spawn, source: Path, failed: Path, outbox: Path
+) -> str:
+    """SIGTERM a push of source with --failed and --outbox, 300 lines pending at most."""
+    options = ("--failed", str(failed), "--outbox", str(outbox), "--max-pending", "300")
+    return _signal_push(emulator, spawn, signal.SIGTERM, str(source), *options)
 
 
 def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
@@ -916,23 +1000,7 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     ids = _write_input(source, 5_000)
     failed = tmp_path / "failed.jsonl"
     outbox = tmp_path / "outbox.sqlite"
-    process = spawn(
-        "push",
-        str(source),
-        *account_options(emulator),
-        "--failed",
-        str(failed),
-        "--outbox",
-        str(outbox),
-        "--max-pending",
-        "300",
-        "--max-in-flight",
-        "2",
-    )
-    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 143, out + err
+    out = _terminate_a_push_with_an_outbox(emulator, spawn, source, failed, outbox)
 
     imported = _imported(emulator)
     in_failed = {_record_id(r) for r in _records(failed)}
@@ -950,6 +1018,60 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert all(emulator.import_count(i) == 1 for i in ids)
     assert _outbox_ids(outbox, PENDING) == set()
+
+
+def _pairs_across_reads(path: Path, reads: int) -> list[str]:
+    """A lone post, then parent/reply pairs, every line the same width, so that each read of
+    the input ends on a parent and the next begins with its reply. Ids in line order."""
+    width = 256
+    assert _READ_SIZE % width == 0
+    count = reads * (_READ_SIZE // width) + 1
+    ids = [f"r-{n:06}" for n in range(1, count + 1)]
+    lines = []
+    for n, external_id in enumerate(ids, 1):
+        fields: dict[str, object] = {"message": ""}
+        if n > 1 and n % 2 == 1:
+            fields["parent_id"] = ids[n - 2]
+        line = _line(external_id, **fields)
+        fields["message"] = "m" * (width - 1 - len(line))
+        lines.append(_line(external_id, **fields) + "\n")
+    assert {len(line) for line in lines} == {width}
+    path.write_text("".join(lines))
+    return ids
+
+
+def test_a_stop_with_an_outbox_writes_failed_records_in_input_order(
+    emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
+) -> None:
+    """A signal with --outbox: the lines refused while closing (a parent at the end of what
+    was read) come out in --failed before the lines not read (its reply), in input order, so
+    one rerun through the same outbox finishes the job, replies on their parents' tickets."""
+    emulator.faults = Faults(latency=0.1)
+    source = tmp_path / "in.jsonl"
+    ids = _pairs_across_reads(source, 6)
+    failed = tmp_path / "failed.jsonl"
+    outbox = tmp_path / "outbox.sqlite"
+    _terminate_a_push_with_an_outbox(emulator, spawn, source, failed, outbox)
+    lines = [int(str(r["line"])) for r in _records(failed)]
+    assert lines == sorted(lines)
+
+    emulator.faults = Faults(latency=0.05)  # a rerun slower than its parent timeout
+    rerun = push(
+        emulator,
+        str(failed),
+        "--outbox",
+        str(outbox),
+        "--parent-timeout",
+        "0.5",
+        "--max-in-flight",
+        "1",
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(emulator.import_count(i) == 1 for i in ids)
+    for n in range(3, len(ids) + 1, 2):
+        ticket = emulator.ticket_for(ids[n - 1])
+        assert ticket is not None
+        assert ticket.external_id == ids[n - 2]
 
 
 def _validate(url: str, instance_push_id: str, token: str) -> int:
@@ -1003,3 +1125,95 @@ def test_emulator_refuses_bad_accounts_without_showing_them(accounts: str) -> No
     assert "ANYCHANNEL_EMULATOR_ACCOUNTS" in done.stderr
     assert "secret-token" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# A console script as pip writes it, with a signal sent to itself while the command's modules
+# load (the package itself loaded first): what Ctrl-C or SIGTERM does right after Enter.
+_SIGNAL_WHILE_LOADING = """
+import importlib.abc, os, signal, sys
+import anychannel_async
+
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "anychannel_async.cli._push":
+            os.kill(os.getpid(), signal.{signal})
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+from anychannel_async.cli import main
+sys.exit(main(["push", "--help"]))
+"""
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback() -> None:
+    """SIGINT while the command's modules load: exit 130, quietly, as after a stop."""
+    done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGINT"))
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "KeyboardInterrupt" not in done.stderr
+
+
+def test_sigterm_while_the_command_loads_keeps_its_default() -> None:
+    """SIGTERM while the command loads ends the process by the signal, as it always did."""
+    done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGTERM"))
+    assert done.returncode == -signal.SIGTERM, done.stdout + done.stderr
+
+
+def _start_push_from_a_pipe(emulator: ZendeskEmulator, *extra: str) -> subprocess.Popen[str]:
+    """`push -` reading a pipe the test holds open, two lines written to it."""
+    process = subprocess.Popen(
+        [*CLI, "push", "-", *account_options(emulator), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert process.stdin is not None
+    process.stdin.write(_line("q-1") + "\n" + _line("q-2") + "\n")
+    process.stdin.flush()
+    wait_for(lambda: emulator.import_count("q-2") == 1, "the lines written are imported")
+    return process
+
+
+def test_a_signal_on_a_quiet_pipe_says_it_waits_for_standard_input(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """`push - --failed F` on a pipe that stays open: the first signal says the command waits
+    for standard input to end (to copy what is not read) or a second signal; what comes
+    before the end goes to the failed file."""
+    failed = tmp_path / "failed.jsonl"
+    process = _start_push_from_a_pipe(emulator, "--failed", str(failed))
+    try:
+        process.send_signal(signal.SIGINT)
+        said = _read_until(process.stderr, "send it again to stop at once")
+        assert "waiting for standard input to end" in said
+        assert process.poll() is None
+        assert process.stdin is not None
+        process.stdin.write(_line("q-3") + "\n")
+        process.stdin.close()
+        process.stdin = None  # closed: communicate must not flush it
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out + err
+    assert [_record_id(r) for r in _records(failed)] == ["q-3"]
+    assert [r["line"] for r in _records(failed)] == [3]
+
+
+def test_a_signal_without_failed_does_not_wait_for_a_quiet_pipe(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Without --failed, the lines not read have nowhere to go: a signal stops `push -` at
+    once, though standard input stays open, and the summary says where reading stopped."""
+    process = _start_push_from_a_pipe(emulator)
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "waiting for standard input" not in err
+    assert "lines from 3 on were not read (no --failed)" in out

@@ -48,3 +48,30 @@ def test_the_demo_s_announced_failures_happen_and_show_in_its_summary() -> None:
     assert row is not None, done.stdout
     assert int(row.group(1).replace(",", "")) >= len(doomed)
     assert f"As announced: {', '.join(doomed)} failed to process" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("--seed", "2"), ("--count", "20000", "--seed", "5")], ids=["seed_2", "seed_5"]
+)
+def test_the_demo_s_replies_fail_with_their_posts(args: tuple[str, ...]) -> None:
+    """Redeliveries keep the parent of what they redeliver: every generated resource is
+    valid, and the replies under the posts meant to fail (their redeliveries too) are the
+    ones that fail as replies to a failed post, as many as announced."""
+    done = cli("demo", "--quiet", *args, token=None, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    announced = re.search(r"and (\d+) replies to them with them\.\n", done.stdout)
+    assert announced is not None, done.stdout
+    row = re.search(r"ParentNotFoundError\s+([\d,]+)", done.stdout)
+    assert row is not None, done.stdout
+    assert int(row.group(1).replace(",", "")) == int(announced.group(1))
+    assert "ValidationError" not in done.stdout
+    assert "As announced:" in done.stdout
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_the_demo_needs_at_least_one_resource(count: str) -> None:
+    """--count below 1 is a usage error (exit 2), not a traceback or an empty run."""
+    done = cli("demo", "--count", count, token=None)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--count must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr

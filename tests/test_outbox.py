@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,17 @@ from anychannel_async import (
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID, TOKEN, account_options, cli, pushes, resource, run_python
+from .conftest import (
+    CLI,
+    IPID,
+    TOKEN,
+    account_options,
+    cli,
+    cli_env,
+    pushes,
+    resource,
+    run_python,
+)
 
 ONE_TRY = RetryPolicy(max_tries=1)
 
@@ -346,6 +357,54 @@ async def test_outbox_retry_checks_its_options_before_changing_the_file(
     assert [state for _, state, _ in rows(path)] == [DEAD]
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(("--instance-push-id", IPID), "--subdomain or --base-url", id="ipid"),
+        pytest.param(
+            ("--instance-push-id", IPID, "--max-batch-size", "0"),
+            "max_batch_size",
+            id="ipid_bad_setting",
+        ),
+        pytest.param(("--max-batch-size", "0"), "max_batch_size", id="bad_setting"),
+        pytest.param(("--max-in-flight", "8"), "--subdomain or --base-url", id="setting"),
+    ],
+)
+async def test_outbox_retry_refuses_push_options_without_a_url(
+    emulator: ZendeskEmulator, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    """retry without --subdomain/--base-url only revives; options that only mean something
+    for a push (a bad one above all) are a usage error, before the file changes."""
+    path = tmp_path / "outbox.sqlite"
+    await _dead_letters(emulator, path, ["dead-1"])
+    done = await asyncio.to_thread(cli, "outbox", "retry", str(path), *extra, token=None)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [state for _, state, _ in rows(path)] == [DEAD]
+
+
+async def test_outbox_retry_without_a_url_ignores_the_instance_in_the_environment(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """$ANYCHANNEL_INSTANCE_PUSH_ID is a default, not a request to push: retry without a URL
+    revives the dead letters and exits 0."""
+    path = tmp_path / "outbox.sqlite"
+    await _dead_letters(emulator, path, ["dead-1"])
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "outbox", "retry", str(path)],
+        capture_output=True,
+        text=True,
+        env=cli_env(None) | {"ANYCHANNEL_INSTANCE_PUSH_ID": IPID},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 dead letters are pending again" in done.stdout
+    assert [state for _, state, _ in rows(path)] == [PENDING]
+
+
 async def test_outbox_retry_stops_at_once_on_a_refused_token(
     emulator: ZendeskEmulator, tmp_path: Path
 ) -> None:
@@ -372,3 +431,4 @@ async def test_outbox_retry_stops_at_once_on_a_refused_token(
     assert f"instance push id {IPID}" in done.stderr
     assert "Traceback" not in done.stderr
     assert {state for _, state, _ in rows(path)} == {PENDING}
+    assert f"{len(ids):,} rows stay pending in the outbox {path}" in done.stdout

@@ -23,12 +23,14 @@ __all__ = [
     "UsageError",
     "add_connection_options",
     "client_from_args",
+    "connection_options_given",
     "log_to_stderr",
     "refusal_message",
 ]
 
 TOKEN_ENV = "ANYCHANNEL_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _IPID_ENV = "ANYCHANNEL_INSTANCE_PUSH_ID"
+_TIMEOUT = 30.0
 
 
 class UsageError(Exception):
@@ -66,12 +68,21 @@ def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = 
     where.add_argument("--base-url", help="the account's base URL instead (e.g. the emulator's)")
     parser.add_argument(
         "--instance-push-id",
-        default=os.environ.get(_IPID_ENV),
         help=f"the integration account's instance_push_id (default: ${_IPID_ENV})",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds for one HTTP try (default 30)"
+        "--timeout", type=float, default=_TIMEOUT, help="seconds for one HTTP try (default 30)"
     )
+
+
+def connection_options_given(args: argparse.Namespace) -> list[str]:
+    """The options beside --subdomain/--base-url given on the command line (not defaults)."""
+    given = []
+    if args.instance_push_id is not None:
+        given.append("--instance-push-id")
+    if args.timeout != _TIMEOUT:
+        given.append("--timeout")
+    return given
 
 
 def client_from_args(args: argparse.Namespace) -> tuple[CommandClient, str]:
@@ -79,7 +90,10 @@ def client_from_args(args: argparse.Namespace) -> tuple[CommandClient, str]:
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise UsageError(f"set the integration's access token in ${TOKEN_ENV}")
-    if not args.instance_push_id:
+    # The environment's instance is read here, not as the flag's default: a command can then
+    # tell the flag given (a wish to push) from the variable set.
+    instance_push_id = args.instance_push_id or os.environ.get(_IPID_ENV)
+    if not instance_push_id:
         raise UsageError(f"give --instance-push-id (or set ${_IPID_ENV})")
     try:
         client = CommandClient(
@@ -87,7 +101,7 @@ def client_from_args(args: argparse.Namespace) -> tuple[CommandClient, str]:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return client, str(args.instance_push_id)
+    return client, str(instance_push_id)
 
 
 def refusal_message(refusal: AuthenticationError, instance_push_id: str) -> str:

@@ -19,9 +19,17 @@ from anychannel_async._models import Author, ExternalResource
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async.testing import Faults, ZendeskEmulator
 
+from ._common import UsageError
 from ._ingest import Ingest
 
-__all__ = ["add_parser", "doomed_posts", "generate_conversations", "run", "run_demo"]
+__all__ = [
+    "add_parser",
+    "descendants",
+    "doomed_posts",
+    "generate_conversations",
+    "run",
+    "run_demo",
+]
 
 _IPID = "demo-instance"
 _REDELIVERED = "(redelivered)"
@@ -58,6 +66,7 @@ def generate_conversations(count: int, *, seed: int = 1) -> Iterator[ExternalRes
     rng = random.Random(seed)
     clock = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
     recent: list[str] = []
+    parents: dict[str, str | None] = {}  # of each id in recent: a redelivery keeps it
     produced = 0
     serial = 0
     while produced < count:
@@ -69,6 +78,7 @@ def generate_conversations(count: int, *, seed: int = 1) -> Iterator[ExternalRes
             opener = rng.choice(_OPENERS).format(n=serial)
             resource = ExternalResource(external_id, opener, clock, _author(rng))
             recent.append(external_id)
+            parents[external_id] = None
         elif roll < 0.7:
             parent = rng.choice(recent[-20:])
             external_id = f"reply-{serial}"
@@ -76,6 +86,7 @@ def generate_conversations(count: int, *, seed: int = 1) -> Iterator[ExternalRes
                 external_id, rng.choice(_REPLIES), clock, _author(rng), parent_id=parent
             )
             recent.append(external_id)
+            parents[external_id] = parent
         elif roll < 0.97:
             thread = f"dm-{rng.randint(1, max(1, count // 25))}"
             resource = ExternalResource(
@@ -86,9 +97,12 @@ def generate_conversations(count: int, *, seed: int = 1) -> Iterator[ExternalRes
                 thread_id=thread,
             )
         else:
-            # Origin systems redeliver: the same post again must not become a second ticket.
+            # Origin systems redeliver: the same post or reply again (where it belongs) must
+            # not become a second ticket or comment.
             again = rng.choice(recent)
-            resource = ExternalResource(again, _REDELIVERED, clock, _author(rng))
+            resource = ExternalResource(
+                again, _REDELIVERED, clock, _author(rng), parent_id=parents[again]
+            )
         yield resource
         produced += 1
 
@@ -104,6 +118,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """The demo command: 0 when everything it announced came true."""
+    if args.count < 1:
+        raise UsageError(f"--count must be at least 1, got {args.count}")
     progress = not args.quiet and sys.stderr.isatty()
     as_announced = asyncio.run(run_demo(args.count, seed=args.seed, progress=progress))
     return 0 if as_announced else 1
@@ -123,12 +139,28 @@ def doomed_posts(count: int, *, seed: int = 1, how_many: int = 4) -> list[str]:
     ]
 
 
+def descendants(count: int, doomed: list[str], *, seed: int = 1) -> tuple[set[str], int]:
+    """The ids of the replies (to replies too) under the doomed posts, and how many of the
+    generated resources carry one (redeliveries included): those that fail with them."""
+    under = set(doomed)
+    replies: set[str] = set()
+    lines = 0
+    for resource in generate_conversations(count, seed=seed):
+        # A reply comes after what it answers; a redelivery carries the id of its original.
+        if resource.parent_id in under or resource.external_id in replies:
+            under.add(resource.external_id)
+            replies.add(resource.external_id)
+            lines += 1
+    return replies, lines
+
+
 async def run_demo(
     count: int = 5000, *, show_threads: int = 3, seed: int = 1, progress: bool = False
 ) -> bool:
     """Ingest count generated resources into the emulator and print what happened; True when
     the posts announced to fail did fail."""
     doomed = doomed_posts(count, seed=seed)
+    replies, reply_lines = descendants(count, doomed, seed=seed)
     faults = Faults(
         seed=seed,
         latency=0.005,
@@ -148,7 +180,7 @@ async def run_demo(
         print(
             f"Emulated Zendesk at {zendesk.base_url}, injecting 5xx answers, lost answers and"
             f" dropped connections; {len(doomed)} posts will fail to process"
-            f" ({', '.join(doomed)}), and the replies to them with them."
+            f" ({', '.join(doomed)}), and {reply_lines} replies to them with them."
         )
         ingest = Ingest(pipeline, progress=progress, total=count)
         try:
@@ -160,6 +192,7 @@ async def run_demo(
         stats = pipeline.stats
         tickets = zendesk.tickets
         imported_anyway = [i for i in doomed if zendesk.import_count(i) > 0]
+        replies_imported = sorted(i for i in replies if zendesk.import_count(i) > 0)
 
     print(f"\nIngested {count:,} resources:")
     print(ingest.summary())
@@ -170,7 +203,12 @@ async def run_demo(
     )
     failed = ingest.outcomes["ProcessingError"]
     orphans = ingest.outcomes["ParentNotFoundError"]
-    as_announced = not imported_anyway and failed >= len(doomed)
+    as_announced = (
+        not imported_anyway
+        and failed >= len(doomed)
+        and not replies_imported
+        and orphans == reply_lines
+    )
     if as_announced:
         print(
             f"As announced: {', '.join(doomed)} failed to process ({failed} resources, with"
@@ -179,7 +217,9 @@ async def run_demo(
     else:
         print(
             f"Not as announced: {', '.join(imported_anyway) or 'none'} of the posts meant to fail"
-            f" were imported; {failed} resources failed to process."
+            f" were imported; {failed} resources failed to process; of the {reply_lines}"
+            f" replies to them, {orphans} failed as replies to a failed post and"
+            f" {', '.join(replies_imported) or 'none'} were imported."
         )
     print(f"Zendesk now holds {len(tickets):,} tickets. The busiest, as an agent sees them:")
     busiest = sorted(tickets, key=lambda t: len(t.comments), reverse=True)[:show_threads]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Callable
 
 __all__ = ["FailedFile", "line_ranges"]
@@ -25,11 +26,14 @@ _BUFFER = 64 * 1024
 
 
 class FailedFile:
-    """The failed file, opened (and truncated) by `create`."""
+    """The failed file, opened by `open` and emptied by `start`: until then, the file is as it
+    was (or absent, as it was), whatever stops the command."""
 
-    def __init__(self, path: str, fd: int) -> None:
+    def __init__(self, path: str, fd: int, *, created: bool) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._created = created  # by `open`: removed again if never started
+        self._started = False
         self._pending: list[tuple[int, bytes]] = []  # (line number, encoded record)
         self._pending_bytes = 0
         self._end = 0  # bytes of whole records on disk
@@ -43,10 +47,25 @@ class FailedFile:
         self.on_error: Callable[[OSError], None] | None = None
 
     @classmethod
-    def create(cls, path: str) -> FailedFile:
-        """Create or truncate path; raises OSError when it cannot be written."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        return cls(path, fd)
+    def open(cls, path: str) -> FailedFile:
+        """Open path for writing, creating it if missing, without changing what it holds;
+        raises OSError when it cannot be written."""
+        flags = os.O_WRONLY | os.O_CLOEXEC
+        try:
+            return cls(path, os.open(path, flags), created=False)
+        except FileNotFoundError:
+            return cls(path, os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), created=True)
+
+    def start(self) -> None:
+        """Empty the file: records may be written from now on."""
+        if self._fd is None or self._started:
+            return
+        self._started = True
+        try:
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):  # not /dev/null, a pipe, a terminal
+                os.ftruncate(self._fd, 0)
+        except OSError as exc:
+            self._broken([], 0, exc)
 
     def write(
         self,
@@ -70,7 +89,7 @@ class FailedFile:
         self, number: int, entry: dict[str, object], *, fallback: str | None = None
     ) -> None:
         """Add a record as it is (the line of an earlier failed file, say)."""
-        if self.error is not None or self._fd is None:
+        if self.error is not None or self._fd is None or not self._started:
             self.missing.append(number)
             return
         try:
@@ -106,12 +125,16 @@ class FailedFile:
         self.written += len(pending)
 
     def close(self) -> None:
-        """Flush and close. Idempotent."""
+        """Flush and close; a file never started is left as it was (one `open` created is
+        removed). Idempotent."""
         self.flush()
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+            if self._created and not self._started:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
 
     def _broken(self, pending: list[tuple[int, bytes]], done: int, exc: OSError) -> None:
         """A write failed after done bytes: keep the whole records among them, cut the rest."""

@@ -223,6 +223,10 @@ class Ingest:
         self._warn_duplicates = warn_duplicates
         self._seen: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._unsure: list[_Unsure] = []
+        # Futures whose outcome is not tallied yet, and an event set whenever there are none.
+        self._unsettled = 0
+        self._none_unsettled = asyncio.Event()
+        self._none_unsettled.set()
         self.outcomes: Counter[str] = Counter()
         #: Position of the last line read and submitted (0: none).
         self.last_read = 0
@@ -249,15 +253,57 @@ class Ingest:
 
     async def feed(self, chunks: AsyncIterator[list[tuple[int, bytes]]], stop: Stop) -> None:
         """Submit every chunk until the input ends or a stop is requested; then copy the lines
-        not read yet to the failed file, unless the failed file itself is what broke."""
-        async for lines in chunks:
+        not read yet to the failed file, unless the failed file itself is what broke.
+
+        After a signal or a refused token, the lines read are accounted for first: the
+        pipeline closes (requests in flight settle), every outcome is tallied, and with an
+        outbox the lines refused while closing are settled. Only then are the lines not read
+        copied, so the failed file keeps the input's order: a parent refused while closing
+        comes before its reply that was never read, and one rerun of the file finishes.
+        With nowhere to copy them, reading stops at once, even on a quiet standard input.
+        """
+        read_settled = False
+        while (lines := await self._next_chunk(chunks, stop)) is not None:
             if stop.requested:
-                if self._failed is None or self._failed.error is not None or stop.at_once:
-                    return  # nowhere to copy the rest: the summary says where reading stopped
+                if stop.halted and not read_settled:
+                    await self.settle_read()
+                    read_settled = True
                 self.copy_unread(lines, stop.cause)
                 continue
             self.last_read = lines[-1][0]
             await self.submit_lines(lines)
+
+    def _copies_unread(self, stop: Stop) -> bool:
+        """Whether lines not read after the stop can go to the failed file."""
+        return self._failed is not None and self._failed.error is None and not stop.at_once
+
+    async def _next_chunk(
+        self, chunks: AsyncIterator[list[tuple[int, bytes]]], stop: Stop
+    ) -> list[tuple[int, bytes]] | None:
+        """The next chunk, or None at the end of the input, or once a stop is requested and
+        the lines not read have nowhere to go (the summary says where reading stopped)."""
+        if stop.requested:
+            return await anext(chunks, None) if self._copies_unread(stop) else None
+        reading = asyncio.ensure_future(anext(chunks, None))
+        stopping = asyncio.ensure_future(stop.wait_requested())
+        try:
+            await asyncio.wait((reading, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if reading.done() or self._copies_unread(stop):
+                return await reading
+        finally:
+            stopping.cancel()
+            if not reading.done():
+                reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return None
+
+    async def settle_read(self) -> None:
+        """Close the pipeline without flushing, wait until every line submitted has its
+        outcome tallied, then settle the lines refused while closing (see settle_unsure)."""
+        await self._pipeline.close(flush=False)
+        await self._none_unsettled.wait()  # done callbacks run a loop turn after the close
+        self.settle_unsure()
 
     async def submit_lines(self, lines: Sequence[tuple[int, bytes | str]]) -> None:
         """Parse and submit a chunk of lines together (one outbox transaction, if any)."""
@@ -282,7 +328,7 @@ class Ingest:
                 self._not_imported(position, number, resource, exc)
             return
         for (position, number, resource), future in zip(ready, futures, strict=True):
-            future.add_done_callback(functools.partial(self._settled, position, number, resource))
+            self._watch(position, number, resource, future)
 
     async def submit(self, number: int, resource: ExternalResource) -> None:
         """Submit one resource; its outcome is tallied when it resolves."""
@@ -409,6 +455,18 @@ class Ingest:
         except AnyChannelError as exc:  # closed, or the outbox refused it
             self._not_imported(position, number, resource, exc)
             return
+        self._watch(position, number, resource, future)
+
+    def _watch(
+        self,
+        position: int,
+        number: int,
+        resource: ExternalResource,
+        future: asyncio.Future[PushResult],
+    ) -> None:
+        """Tally the future's outcome when it resolves."""
+        self._unsettled += 1
+        self._none_unsettled.clear()
         future.add_done_callback(functools.partial(self._settled, position, number, resource))
 
     def _settled(
@@ -418,6 +476,9 @@ class Ingest:
         resource: ExternalResource,
         future: asyncio.Future[PushResult],
     ) -> None:
+        self._unsettled -= 1
+        if not self._unsettled:
+            self._none_unsettled.set()
         if future.cancelled():
             self._failure(position, number, "cancelled", "cancelled", resource=resource)
             return

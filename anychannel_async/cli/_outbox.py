@@ -21,10 +21,18 @@ from ._common import (
     UsageError,
     add_connection_options,
     client_from_args,
+    connection_options_given,
     log_to_stderr,
     refusal_message,
 )
-from ._push import add_batch_options, pipeline_from_args, replay_line
+from ._push import (
+    add_batch_options,
+    batch_options_given,
+    pending_in,
+    pipeline_from_args,
+    replay_line,
+    settings_from_args,
+)
 from ._stop import Stop, close_on_halt, stop_on_signals
 
 __all__ = ["add_parser", "run"]
@@ -41,7 +49,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="dead letters back to pending; with connection options, push them now",
         description=(
             "Dead letters become pending again: the next pipeline that opens this outbox"
-            " pushes them. Give --subdomain/--base-url to push them now."
+            " pushes them. Give --subdomain/--base-url to push them now; the other connection"
+            " and batching options apply only then (given alone, they are a usage error)."
         ),
     )
     retry.add_argument("path")
@@ -86,10 +95,18 @@ def _retry(args: argparse.Namespace) -> int:
     # Every option is checked before the file changes: a typo must not leave dead letters
     # revived with nothing pushing them.
     push_now = args.subdomain is not None or args.base_url is not None
+    args.outbox = args.path
+    settings_from_args(args)  # a bad setting is a usage error, with a URL or without
+    if not push_now:
+        given = connection_options_given(args) + batch_options_given(args)
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} only apply to pushing the rows now: give --subdomain or"
+                " --base-url too (without them, retry only makes dead letters pending again)"
+            )
     connection: tuple[CommandClient, str, PushPipeline] | None = None
     if push_now:
         client, instance_push_id = client_from_args(args)
-        args.outbox = args.path
         connection = (client, instance_push_id, pipeline_from_args(client, instance_push_id, args))
     revived = revive(args.path)
     print(f"{revived:,} dead letters are pending again")
@@ -109,8 +126,13 @@ def _retry(args: argparse.Namespace) -> int:
         )
     replays = dict(pipeline.stats.replay_outcomes)
     print(f"pushed pending rows: {replay_line(replays)}")
-    if stop.signum is not None:
-        print(f"{stop.headline}: the rows not pushed stay pending")
+    pending = pending_in(args.path)
+    if pending:
+        cause = f"{stop.headline}: " if stop.signum is not None or stop.refusal else ""
+        print(
+            f"{cause}{pending:,} rows stay pending in the outbox {args.path}: they are pushed"
+            " when it is next opened"
+        )
     imported = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=imported)
 

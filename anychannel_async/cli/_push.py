@@ -5,7 +5,8 @@ line number, or, with ``--outbox``, pending in the outbox. A stop keeps that pro
 
 - SIGINT or SIGTERM: reading stops, requests in flight settle (``--close-timeout``), and the
   lines accepted but not sent and the rest of the input go to the failed file (with an outbox,
-  accepted lines stay in it). Exit 130 or 143; a second signal gives up at once.
+  accepted lines stay in it), the lines read before the lines not read: a parent before its
+  reply. Exit 130 or 143; a second signal gives up at once.
 - A token Zendesk refuses: no request more (see `CommandClient`), every line not imported goes
   to the failed file, exit 1.
 - A failed file that cannot be written (disk full, file size limit): reading stops, what was
@@ -24,6 +25,8 @@ from typing import IO
 import attrs
 
 from anychannel_async._client import AnyChannelClient
+from anychannel_async._errors import ClosedError, OutboxError
+from anychannel_async._outbox import PENDING, summary
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._results import IMPORTED
 from anychannel_async._settings import PipelineSettings
@@ -43,9 +46,12 @@ from ._stop import Stop, close_on_halt, stop_on_signals
 __all__ = [
     "add_batch_options",
     "add_parser",
+    "batch_options_given",
+    "pending_in",
     "pipeline_from_args",
     "replay_line",
     "run",
+    "settings_from_args",
 ]
 
 
@@ -65,17 +71,35 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def pipeline_from_args(
-    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
-) -> PushPipeline:
-    """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    """The batching options' settings (a bad setting is a UsageError)."""
     options = {
         field.name: getattr(args, field.name)
         for field in attrs.fields(PipelineSettings)
         if hasattr(args, field.name)
     }
     try:
-        return PushPipeline(client, instance_push_id, settings=PipelineSettings(**options))
+        return PipelineSettings(**options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def batch_options_given(args: argparse.Namespace) -> list[str]:
+    """The batching options set to other than their default."""
+    return [
+        "--" + field.name.replace("_", "-")
+        for field in attrs.fields(PipelineSettings)
+        if field.name != "outbox" and getattr(args, field.name, field.default) != field.default
+    ]
+
+
+def pipeline_from_args(
+    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+) -> PushPipeline:
+    """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
+    settings = settings_from_args(args)
+    try:
+        return PushPipeline(client, instance_push_id, settings=settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -111,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     """Push the file; 0 when every resource was imported, 1 otherwise, 128 + N after signal N.
 
     Every usage error (options, token, pipeline settings, the input, the failed file) is
-    found before a line is read or the failed file is created.
+    found before a line is read or the failed file is created; an outbox that cannot be
+    opened (exit 1, its OutboxError) before a line is read or the failed file is emptied.
     """
     client, instance_push_id = client_from_args(args)
     pipeline = pipeline_from_args(client, instance_push_id, args)
@@ -121,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         failed = None
         if args.failed is not None:
             _refuse_the_input(args.failed, args.file, source)
-            failed = _create_failed(args.failed)
+            failed = _open_failed(args.failed)
             files.callback(failed.close)
         stop = Stop()
         ingest = Ingest(
@@ -137,7 +162,13 @@ def run(args: argparse.Namespace) -> int:
         if failed is not None:
             failed.on_error = stop.write_failed
         try:
-            asyncio.run(_push(client, pipeline, ingest, source, stop))
+            waiting = ""
+            if args.file == "-" and failed is not None:
+                waiting = (
+                    f"; waiting for standard input to end, to copy the lines not read to"
+                    f" {failed.path}"
+                )
+            asyncio.run(_push(client, pipeline, ingest, source, stop, failed, waiting))
         except asyncio.CancelledError:  # a second signal: given up at once
             pass
         finally:
@@ -145,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
             if failed is not None:
                 failed.close()  # the last records, before the report counts them
     replays = dict(pipeline.stats.replay_outcomes)
-    _report(args, instance_push_id, ingest, failed, stop, replays)
+    # Rows of earlier runs still pending: whatever the outbox holds pending but this run's.
+    pending = pending_in(args.outbox) if args.outbox is not None else None
+    earlier = max(0, pending - ingest.left_in_outbox) if pending is not None else 0
+    _report(args, instance_push_id, ingest, failed, stop, replays, earlier)
     replays_ok = all(outcome in IMPORTED for outcome in replays)
     return stop.exit_status(all_imported=ingest.all_imported and replays_ok)
 
@@ -185,9 +219,9 @@ def _refuse_the_input(failed: str, path: str, source: IO[bytes]) -> None:
         )
 
 
-def _create_failed(path: str) -> FailedFile:
+def _open_failed(path: str) -> FailedFile:
     try:
-        return FailedFile.create(path)
+        return FailedFile.open(path)
     except OSError as exc:
         raise UsageError(f"cannot write --failed {path}: {exc.strerror or exc}") from None
 
@@ -198,24 +232,52 @@ async def _push(
     ingest: Ingest,
     source: IO[bytes],
     stop: Stop,
+    failed: FailedFile | None,
+    waiting: str,
 ) -> None:
-    with stop_on_signals(stop, "push"):
+    opened = False
+    with stop_on_signals(stop, "push", waiting=waiting):
         async with client:
             try:
                 async with pipeline, close_on_halt(pipeline, stop):
+                    opened = True
+                    if failed is not None:
+                        # Emptied only now: an outbox that cannot be opened leaves it as it was.
+                        failed.start()
                     await ingest.feed(read_chunks(source), stop)
                     await pipeline.flush()
+            except OutboxError as exc:
+                if opened:
+                    raise
+                # Exit status 1, as `outbox retry` and `purge` give for the same file.
+                kept = f", --failed {failed.path} is as it was" if failed is not None else ""
+                raise OutboxError(f"{exc}; nothing was read{kept}") from None
             finally:
                 ingest.settle_unsure()  # the outbox is closed now: it says what it holds
+
+
+# How the summary names a replayed row's outcome, where the outcome's name would mislead: a
+# row the pipeline closed on (a stop) was not pushed, and stays pending.
+_REPLAY_LABELS = {ClosedError.__name__: "not pushed (stopped)"}
 
 
 def replay_line(replays: dict[str, int]) -> str:
     """How the rows replayed from an outbox ended, as one summary line."""
     total = sum(replays.values())
     parts = ", ".join(
-        f"{outcome} {count:,}" for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
+        f"{_REPLAY_LABELS.get(outcome, outcome)} {count:,}"
+        for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
     )
     return f"replayed from the outbox: {total:,} ({parts})"
+
+
+def pending_in(outbox: str) -> int | None:
+    """Rows pending in the outbox now, which the next pipeline to open it pushes; None when
+    it cannot be read. Asked of the file, once closed: it is what decides."""
+    try:
+        return summary(outbox, limit=0).counts[PENDING]
+    except OutboxError:
+        return None
 
 
 def _report(
@@ -225,8 +287,11 @@ def _report(
     failed: FailedFile | None,
     stop: Stop,
     replays: dict[str, int],
+    earlier: int,
 ) -> None:
-    """The stop's cause on stderr (always), then the summary on stdout (unless --quiet)."""
+    """The stop's cause on stderr (always), then the summary on stdout (unless --quiet).
+
+    earlier: rows of earlier runs that stay pending in the outbox (a replay cut short)."""
     name = "standard input" if args.file == "-" else args.file
     first_unread = ingest.last_read + 1
     if stop.refusal is not None:
@@ -266,11 +331,16 @@ def _report(
         )
         if failed is None:
             lines.append(f"lines from {first_unread:,} on were not read (no --failed)")
+    held = []
     if ingest.left_in_outbox:
+        held.append(f"{ingest.left_in_outbox:,} lines not imported")
+    if earlier:
+        held.append(f"{earlier:,} rows from earlier runs")
+    if held:
         lines.append(
-            f"{ingest.left_in_outbox:,} lines not imported stay pending in the outbox"
-            f" {args.outbox}: they are pushed when it is next opened (push --outbox"
-            f" {args.outbox}, or outbox retry {args.outbox} with the connection options)"
+            f"{' and '.join(held)} stay pending in the outbox {args.outbox}: they are pushed"
+            f" when it is next opened (push --outbox {args.outbox}, or outbox retry"
+            f" {args.outbox} with the connection options)"
         )
     if failed is not None and failed.written:
         lines.append(

@@ -43,6 +43,9 @@ class Stop:
     def requested(self) -> bool:
         return self._event.is_set()
 
+    async def wait_requested(self) -> None:
+        await self._event.wait()
+
     async def wait_halted(self) -> None:
         await self._halt.wait()
 
@@ -104,9 +107,10 @@ class Stop:
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: Stop, command: str) -> Iterator[None]:
+def stop_on_signals(stop: Stop, command: str, *, waiting: str = "") -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM request the stop; a second one cancels the task
-    running the block (the caller turns that into exit status 130 or 143)."""
+    running the block (the caller turns that into exit status 130 or 143). waiting says what
+    the stop waits for beyond the requests in flight (standard input to end, say)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
 
@@ -118,7 +122,8 @@ def stop_on_signals(stop: Stop, command: str) -> Iterator[None]:
         # Right away, not in the summary: settling requests in flight may take a while.
         print(
             f"anychannel-async {command}: {stop.signal_name} received, stopping: requests in"
-            " flight settle, lines not imported are kept; send it again to stop at once",
+            f" flight settle, lines not imported are kept{waiting}; send it again to stop at"
+            " once",
             file=sys.stderr,
             flush=True,
         )
