@@ -19,6 +19,7 @@ import enum
 import functools
 import logging
 import math
+import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Self, TypedDict, Unpack, cast
@@ -130,8 +131,8 @@ class PushPool:
     - ``idle_timeout``: seconds an account's pipeline stays open with nothing pending
       (default 60); the next submit opens a new one.
     - ``outbox``: not supported yet (`ConfigurationError`); use a `PushPipeline` per account.
-    - every other `PipelineSettings` field, as keywords or ``settings=``; ``max_requests_per_
-      minute`` is each host's budget, shared by the accounts on it.
+    - every other `PipelineSettings` field, as keywords or ``settings=``;
+      ``max_requests_per_minute`` is each host's budget, shared by the accounts on it.
     - the client's ``timeout`` and ``retry``, and ``max_connections``: connections per host
       of the pool's one session (default 32).
 
@@ -153,7 +154,7 @@ class PushPool:
         max_pending: int = 10_000,
         max_pending_per_account: int = 2_000,
         idle_timeout: float = 60.0,
-        outbox: str | None = None,
+        outbox: str | os.PathLike[str] | None = None,
         settings: PipelineSettings | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,

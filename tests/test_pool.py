@@ -292,3 +292,19 @@ def test_a_pool_used_from_another_event_loop_raises_event_loop_error() -> None:
     asyncio.run(enter())
     with pytest.raises(EventLoopError):
         asyncio.run(submit())
+
+
+async def test_stats_hold_totals_and_each_open_pipeline(
+    host_a: ZendeskEmulator, host_b: ZendeskEmulator
+) -> None:
+    """pool.stats counts over every account and gives each open pipeline's PipelineStats."""
+    accounts = accounts_on(host_a, "a1") | accounts_on(host_b, "b1")
+    async with quick_pool(accounts) as pool:
+        for n in range(3):
+            await pool.push("a1", resource(f"a1-{n}"))
+        await pool.push("b1", resource("b1-0"))
+        stats = pool.stats
+    assert (stats.submitted, stats.pending) == (4, 0)
+    assert stats.resolved == {"success": 4}
+    assert {i: s.submitted for i, s in stats.accounts.items()} == {"a1": 3, "b1": 1}
+    assert stats.requests == sum(s.requests for s in stats.accounts.values())
