@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue
 from ._pipeline import PipelineStats, PushPipeline
+from ._pool import PoolStats, PushPool
 from ._results import PushResult, StatusCode
 from ._serde import resource_from_json
 from ._settings import PipelineSettings
@@ -59,9 +60,11 @@ __all__ = [
     "ParentNotFoundError",
     "PipelineSettings",
     "PipelineStats",
+    "PoolStats",
     "ProcessingError",
     "ProtocolError",
     "PushPipeline",
+    "PushPool",
     "PushResult",
     "RateLimitedError",
     "RedirectError",

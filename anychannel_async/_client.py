@@ -148,6 +148,9 @@ class AnyChannelClient:
     - ``timeout``: seconds for one try of one request, connection to last byte (default 30).
     - ``retry``: a `RetryPolicy` (default ``RetryPolicy()``: 5 tries within 60 s).
     - ``max_connections``: size of the connection pool of the client's own session (default 32).
+    - ``pace``: the `AccountPace` of the Zendesk account (host) this client pushes to. Zendesk's
+      rate limit is the host's, shared by every instance on it, so clients of one host (with
+      one token each) should share one pace; by default the client has its own.
 
     Use it as ``async with AnyChannelClient(...) as client:`` or call ``await client.close()``.
     The credentials never appear in its repr, in logs or in errors.
@@ -164,6 +167,7 @@ class AnyChannelClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
+        pace: AccountPace | None = None,
     ) -> None:
         self._credentials = Credentials(token=token, basic_auth=basic_auth)
         self._base_url = base_url_of(subdomain=subdomain, base_url=base_url)
@@ -182,8 +186,11 @@ class AnyChannelClient:
         self._owns_session = session is None
         self._state = _State.UNOPENED
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: The account's request pace, shared by every pipeline using this client.
-        self.pace = AccountPace()
+        if pace is not None and not isinstance(pace, AccountPace):
+            raise ConfigurationError(f"pace must be an AccountPace, got {type(pace).__name__}")
+        #: The host's request pace, shared by every pipeline using this client (and by every
+        #: client given the same ``pace``).
+        self.pace = pace if pace is not None else AccountPace()
         self._send = backoff.on_exception(
             self._retry.waits,
             AnyChannelError,

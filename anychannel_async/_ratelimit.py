@@ -1,8 +1,9 @@
 """When the next request to one Zendesk account may start.
 
-Zendesk limits requests per account per minute, whatever endpoint or process sends them, so the
-pace belongs to the client (one per account) and every pipeline on that client shares it. It
-owns three rules:
+Zendesk limits requests per account (its host) per minute, whatever endpoint, instance or
+process sends them, so every pipeline on a client shares the client's pace, and every client of
+one host may share one pace (``AnyChannelClient(pace=...)``, as `PushPool` does). It owns three
+rules:
 
 - after a 429, no request starts before its ``Retry-After`` has passed;
 - with a requests-per-minute budget, requests start evenly spaced, ``60 / budget`` seconds
@@ -66,7 +67,7 @@ def _check_budget(requests_per_minute: float | None) -> None:
 
 
 class AccountPace:
-    """Decides when a request to the account may start; shared by all users of one client."""
+    """Decides when a request to the account (host) may start; shared by all its users."""
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ ORDER = (
     "_router",
     "_sender",
     "_pipeline",
+    "_pool",
 )
 PACKAGE = Path(anychannel_async.__file__).parent
 

@@ -1,0 +1,462 @@
+"""PushPool: push to many accounts (installs of the integration) from one process.
+
+It owns one aiohttp session for every request, one `AccountPace` per host (Zendesk's rate
+limit is the Zendesk account's, shared by every instance on it), and per instance push id a
+client (its own token) and a `PushPipeline`, opened on first use and closed once idle. It
+bounds memory twice: ``max_pending`` for the whole pool, and ``max_pending_per_account`` for
+each account, so an account that is slow, unreachable or rate limited fills only its own share.
+
+It decides nothing about a resource's outcome: the pipelines do. It reads one thing from the
+futures it hands out: an `AuthenticationError`, after which it sends nothing more with that
+token. It never shows a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import functools
+import logging
+import math
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self, TypedDict, Unpack, cast
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._accounts import Account, AccountStore
+from ._client import AnyChannelClient, RetryPolicy
+from ._errors import (
+    AuthenticationError,
+    ClosedError,
+    ConfigurationError,
+    EventLoopError,
+    UnknownAccountError,
+    copies,
+)
+from ._flow import FlowControl
+from ._models import ExternalResource
+from ._pipeline import PipelineStats, PushPipeline, _settings_of
+from ._ratelimit import AccountPace
+from ._results import PushResult
+from ._settings import PipelineOptions, PipelineSettings
+
+__all__ = ["PoolStats", "PushPool"]
+
+logger = logging.getLogger("anychannel_async.pool")
+
+
+class PoolPipelineOptions(TypedDict, total=False):
+    """The `PipelineSettings` a pool passes on to each of its pipelines as they are (the pool
+    takes ``max_in_flight``, ``max_pending`` and ``outbox`` itself)."""
+
+    max_batch_size: int
+    max_batch_bytes: int
+    max_latency: float
+    max_attempts: int
+    parent_timeout: float
+    max_requests_per_minute: float | None
+    close_timeout: float
+
+
+@attrs.frozen
+class PoolStats:
+    """A snapshot of a pool's counters: totals since it opened, and each open pipeline's."""
+
+    #: Resources accepted by ``submit`` (those failed at once for a refused token included).
+    submitted: int
+    #: Resources resolved with a result, by status code.
+    resolved: Mapping[str, int]
+    #: Resources failed, by exception class name.
+    failed: Mapping[str, int]
+    #: Push requests started, by every pipeline the pool opened (closed ones included).
+    requests: int
+    #: Resources accepted and not yet resolved, in the whole pool.
+    pending: int
+    #: The stats of each open pipeline, by instance push id (an idle one closed is not here).
+    accounts: Mapping[str, PipelineStats]
+
+
+class _State(enum.Enum):
+    """Lifecycle: OPEN → CLOSING → CLOSED; a closed pool is never reopened."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Member:
+    """One instance push id's client, pipeline and share of the pool, while it is open."""
+
+    __slots__ = ("account", "busy", "client", "flow", "pipeline", "retired", "timer")
+
+    def __init__(
+        self, account: Account, client: AnyChannelClient, pipeline: PushPipeline, limit: int
+    ) -> None:
+        self.account = account
+        self.client = client
+        self.pipeline = pipeline
+        self.flow = FlowControl(limit)
+        #: Submits under way plus futures not yet settled: idle when 0.
+        self.busy = 0
+        self.timer: asyncio.TimerHandle | None = None
+        #: Set once the pool dropped it (idle, a new token, closing): never used again.
+        self.retired = False
+
+
+def _check_count(name: str, value: object) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+
+
+class PushPool:
+    """Pushes resources to many accounts, each through a pipeline of its own.
+
+    ``accounts`` is an open `AccountStore` or a plain ``Mapping[str, Account]``, by instance
+    push id. ``fut = await pool.submit(instance_push_id, resource)`` returns the resource's
+    future, as `PushPipeline.submit` does; ``await pool.push(...)`` submits and awaits.
+
+    Settings (keyword-only):
+
+    - ``max_in_flight``: push requests at once, per account (default 4).
+    - ``max_pending``: resources accepted and not yet resolved in the whole pool, whatever
+      the number of accounts (default 10,000); ``submit`` waits for room.
+    - ``max_pending_per_account``: the same, per account (default 2,000): an account that is
+      slow, unreachable or rate limited fills only this share, and submits for the others go
+      on while the pool has room.
+    - ``idle_timeout``: seconds an account's pipeline stays open with nothing pending
+      (default 60); the next submit opens a new one.
+    - ``outbox``: not supported yet (`ConfigurationError`); use a `PushPipeline` per account.
+    - every other `PipelineSettings` field, as keywords or ``settings=``;
+      ``max_requests_per_minute`` is each host's budget, shared by the accounts on it.
+    - the client's ``timeout`` and ``retry``, and ``max_connections``: connections per host
+      of the pool's one session (default 32).
+
+    Zendesk's rate limit is per host: the accounts of one host share one pace (a 429's
+    ``Retry-After`` pauses them all, and them only). A token Zendesk refuses (401, 403) fails
+    that account's resources with `AuthenticationError`; further submits for it get futures
+    already failed with a copy of that error, without a request, until the accounts hold a
+    different token for it (they are read again on each such submit).
+
+    Use it as ``async with PushPool(...) as pool:``, or call ``await pool.close()``; it belongs
+    to the event loop it was first used on (`EventLoopError` from another).
+    """
+
+    def __init__(
+        self,
+        accounts: AccountStore | Mapping[str, Account],
+        *,
+        max_in_flight: int = 4,
+        max_pending: int = 10_000,
+        max_pending_per_account: int = 2_000,
+        idle_timeout: float = 60.0,
+        outbox: str | os.PathLike[str] | None = None,
+        settings: PipelineSettings | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 32,
+        **options: Unpack[PoolPipelineOptions],
+    ) -> None:
+        if not isinstance(accounts, AccountStore | Mapping):
+            raise ConfigurationError(
+                f"accounts must be an AccountStore or a Mapping, got {type(accounts).__name__}"
+            )
+        _check_count("max_pending", max_pending)
+        _check_count("max_pending_per_account", max_pending_per_account)
+        if type(idle_timeout) not in (int, float) or not 0 <= idle_timeout < math.inf:
+            raise ConfigurationError(
+                f"idle_timeout must be a finite number of seconds >= 0, got {idle_timeout!r}"
+            )
+        # The pool's own per-account bound is the pipeline's: the pipeline never waits.
+        every = {**options, "max_in_flight": max_in_flight, "max_pending": max_pending_per_account}
+        self._settings = _settings_of(settings, cast(PipelineOptions, every))
+        if outbox is not None or self._settings.outbox is not None:
+            # One outbox file for many pipelines needs them to share one Outbox (its lock
+            # refuses a second writer) and a pool-level replay: not built yet.
+            raise ConfigurationError("outbox: not yet supported by PushPool")
+        # The client's own checks of its settings, once, here rather than at the first submit.
+        AnyChannelClient(
+            token="check",  # noqa: S106 - never sent: this client is never opened
+            base_url="http://127.0.0.1",
+            timeout=timeout,
+            retry=retry,
+            max_connections=max_connections,
+        )
+        self._accounts = accounts
+        self._timeout = timeout
+        self._retry = retry
+        self._max_connections = max_connections
+        self._max_pending_per_account = max_pending_per_account
+        self._idle_timeout = float(idle_timeout)
+        self._flow = FlowControl(max_pending)
+        self._members: dict[str, _Member] = {}
+        self._paces: dict[str, AccountPace] = {}
+        # Tokens Zendesk refused, by instance push id: the account as refused, and the error.
+        self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._state = _State.OPEN
+        self._closed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._submitted = 0
+        self._requests_closed = 0
+        self._resolved: collections.Counter[str] = collections.Counter()
+        self._failed: collections.Counter[str] = collections.Counter()
+
+    def __repr__(self) -> str:
+        return (
+            f"<PushPool state={self._state.value} accounts_open={len(self._members)}"
+            f" pending={self._flow.used}>"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise ClosedError("this PushPool is closed")
+        self._bind_loop()
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise EventLoopError(
+                "this PushPool was opened on another event loop; create one per loop"
+            )
+
+    async def flush(self) -> None:
+        """Wait until every resource submitted so far to an open pipeline resolved."""
+        self._bind_loop()
+        await asyncio.gather(*(m.pipeline.flush() for m in list(self._members.values())))
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Close every pipeline (each as `PushPipeline.close`, with ``flush``), then the
+        session. Submits waiting for room fail with `ClosedError`. Idempotent."""
+        self._bind_loop()
+        if self._state is not _State.OPEN:
+            await self._closed.wait()
+            return
+        self._state = _State.CLOSING
+        self._flow.wake_all(lambda: ClosedError("this PushPool is closed"))
+        members = list(self._members.values())
+        self._members.clear()
+        for member in members:
+            member.flow.wake_all(lambda: ClosedError("this PushPool is closed"))
+            self._drop(member)
+        try:
+            await asyncio.gather(
+                *(self._close_member(m, flush=flush) for m in members), *list(self._closing)
+            )
+        finally:
+            try:
+                if self._session is not None:
+                    await self._session.close()
+            finally:
+                self._state = _State.CLOSED
+                self._closed.set()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    async def submit(
+        self, instance_push_id: str, resource: ExternalResource
+    ) -> asyncio.Future[PushResult]:
+        """Accept a resource for an account; returns the future of its `PushResult`.
+
+        Raises `UnknownAccountError` at once when the accounts hold no account for
+        ``instance_push_id``, `ClosedError` once the pool is closing, and what
+        `PushPipeline.submit` raises. Waits while the account's share or the pool is full.
+        """
+        self._check_open()
+        member = self._members.get(instance_push_id)
+        if member is None or instance_push_id in self._refusals:
+            found = await self._member(instance_push_id)
+            if isinstance(found, AuthenticationError):
+                return self._refused(found)
+            member = found
+        # From here to the future, nothing may await before the member counts as busy: an idle
+        # timer firing meanwhile would close its pipeline under this submit.
+        member.busy += 1
+        if member.timer is not None:
+            member.timer.cancel()
+            member.timer = None
+        try:
+            future = await self._admit(member, resource)
+        except BaseException:
+            self._settled(member, None)
+            raise
+        self._submitted += 1
+        future.add_done_callback(functools.partial(self._settled, member))
+        return future
+
+    async def push(self, instance_push_id: str, resource: ExternalResource) -> PushResult:
+        """Submit a resource for an account and wait for its result."""
+        return await (await self.submit(instance_push_id, resource))
+
+    async def _admit(
+        self, member: _Member, resource: ExternalResource
+    ) -> asyncio.Future[PushResult]:
+        """Take the account's unit, then the pool's (never the pool's while waiting for the
+        account's: a full account must not hold the others' room), then submit."""
+        if not member.flow.try_acquire():
+            await member.flow.acquire()
+        try:
+            if not self._flow.try_acquire():
+                await self._flow.acquire()
+        except BaseException:
+            member.flow.release()
+            raise
+        try:
+            if self._state is not _State.OPEN or member.retired:
+                raise ClosedError("this PushPool is closed")
+            return await member.pipeline.submit(resource)
+        except BaseException:
+            member.flow.release()
+            self._flow.release()
+            raise
+
+    def _settled(self, member: _Member, future: asyncio.Future[PushResult] | None) -> None:
+        """A submit ended: its future settled (units back, tallied) or it raised (None)."""
+        member.busy -= 1
+        if future is not None:
+            member.flow.release()
+            self._flow.release()
+            if not future.cancelled():
+                error = future.exception()
+                if error is None:
+                    self._resolved[str(future.result().code)] += 1
+                else:
+                    self._failed[type(error).__name__] += 1
+                    if isinstance(error, AuthenticationError) and not member.retired:
+                        ipid = member.account.instance_push_id
+                        self._refusals.setdefault(ipid, (member.account, error))
+        if member.busy == 0 and not member.retired and self._loop is not None:
+            member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
+
+    def _refused(self, error: AuthenticationError) -> asyncio.Future[PushResult]:
+        """A future already failed with a copy of a refusal: nothing is sent."""
+        assert self._loop is not None
+        future: asyncio.Future[PushResult] = self._loop.create_future()
+        future.set_exception(copies(error, 1)[0])
+        self._submitted += 1
+        self._failed[type(error).__name__] += 1
+        return future
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    async def _lookup(self, instance_push_id: str) -> Account:
+        accounts = self._accounts
+        if isinstance(accounts, AccountStore):
+            account = await accounts.get(instance_push_id)
+        else:
+            account = accounts.get(instance_push_id)
+        if not isinstance(account, Account):
+            raise UnknownAccountError(instance_push_id)
+        return account
+
+    async def _member(self, instance_push_id: str) -> _Member | AuthenticationError:
+        """The account's member, opened if needed; or the refusal still in force for it (the
+        account read again: a new token lifts it)."""
+        account = await self._lookup(instance_push_id)
+        self._check_open()
+        refusal = self._refusals.get(instance_push_id)
+        if refusal is not None:
+            refused, error = refusal
+            if account == refused:
+                return error
+            del self._refusals[instance_push_id]
+        member = self._members.get(instance_push_id)
+        if member is not None and member.account != account:
+            # Its token was refused and the accounts now hold another: a fresh client.
+            self._retire(member)
+            member = None
+        if member is None:
+            member = self._open(account)
+            self._members[instance_push_id] = member
+        return member
+
+    def _open(self, account: Account) -> _Member:
+        if self._session is None:
+            # No total limit: a host that hangs must not take the connections of the others.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0, limit_per_host=self._max_connections, keepalive_timeout=30.0
+                )
+            )
+        host = str(URL(account.base_url).origin())
+        pace = self._paces.get(host)
+        if pace is None:
+            pace = self._paces[host] = AccountPace()
+        client = AnyChannelClient(
+            token=account.token,
+            basic_auth=account.basic_auth,
+            base_url=account.base_url,
+            session=self._session,
+            timeout=self._timeout,
+            retry=self._retry,
+            pace=pace,
+        )
+        pipeline = PushPipeline(client, account.instance_push_id, settings=self._settings)
+        return _Member(account, client, pipeline, self._max_pending_per_account)
+
+    # -- idle pipelines ----------------------------------------------------------------------
+
+    def _idle(self, member: _Member) -> None:
+        member.timer = None
+        if member.busy == 0 and not member.retired and self._state is _State.OPEN:
+            self._retire(member)
+
+    def _drop(self, member: _Member) -> None:
+        member.retired = True
+        if member.timer is not None:
+            member.timer.cancel()
+            member.timer = None
+
+    def _retire(self, member: _Member) -> None:
+        """Take a member out of use and close it in a task the pool owns (awaited by close)."""
+        self._drop(member)
+        if self._members.get(member.account.instance_push_id) is member:
+            del self._members[member.account.instance_push_id]
+        task = asyncio.get_running_loop().create_task(self._close_member(member, flush=True))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_member(self, member: _Member, *, flush: bool) -> None:
+        try:
+            await member.pipeline.close(flush=flush)
+            await member.client.close()
+        except Exception:  # a bug: logged, and the pool still closes the others
+            logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
+        finally:
+            self._requests_closed += member.pipeline.stats.requests
+
+    # -- stats -------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's counters."""
+        accounts = {ipid: member.pipeline.stats for ipid, member in self._members.items()}
+        return PoolStats(
+            submitted=self._submitted,
+            resolved=dict(self._resolved),
+            failed=dict(self._failed),
+            requests=self._requests_closed + sum(s.requests for s in accounts.values()),
+            pending=self._flow.used,
+            accounts=accounts,
+        )

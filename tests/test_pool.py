@@ -1,0 +1,310 @@
+"""PushPool: many accounts on several hosts (one emulator each), one pipeline per account."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from anychannel_async import (
+    Account,
+    AccountStore,
+    AnyChannelClient,
+    AuthenticationError,
+    ClosedError,
+    ConfigurationError,
+    EventLoopError,
+    OutcomeUnknownError,
+    PushPool,
+    PushResult,
+    RetryPolicy,
+    StatusCode,
+    TransportError,
+    UnknownAccountError,
+)
+from anychannel_async.testing import Faults, ZendeskEmulator
+
+from .conftest import FAST_RETRY, pushes, resource, settle, wait_until
+
+# Retries that take seconds: an unreachable host's resources stay pending through a test.
+SLOW_RETRY = RetryPolicy(initial_delay=0.5, max_tries=5, max_time=20.0)
+
+
+def quick_pool(
+    accounts: AccountStore | Mapping[str, Account],
+    *,
+    retry: RetryPolicy = FAST_RETRY,
+    max_pending: int = 10_000,
+    max_pending_per_account: int = 2_000,
+    idle_timeout: float = 60.0,
+) -> PushPool:
+    """A pool with small bounds, so that it settles or gives up fast."""
+    return PushPool(
+        accounts,
+        retry=retry,
+        timeout=5.0,
+        max_latency=0.01,
+        close_timeout=0.5,
+        max_pending=max_pending,
+        max_pending_per_account=max_pending_per_account,
+        idle_timeout=idle_timeout,
+    )
+
+
+def token(ipid: str) -> str:
+    return f"token-{ipid}"
+
+
+def accounts_on(emulator: ZendeskEmulator, *ipids: str) -> dict[str, Account]:
+    """An Account per instance push id, all on that emulator's host, with the right token."""
+    return {i: Account(i, base_url=emulator.base_url, token=token(i)) for i in ipids}
+
+
+@pytest.fixture
+async def host_a() -> AsyncIterator[ZendeskEmulator]:
+    async with ZendeskEmulator(accounts={i: token(i) for i in ("a1", "a2", "a3")}) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def host_b() -> AsyncIterator[ZendeskEmulator]:
+    async with ZendeskEmulator(accounts={i: token(i) for i in ("b1", "b2", "b3")}) as emu:
+        yield emu
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def unreachable(*ipids: str) -> dict[str, Account]:
+    url = closed_port_url()
+    return {i: Account(i, base_url=url, token=token(i)) for i in ipids}
+
+
+async def test_each_account_is_pushed_to_its_own_host_and_instance(
+    host_a: ZendeskEmulator, host_b: ZendeskEmulator
+) -> None:
+    """Resources go to their account's host under its instance push id and token."""
+    accounts = accounts_on(host_a, "a1", "a2") | accounts_on(host_b, "b1")
+    async with quick_pool(accounts) as pool:
+        results = [await pool.push(i, resource(f"{i}-1")) for i in accounts]
+    assert [r.code for r in results] == [StatusCode.SUCCESS] * 3
+    assert {ids for r in pushes(host_a) for ids in r.external_ids} == {"a1-1", "a2-1"}
+    assert [list(r.external_ids) for r in pushes(host_b)] == [["b1-1"]]
+
+
+async def test_unknown_instance_push_id_raises_from_submit_at_once(
+    host_a: ZendeskEmulator,
+) -> None:
+    """An instance push id the accounts do not hold is an UnknownAccountError, nothing sent."""
+    async with quick_pool(accounts_on(host_a, "a1")) as pool:
+        with pytest.raises(UnknownAccountError) as caught:
+            await pool.submit("nobody", resource("r1"))
+    assert isinstance(caught.value, KeyError)
+    assert host_a.requests == []
+
+
+async def test_unknown_instance_push_id_in_a_store_raises_from_submit(
+    host_a: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The store is asked, and an id it does not hold is an UnknownAccountError."""
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(accounts_on(host_a, "a1")["a1"])
+        async with quick_pool(store) as pool:
+            assert (await pool.push("a1", resource("r1"))).code is StatusCode.SUCCESS
+            with pytest.raises(UnknownAccountError):
+                await pool.submit("nobody", resource("r2"))
+
+
+async def test_a_rate_limited_host_pauses_only_its_own_accounts(
+    host_a: ZendeskEmulator, host_b: ZendeskEmulator
+) -> None:
+    """A 429's Retry-After holds every account of that host, and no account of another."""
+    host_a.faults = Faults(rate_limited_rate=1.0, retry_after=30.0)
+    accounts = accounts_on(host_a, "a1", "a2") | accounts_on(host_b, "b1", "b2")
+    async with quick_pool(accounts) as pool:
+        first = await pool.submit("a1", resource("a1-1"))
+        await wait_until(lambda: host_a.rate_limited_count == 1)
+        held = await pool.submit("a2", resource("a2-1"))
+        others = [await pool.submit(i, resource(f"{i}-{n}")) for i in ("b1", "b2") for n in (1, 2)]
+        outcomes = await asyncio.wait_for(settle(others), 10.0)
+        assert all(isinstance(o, PushResult) and o.imported for o in outcomes)
+        # a2 shares a1's host, so its pace: it waits out the pause without a request.
+        assert len(pushes(host_a)) == 1
+        assert not first.done()
+        assert not held.done()
+        await pool.close(flush=False)
+    assert isinstance(held.exception(), ClosedError | OutcomeUnknownError)
+
+
+async def test_an_unreachable_host_does_not_hold_back_other_accounts(
+    host_b: ZendeskEmulator,
+) -> None:
+    """Accounts on a host that refuses connections never resolve; the others resolve at once."""
+    accounts = unreachable("x1", "x2") | accounts_on(host_b, "b1", "b2", "b3")
+    async with quick_pool(accounts, retry=SLOW_RETRY) as pool:
+        bad = [await pool.submit(i, resource(f"{i}-{n}")) for i in ("x1", "x2") for n in range(5)]
+        good = [
+            await pool.submit(i, resource(f"{i}-{n}")) for i in ("b1", "b2", "b3") for n in range(5)
+        ]
+        outcomes = await asyncio.wait_for(settle(good), 10.0)
+        assert all(isinstance(o, PushResult) and o.imported for o in outcomes)
+        assert not any(f.done() and not f.exception() for f in bad)
+        await pool.close(flush=False)
+    for future in bad:
+        assert isinstance(future.exception(), ClosedError | OutcomeUnknownError | TransportError)
+
+
+async def test_a_refused_token_fails_its_account_and_sends_no_more(
+    host_a: ZendeskEmulator,
+) -> None:
+    """After a 401 an account's submits fail at once without a request; others go on."""
+    accounts = accounts_on(host_a, "a1", "a2")
+    accounts["a2"] = Account("a2", base_url=host_a.base_url, token="wrong-token")
+    async with quick_pool(accounts) as pool:
+        with pytest.raises(AuthenticationError):
+            await pool.push("a2", resource("a2-1"))
+        sent = len(pushes(host_a))
+        again = await pool.submit("a2", resource("a2-2"))
+        assert again.done()
+        assert isinstance(again.exception(), AuthenticationError)
+        assert len(pushes(host_a)) == sent
+        assert (await pool.push("a1", resource("a1-1"))).code is StatusCode.SUCCESS
+        assert pool.stats.failed == {"AuthenticationError": 2}
+
+
+async def test_a_new_token_in_the_store_lets_a_refused_account_go_on(
+    host_a: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Once the store holds another token for a refused account, its submits are pushed."""
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(Account("a1", base_url=host_a.base_url, token="wrong-token"))
+        async with quick_pool(store) as pool:
+            with pytest.raises(AuthenticationError):
+                await pool.push("a1", resource("r1"))
+            await store.put(accounts_on(host_a, "a1")["a1"])
+            assert (await pool.push("a1", resource("r1"))).code is StatusCode.SUCCESS
+    assert host_a.import_count("r1") == 1
+
+
+async def test_an_idle_pipeline_closes_after_idle_timeout(host_a: ZendeskEmulator) -> None:
+    """An account's pipeline with nothing pending closes after idle_timeout; the next submit
+    opens another."""
+    async with quick_pool(accounts_on(host_a, "a1"), idle_timeout=0.1) as pool:
+        await pool.push("a1", resource("r1"))
+        assert set(pool.stats.accounts) == {"a1"}
+        await wait_until(lambda: not pool.stats.accounts)
+        assert (await pool.push("a1", resource("r2"))).code is StatusCode.SUCCESS
+        assert pool.stats.requests == 2
+
+
+async def test_pool_wide_max_pending_bounds_memory_across_accounts() -> None:
+    """With max_pending resources unresolved over many accounts, submit waits for room."""
+    accounts = unreachable(*(f"x{n}" for n in range(10)))
+    async with quick_pool(accounts, max_pending=5, retry=SLOW_RETRY) as pool:
+        accepted = [await pool.submit(f"x{n}", resource(f"r{n}")) for n in range(5)]
+        waiting = asyncio.ensure_future(pool.submit("x5", resource("r5")))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        assert pool.stats.pending == 5
+        await pool.close(flush=False)
+    with pytest.raises(ClosedError):
+        await waiting
+    await settle(accepted)
+
+
+async def test_a_full_account_waits_alone_while_others_go_on(host_b: ZendeskEmulator) -> None:
+    """An account whose share is full holds only its own submits."""
+    accounts = unreachable("x1") | accounts_on(host_b, "b1")
+    async with quick_pool(accounts, max_pending_per_account=3, retry=SLOW_RETRY) as pool:
+        stuck = [await pool.submit("x1", resource(f"x1-{n}")) for n in range(3)]
+        waiting = asyncio.ensure_future(pool.submit("x1", resource("x1-3")))
+        results = [await pool.push("b1", resource(f"b1-{n}")) for n in range(5)]
+        assert [r.code for r in results] == [StatusCode.SUCCESS] * 5
+        assert not waiting.done()
+        await pool.close(flush=False)
+    with pytest.raises(ClosedError):
+        await waiting
+    await settle(stuck)
+
+
+async def test_two_thousand_accounts_on_two_hosts_are_each_imported_once() -> None:
+    """2,000 accounts with three resources each: every resource imported exactly once."""
+    names = [f"acct-{n}" for n in range(2000)]
+    halves = names[:1000], names[1000:]
+    async with (
+        ZendeskEmulator(accounts={i: token(i) for i in halves[0]}) as one,
+        ZendeskEmulator(accounts={i: token(i) for i in halves[1]}) as two,
+    ):
+        accounts = accounts_on(one, *halves[0]) | accounts_on(two, *halves[1])
+        async with quick_pool(accounts) as pool:
+            futures = [await pool.submit(i, resource(f"{i}-{n}")) for n in range(3) for i in names]
+            await pool.flush()
+            stats = pool.stats
+        outcomes = await settle(futures)
+        assert all(isinstance(o, PushResult) and o.imported for o in outcomes)
+        assert stats.resolved == {"success": 6000}
+        for i, emulator in zip(names, [one] * 1000 + [two] * 1000, strict=True):
+            assert [emulator.import_count(f"{i}-{n}") for n in range(3)] == [1, 1, 1]
+
+
+async def test_an_outbox_is_refused_until_the_pool_supports_one() -> None:
+    """outbox= is a ConfigurationError for now, rather than a file two pipelines fight over."""
+    with pytest.raises(ConfigurationError, match="not yet"):
+        PushPool({}, outbox="outbox.sqlite")
+
+
+async def test_clients_given_one_pace_share_a_retry_after(host_a: ZendeskEmulator) -> None:
+    """A 429 answered to one client holds the requests of another client with the same pace."""
+    host_a.faults = Faults(rate_limited_rate=1.0, retry_after=30.0)
+    one = AnyChannelClient(token=token("a1"), base_url=host_a.base_url, retry=FAST_RETRY)
+    two = AnyChannelClient(
+        token=token("a2"), base_url=host_a.base_url, retry=FAST_RETRY, pace=one.pace
+    )
+    async with one, two:
+        first = asyncio.ensure_future(one.push("a1", [resource("r1")]))
+        await wait_until(lambda: host_a.rate_limited_count == 1)
+        second = asyncio.ensure_future(two.push("a2", [resource("r2")]))
+        await asyncio.sleep(0.2)
+        assert len(host_a.requests) == 1
+        for task in (first, second):
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+
+def test_a_pool_used_from_another_event_loop_raises_event_loop_error() -> None:
+    """A pool belongs to the event loop it was first used on."""
+    pool = PushPool({})
+
+    async def enter() -> None:
+        await pool.__aenter__()
+
+    async def submit() -> None:
+        await pool.submit("a1", resource("r1"))
+
+    asyncio.run(enter())
+    with pytest.raises(EventLoopError):
+        asyncio.run(submit())
+
+
+async def test_stats_hold_totals_and_each_open_pipeline(
+    host_a: ZendeskEmulator, host_b: ZendeskEmulator
+) -> None:
+    """pool.stats counts over every account and gives each open pipeline's PipelineStats."""
+    accounts = accounts_on(host_a, "a1") | accounts_on(host_b, "b1")
+    async with quick_pool(accounts) as pool:
+        for n in range(3):
+            await pool.push("a1", resource(f"a1-{n}"))
+        await pool.push("b1", resource("b1-0"))
+        stats = pool.stats
+    assert (stats.submitted, stats.pending) == (4, 0)
+    assert stats.resolved == {"success": 4}
+    assert {i: s.submitted for i, s in stats.accounts.items()} == {"a1": 3, "b1": 1}
+    assert stats.requests == sum(s.requests for s in stats.accounts.values())
