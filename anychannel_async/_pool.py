@@ -108,6 +108,10 @@ class _Member:
         self.retired = False
 
 
+class _Retired(Exception):  # noqa: N818 - internal signal, never leaves the pool
+    """A member was replaced while a submit waited for its room: look it up again."""
+
+
 def _check_count(name: str, value: object) -> None:
     if type(value) is not int or value < 1:
         raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
@@ -284,26 +288,35 @@ class PushPool:
         `PushPipeline.submit` raises. Waits while the account's share or the pool is full.
         """
         self._check_open()
-        member = self._members.get(instance_push_id)
-        if member is None or instance_push_id in self._refusals:
-            found = await self._member(instance_push_id)
-            if isinstance(found, AuthenticationError):
-                return self._refused(found)
-            member = found
-        # From here to the future, nothing may await before the member counts as busy: an idle
-        # timer firing meanwhile would close its pipeline under this submit.
-        member.busy += 1
-        if member.timer is not None:
-            member.timer.cancel()
-            member.timer = None
-        try:
-            future = await self._admit(member, resource)
-        except BaseException:
-            self._settled(member, None)
-            raise
+        while True:
+            member = self._members.get(instance_push_id)
+            if member is None or instance_push_id in self._refusals:
+                found = await self._member(instance_push_id)
+                if isinstance(found, AuthenticationError):
+                    return self._refused(found)
+                member = found
+            # From here to the future, nothing may await before the member counts as busy: an
+            # idle timer firing meanwhile would close its pipeline under this submit.
+            member.busy += 1
+            if member.timer is not None:
+                member.timer.cancel()
+                member.timer = None
+            try:
+                inner = await self._admit(member, resource)
+            except _Retired:
+                self._settled(member, None)
+                continue  # replaced (a new token) while this submit waited: use the new one
+            except BaseException:
+                self._settled(member, None)
+                raise
+            break
         self._submitted += 1
-        future.add_done_callback(functools.partial(self._settled, member))
-        return future
+        # The caller gets a future of its own: cancelling it lets go of the answer, not of
+        # the resource, whose units the pool holds until its pipeline has settled it.
+        assert self._loop is not None
+        outer: asyncio.Future[PushResult] = self._loop.create_future()
+        inner.add_done_callback(functools.partial(self._settled, member, outer))
+        return outer
 
     async def push(self, instance_push_id: str, resource: ExternalResource) -> PushResult:
         """Submit a resource for an account and wait for its result."""
@@ -323,26 +336,41 @@ class PushPool:
             member.flow.release()
             raise
         try:
-            if self._state is not _State.OPEN or member.retired:
+            if self._state is not _State.OPEN:
                 raise ClosedError("this PushPool is closed")
+            if member.retired:
+                raise _Retired
             return await member.pipeline.submit(resource)
         except BaseException:
             member.flow.release()
             self._flow.release()
             raise
 
-    def _settled(self, member: _Member, future: asyncio.Future[PushResult] | None) -> None:
-        """A submit ended: its future settled (units back, tallied) or it raised (None)."""
+    def _settled(
+        self,
+        member: _Member,
+        outer: asyncio.Future[PushResult] | None,
+        future: asyncio.Future[PushResult] | None = None,
+    ) -> None:
+        """A submit ended: its pipeline settled the resource (units back, tallied, the
+        caller's future told) or the submit raised (no future)."""
         member.busy -= 1
-        if future is not None:
+        if future is not None and outer is not None:
             member.flow.release()
             self._flow.release()
-            if not future.cancelled():
+            if future.cancelled():
+                outer.cancel()
+            else:
                 error = future.exception()
                 if error is None:
-                    self._resolved[str(future.result().code)] += 1
+                    result = future.result()
+                    self._resolved[str(result.code)] += 1
+                    if not outer.done():
+                        outer.set_result(result)
                 else:
                     self._failed[type(error).__name__] += 1
+                    if not outer.done():
+                        outer.set_exception(error)
                     if isinstance(error, AuthenticationError) and not member.retired:
                         ipid = member.account.instance_push_id
                         self._refusals.setdefault(ipid, (member.account, error))
@@ -429,8 +457,10 @@ class PushPool:
             member.timer = None
 
     def _retire(self, member: _Member) -> None:
-        """Take a member out of use and close it in a task the pool owns (awaited by close)."""
+        """Take a member out of use and close it in a task the pool owns (awaited by close).
+        Submits waiting for its room go to its successor."""
         self._drop(member)
+        member.flow.wake_all(_Retired)
         if self._members.get(member.account.instance_push_id) is member:
             del self._members[member.account.instance_push_id]
         task = asyncio.get_running_loop().create_task(self._close_member(member, flush=True))

@@ -308,3 +308,54 @@ async def test_stats_hold_totals_and_each_open_pipeline(
     assert stats.resolved == {"success": 4}
     assert {i: s.submitted for i, s in stats.accounts.items()} == {"a1": 3, "b1": 1}
     assert stats.requests == sum(s.requests for s in stats.accounts.values())
+
+
+async def test_cancelled_futures_keep_their_room_until_their_pipeline_lets_go() -> None:
+    """Cancelling a pool future lets go of the answer, not of the resource: the pool's bound
+    still counts it until its pipeline settled it (memory stays bounded)."""
+    accounts = unreachable(*(f"x{n}" for n in range(10)))
+    async with quick_pool(accounts, max_pending=5, retry=SLOW_RETRY) as pool:
+        accepted = [await pool.submit(f"x{n}", resource(f"r{n}")) for n in range(5)]
+        for future in accepted:
+            future.cancel()
+        await asyncio.sleep(0.05)
+        assert pool.stats.pending == 5
+        waiting = asyncio.ensure_future(pool.submit("x5", resource("r5")))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await pool.close(flush=False)
+    with pytest.raises(ClosedError):
+        await waiting
+    assert pool.stats.pending == 0
+
+
+async def test_submits_waiting_on_a_refused_account_go_out_with_its_new_token(
+    host_a: ZendeskEmulator,
+) -> None:
+    """Submits waiting for a refused account's room, when a new token arrives, go out through
+    the account's new pipeline instead of failing as if the pool were closed."""
+    host_a.faults = Faults(latency=0.3)
+    accounts = {"a1": Account("a1", base_url=host_a.base_url, token="wrong")}
+    async with PushPool(
+        accounts,
+        retry=FAST_RETRY,
+        max_latency=0.0,
+        max_batch_size=1,
+        max_in_flight=1,
+        max_pending_per_account=2,
+        close_timeout=5,
+    ) as pool:
+        first = [await pool.submit("a1", resource(f"r{n}")) for n in range(2)]
+        waiters = [asyncio.ensure_future(pool.submit("a1", resource(f"w{n}"))) for n in range(2)]
+        await asyncio.wait(first[:1])
+        assert isinstance(first[0].exception(), AuthenticationError)
+        accounts["a1"] = Account("a1", base_url=host_a.base_url, token=token("a1"))
+        assert (await pool.push("a1", resource("new"))).code is StatusCode.SUCCESS
+        outcomes = await settle([await waiter for waiter in waiters])
+        await settle(first)
+    # One may have taken the room r0 left before the new token, and met the old refusal.
+    assert all(isinstance(o, PushResult | AuthenticationError) for o in outcomes), outcomes
+    assert [o.code for o in outcomes if isinstance(o, PushResult)] in (
+        [StatusCode.SUCCESS],
+        [StatusCode.SUCCESS] * 2,
+    )
