@@ -108,6 +108,11 @@ class _Member:
         self.retired = False
 
 
+# Open pipelines beyond this many are closed as soon as they are idle (about 20 kB each): the
+# busy ones are bounded by max_pending already.
+_MAX_IDLE_OPEN = 1_000
+
+
 class _Retired(Exception):  # noqa: N818 - internal signal, never leaves the pool
     """A member was replaced while a submit waited for its room: look it up again."""
 
@@ -417,6 +422,7 @@ class PushPool:
         if member is None:
             member = self._open(account)
             self._members[instance_push_id] = member
+            self._close_idle_beyond(_MAX_IDLE_OPEN, keep=member)
         return member
 
     def _open(self, account: Account) -> _Member:
@@ -448,6 +454,17 @@ class PushPool:
     def _idle(self, member: _Member) -> None:
         member.timer = None
         if member.busy == 0 and not member.retired and self._state is _State.OPEN:
+            self._retire(member)
+
+    def _close_idle_beyond(self, limit: int, *, keep: _Member) -> None:
+        """Close idle pipelines (but ``keep``, just opened for a submit), oldest opened first,
+        while more than ``limit`` are open: a pool touching many accounts within
+        ``idle_timeout`` keeps its memory bounded."""
+        excess = len(self._members) - limit
+        if excess <= 0:
+            return
+        idle = [m for m in self._members.values() if m.busy == 0 and m is not keep]
+        for member in idle[:excess]:
             self._retire(member)
 
     def _drop(self, member: _Member) -> None:

@@ -359,3 +359,19 @@ async def test_submits_waiting_on_a_refused_account_go_out_with_its_new_token(
         [StatusCode.SUCCESS],
         [StatusCode.SUCCESS] * 2,
     )
+
+
+async def test_idle_pipelines_beyond_the_cap_close_oldest_first(
+    host_a: ZendeskEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Touching more accounts than the cap within idle_timeout closes the oldest idle
+    pipelines: memory stays bounded by a count, not only by time."""
+    from anychannel_async import _pool
+
+    monkeypatch.setattr(_pool, "_MAX_IDLE_OPEN", 2)
+    async with quick_pool(accounts_on(host_a, "a1", "a2", "a3")) as pool:
+        for ipid in ("a1", "a2", "a3"):
+            await pool.push(ipid, resource(f"r-{ipid}"))
+        assert sorted(pool.stats.accounts) == ["a2", "a3"]
+        assert (await pool.push("a1", resource("again"))).imported
+    assert all(host_a.import_count(f"r-{i}") == 1 for i in ("a1", "a2", "a3"))
