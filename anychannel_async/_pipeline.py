@@ -36,7 +36,7 @@ from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
 from ._serde import encode_body, push_body_overhead
-from ._settings import PipelineOptions, PipelineSettings
+from ._settings import PipelineOptions, PipelineSettings, settings_of
 from ._submission import Submission
 
 __all__ = ["PipelineStats", "PushPipeline"]
@@ -110,7 +110,7 @@ class PushPipeline:
     ) -> None:
         if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
             raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
-        settings = _settings_of(settings, options)
+        settings = settings_of(settings, options)
         overhead = push_body_overhead(instance_push_id)
         if settings.max_batch_bytes <= overhead:
             raise ConfigurationError(
@@ -424,16 +424,3 @@ class PushPipeline:
             replayed=self._replay.count,
             replay_outcomes=dict(self._replay.outcomes),
         )
-
-
-def _settings_of(settings: PipelineSettings | None, options: PipelineOptions) -> PipelineSettings:
-    """The settings given, with the keyword arguments over them; anything else is refused."""
-    if settings is not None and not isinstance(settings, PipelineSettings):
-        raise ConfigurationError(
-            f"settings must be a PipelineSettings, got {type(settings).__name__}"
-        )
-    names = {field.name for field in attrs.fields(PipelineSettings)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigurationError(f"unknown PushPipeline settings: {', '.join(unknown)}")
-    return attrs.evolve(settings or PipelineSettings(), **options)

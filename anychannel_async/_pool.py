@@ -40,10 +40,10 @@ from ._errors import (
 )
 from ._flow import FlowControl
 from ._models import ExternalResource
-from ._pipeline import PipelineStats, PushPipeline, _settings_of
+from ._pipeline import PipelineStats, PushPipeline
 from ._ratelimit import AccountPace
 from ._results import PushResult
-from ._settings import PipelineOptions, PipelineSettings
+from ._settings import PipelineOptions, PipelineSettings, settings_of
 
 __all__ = ["PoolStats", "PushPool"]
 
@@ -182,7 +182,7 @@ class PushPool:
             )
         # The pool's own per-account bound is the pipeline's: the pipeline never waits.
         every = {**options, "max_in_flight": max_in_flight, "max_pending": max_pending_per_account}
-        self._settings = _settings_of(settings, cast(PipelineOptions, every))
+        self._settings = settings_of(settings, cast(PipelineOptions, every))
         if outbox is not None or self._settings.outbox is not None:
             # One outbox file for many pipelines needs them to share one Outbox (its lock
             # refuses a second writer) and a pool-level replay: not built yet.

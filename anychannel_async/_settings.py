@@ -15,7 +15,7 @@ import attrs
 
 from ._errors import ConfigurationError
 
-__all__ = ["MAX_RESOURCES_PER_PUSH", "PipelineOptions", "PipelineSettings"]
+__all__ = ["MAX_RESOURCES_PER_PUSH", "PipelineOptions", "PipelineSettings", "settings_of"]
 
 #: Zendesk's JSON schema for push: at most 256 external_resources in one request.
 MAX_RESOURCES_PER_PUSH = 256
@@ -140,3 +140,16 @@ class PipelineOptions(TypedDict, total=False):
     max_requests_per_minute: float | None
     close_timeout: float
     outbox: str | os.PathLike[str] | None
+
+
+def settings_of(settings: PipelineSettings | None, options: PipelineOptions) -> PipelineSettings:
+    """The settings given, with the keyword arguments over them; anything else is refused."""
+    if settings is not None and not isinstance(settings, PipelineSettings):
+        raise ConfigurationError(
+            f"settings must be a PipelineSettings, got {type(settings).__name__}"
+        )
+    names = {field.name for field in attrs.fields(PipelineSettings)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigurationError(f"unknown pipeline settings: {', '.join(unknown)}")
+    return attrs.evolve(settings or PipelineSettings(), **options)
