@@ -23,6 +23,7 @@ import aiohttp
 import attrs
 import latency
 import outbox
+import pool
 import profile_cpu
 import ratecap
 import rss
@@ -54,6 +55,14 @@ class Settings:
     outbox_n: int
     outbox_single_n: int
     outbox_raw_n: int
+    # PushPool (issue 10): accounts x resources each for rows 8 and 10; RSS account counts and
+    # their total; row 10's dead accounts and resources per healthy account.
+    pool_accounts: int = 1_000
+    pool_per_account: int = 50
+    pool_rss_accounts: tuple[int, ...] = (100, 1_000, 5_000)
+    pool_rss_total: int = 100_000
+    pool_dead_accounts: int = 20
+    pool_healthy_per_account: int = 20
 
 
 FULL = Settings(
@@ -89,6 +98,11 @@ QUICK = Settings(
     outbox_n=10_000,
     outbox_single_n=3_000,
     outbox_raw_n=1_000,
+    pool_accounts=200,
+    pool_rss_accounts=(100, 1_000, 5_000),
+    pool_rss_total=50_000,
+    pool_dead_accounts=10,
+    pool_healthy_per_account=20,
 )
 
 
@@ -501,6 +515,160 @@ def outbox_rows(s: Settings) -> tuple[list[Row], str]:
     return rows, "\n".join(lines)
 
 
+# -- rows 8-10: PushPool (issue 10) -----------------------------------------------------------
+
+# Row 10's pool settings: the dead host's accounts fill at most DEAD_SHARE each, and
+# DEAD_SHARE x the dead accounts stays below POOL_MAX_PENDING (the pool documents that the
+# accounts of one stuck host can fill max_pending between them).
+POOL_MAX_PENDING = 10_000
+DEAD_SHARE = 200
+
+
+@attrs.define
+class _PoolRuns:
+    pool: list[throughput.Measure] = attrs.Factory(list)
+    single: list[throughput.Measure] = attrs.Factory(list)
+
+
+async def _pool_at(base_url: str, s: Settings) -> _PoolRuns:
+    runs = _PoolRuns()
+    accounts = pool.accounts_on(base_url, 0, s.pool_accounts)
+    n = s.pool_accounts * s.pool_per_account
+    async with throughput.new_client(base_url) as client:
+        # Warm-up: imports, converters, connections.
+        await throughput.pipeline(client, 1_000)
+        await pool.pool_run(pool.accounts_on(base_url, 0, 20), 20)
+        for rep in range(s.reps):
+            # Alternate which goes first, so drift does not favour one.
+            if rep % 2:
+                runs.single.append(await throughput.pipeline(client, n))
+                runs.pool.append(await pool.pool_run(accounts, s.pool_per_account))
+            else:
+                runs.pool.append(await pool.pool_run(accounts, s.pool_per_account))
+                runs.single.append(await throughput.pipeline(client, n))
+    return runs
+
+
+async def _dead_host(base_url: str, s: Settings) -> tuple[list[pool.DeadHostResult], ...]:
+    healthy = pool.accounts_on(base_url, 0, s.pool_accounts)
+    dead = pool.accounts_on(pool.closed_port_url(), 100_000, s.pool_dead_accounts)
+    settings = {"max_pending": POOL_MAX_PENDING, "max_pending_per_account": DEAD_SHARE}
+    per = s.pool_healthy_per_account
+    with_dead: list[pool.DeadHostResult] = []
+    without: list[pool.DeadHostResult] = []
+    await pool.dead_host_run(pool.accounts_on(base_url, 0, 20), 20, {}, 0, **settings)
+    for rep in range(s.reps):
+        pair = [
+            (with_dead, dead, 2 * DEAD_SHARE),
+            (without, {}, 0),
+        ]
+        for into, down, dead_n in pair if rep % 2 == 0 else reversed(pair):
+            into.append(await pool.dead_host_run(healthy, per, down, dead_n, **settings))
+    return with_dead, without
+
+
+def pool_rows(s: Settings) -> list[Row]:
+    # The dead host's pushes log each failure, and the close fails what is queued: quiet.
+    for name in ("anychannel_async", "anychannel_async.pipeline", "anychannel_async.pool"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    rows: list[Row] = []
+    n = s.pool_accounts * s.pool_per_account
+    what = f"{s.pool_accounts:,} accounts x {s.pool_per_account}, round-robin"
+    for ms in (0, 50):
+        title = f"pool throughput at {ms} ms ({what})"
+        with _stage(title), pool.pool_emulator(s.pool_accounts, latency=ms / 1000) as emu:
+            runs = asyncio.run(_pool_at(emu.base_url, s))
+        sec = f"8 pool @{ms}ms"
+
+        def cpu(ms_: Sequence[throughput.Measure]) -> str:
+            return f"client CPU {median([m.cpu_per_resource for m in ms_]) * US:.1f} µs/res"
+
+        ratio = _paired(runs.pool, runs.single)
+        ratios = [p.rate / q.rate for p, q in zip(runs.pool, runs.single, strict=True)]
+        rows += [
+            Row(
+                sec,
+                f"PushPool defaults, {what}",
+                _fmt_rate(median([m.rate for m in runs.pool])),
+                note=cpu(runs.pool),
+            ),
+            Row(
+                sec,
+                f"one pipeline (defaults), the same {n:,} to 1 account",
+                _fmt_rate(median([m.rate for m in runs.single])),
+                note=cpu(runs.single),
+            ),
+            Row(
+                sec,
+                "pool / one pipeline",
+                f"{ratio:.0%}",
+                ">= 80%",
+                ratio >= 0.8,
+                note=f"per repetition {min(ratios):.0%} to {max(ratios):.0%}",
+            ),
+        ]
+    counts = s.pool_rss_accounts
+    total = s.pool_rss_total
+    results: list[pool.PoolRss] = []
+    title = f"pool RSS for {', '.join(f'{c:,}' for c in counts)} accounts, {total:,} resources"
+    with _stage(title), pool.pool_emulator(max(counts)) as emu:
+        for count in counts:
+            results.append(pool.measure_pool_rss(emu.base_url, count, total))
+    sec = "9 pool peak RSS"
+    for r in results:
+        rows.append(
+            Row(
+                sec,
+                f"{r.accounts:,} accounts x {r.total // r.accounts:,} ({r.total:,})",
+                f"{r.peak_mib:.0f} MiB",
+                note=(
+                    f"{r.total / r.seconds:,.0f} res/s, {r.seconds:.0f} s; VmRSS after warm-up"
+                    f" {r.start_mib:.0f} MiB; imported {r.imported:,}"
+                ),
+            )
+        )
+    smallest = results[0].peak_mib
+    growth = results[-1].peak_mib - smallest
+    rows.append(
+        Row(
+            sec,
+            f"growth {results[0].accounts:,} -> {results[-1].accounts:,} accounts",
+            f"{growth:+.1f} MiB",
+            "flat (<= 10% or 10 MiB)",
+            growth <= max(10.0, 0.1 * smallest),
+        )
+    )
+    with _stage("pool with a dead host"), pool.pool_emulator(s.pool_accounts) as emu:
+        with_dead, without = asyncio.run(_dead_host(emu.base_url, s))
+    sec = "10 pool, dead host @0ms"
+    healthy = f"{s.pool_accounts:,} healthy x {s.pool_healthy_per_account}"
+    dead = (
+        f"{s.pool_dead_accounts} accounts on a closed port, {DEAD_SHARE}/account"
+        f" (= {s.pool_dead_accounts * DEAD_SHARE:,} < max_pending {POOL_MAX_PENDING:,})"
+    )
+    share = median(
+        [a.healthy.rate / b.healthy.rate for a, b in zip(with_dead, without, strict=True)]
+    )
+    rows += [
+        Row(
+            sec,
+            f"{healthy}, no dead host",
+            _fmt_rate(median([r.healthy.rate for r in without])),
+        ),
+        Row(
+            sec,
+            f"{healthy}, + {dead}",
+            _fmt_rate(median([r.healthy.rate for r in with_dead])),
+            note=(
+                "dead accounts' resources held when the healthy ones were done: "
+                + ", ".join(f"{r.dead_held:,}" for r in with_dead)
+            ),
+        ),
+        Row(sec, "healthy with / without the dead host", f"{share:.0%}", ">= 90%", share >= 0.9),
+    ]
+    return rows
+
+
 # -- the table --------------------------------------------------------------------------------
 
 
@@ -541,12 +709,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("throughput", "latency", "rss", "rate", "outbox"),
+        choices=("throughput", "latency", "rss", "rate", "outbox", "pool"),
         help="run only these sections (repeatable); the default runs all",
     )
     args = parser.parse_args(argv)
     s = QUICK if args.quick else FULL
-    only = set(args.only or ("throughput", "latency", "rss", "rate", "outbox"))
+    only = set(args.only or ("throughput", "latency", "rss", "rate", "outbox", "pool"))
     started = time.perf_counter()
     header = machine()
     rows: list[Row] = []
@@ -565,6 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         found_outbox, outbox_report = outbox_rows(s)
         rows += found_outbox
         report = "\n\n".join(part for part in (report, outbox_report) if part)
+    if "pool" in only:
+        rows += pool_rows(s)
     mode = "--quick" if args.quick else "full"
     print("\n".join(header))
     print(f"mode: {mode}, {s.reps} repetitions; emulator in a separate process\n")
