@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -92,7 +95,18 @@ class Emulator:
         rate_limit: int | None = None,
         rate_window: float = 60.0,
         max_resources: int = 100,
+        accounts: Mapping[str, str] | None = None,
     ) -> None:
+        # Accounts beyond the default one go in a file, not $ANYCHANNEL_EMULATOR_ACCOUNTS:
+        # thousands of them exceed the size of one environment string (128 KiB).
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        account_args = ["--account", f"{IPID}={TOKEN}"]
+        if accounts is not None:
+            self._dir = tempfile.TemporaryDirectory(prefix="bench-emulator-")
+            path = Path(self._dir.name) / "accounts.json"
+            path.write_text(json.dumps({**accounts, IPID: TOKEN}))
+            path.chmod(0o600)
+            account_args = ["--accounts-file", str(path)]
         args = [
             sys.executable,
             "-m",
@@ -101,8 +115,7 @@ class Emulator:
             "127.0.0.1",
             "--port",
             "0",
-            "--account",
-            f"{IPID}={TOKEN}",
+            *account_args,
             "--latency",
             str(latency),
             "--max-resources",
@@ -130,6 +143,8 @@ class Emulator:
                 self._proc.wait()
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+        if self._dir is not None:
+            self._dir.cleanup()
 
     def __enter__(self) -> Emulator:
         return self

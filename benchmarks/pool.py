@@ -20,24 +20,20 @@ import contextlib
 import json
 import logging
 import resource
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import attrs
-from _common import IPID, TOKEN, make_resource, run_prefix
+from _common import Emulator, emulator, make_resource, run_prefix
 from throughput import Measure, Tally
 
 from anychannel_async import Account, PushPool, PushResult
 
 __all__ = [
     "DeadHostResult",
-    "PoolEmulator",
     "PoolRss",
     "accounts_on",
     "closed_port_url",
@@ -55,50 +51,11 @@ def token(n: int) -> str:
     return f"tok-{n:05d}"
 
 
-class PoolEmulator:
-    """The emulator in a child process holding `count` accounts (and the single pipeline's)."""
-
-    def __init__(self, count: int, *, latency: float = 0.0) -> None:
-        accounts = {ipid(i): token(i) for i in range(count)}
-        accounts[IPID] = TOKEN
-        # A file, not $ANYCHANNEL_EMULATOR_ACCOUNTS: thousands of accounts exceed the size
-        # of one environment string (MAX_ARG_STRLEN, 128 KiB).
-        self._dir = tempfile.TemporaryDirectory(prefix="bench-pool-")
-        path = Path(self._dir.name) / "accounts.json"
-        path.write_text(json.dumps(accounts))
-        path.chmod(0o600)
-        args = [sys.executable, "-m", "anychannel_async.testing", "--host", "127.0.0.1"]
-        args += ["--port", "0", "--latency", str(latency), "--accounts-file", str(path)]
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            args, stdout=subprocess.PIPE, text=True
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline().strip()
-        if not line.startswith("http"):
-            self.close()
-            raise RuntimeError(f"the emulator did not start (first line {line!r})")
-        self.base_url = line
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._dir.cleanup()
-
-
 @contextlib.contextmanager
-def pool_emulator(count: int, *, latency: float = 0.0) -> Iterator[PoolEmulator]:
-    emu = PoolEmulator(count, latency=latency)
-    try:
+def pool_emulator(count: int, *, latency: float = 0.0) -> Iterator[Emulator]:
+    """The emulator in a child process holding `count` accounts (and the single pipeline's)."""
+    with emulator(latency=latency, accounts={ipid(i): token(i) for i in range(count)}) as emu:
         yield emu
-    finally:
-        emu.close()
 
 
 def accounts_on(base_url: str, first: int, count: int) -> dict[str, Account]:
