@@ -34,13 +34,13 @@ from ._errors import (
     AuthenticationError,
     ClosedError,
     ConfigurationError,
-    EventLoopError,
     RateLimitedError,
     RedirectError,
     RequestRejectedError,
     TransportError,
     ValidationError,
 )
+from ._lifecycle import bind_loop
 from ._models import ExternalResource, as_resources, check_request_id
 from ._ratelimit import AccountPace, parse_retry_after
 from ._results import PushResult
@@ -227,14 +227,8 @@ class AnyChannelClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._state == _State.CLOSED:
             raise ClosedError("this AnyChannelClient is closed; create a new one")
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
-            # Its session and pace belong to the first loop: from another, a request would hang.
-            raise EventLoopError(
-                "this AnyChannelClient was opened on another event loop; create one per loop"
-            )
+        # Its session and pace belong to the first loop: from another, a request would hang.
+        self._loop = bind_loop(self._loop, "AnyChannelClient")
         self._state = _State.OPENED
         if self._session is None:
             self._session = aiohttp.ClientSession(

@@ -10,7 +10,6 @@ outbox's opening and replay, and the stats. It decides nothing about outcomes.
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,11 +24,11 @@ from ._errors import (
     AnyChannelError,
     ClosedError,
     ConfigurationError,
-    EventLoopError,
     ValidationError,
     copies,
 )
 from ._flow import FlowControl
+from ._lifecycle import State, bind_loop
 from ._models import ExternalResource
 from ._outbox import Outbox, Replay
 from ._results import PushResult
@@ -74,14 +73,6 @@ class PipelineStats:
     #: How the replayed resources ended, by status code or exception class name (as
     #: ``resolved`` and ``failed``); those still pending are not counted yet.
     replay_outcomes: Mapping[str, int] = attrs.field(factory=dict)
-
-
-class _State(enum.Enum):
-    """Lifecycle: OPEN → CLOSING → CLOSED; a closed pipeline is never reopened."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 class PushPipeline:
@@ -141,7 +132,7 @@ class PushPipeline:
             push=functools.partial(client.push_batch, instance_push_id),
             max_in_flight=settings.max_in_flight,
         )
-        self._state = _State.OPEN
+        self._state = State.OPEN
         self._closed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
@@ -175,25 +166,19 @@ class PushPipeline:
         await self.close()
 
     def _is_open(self) -> bool:
-        return self._state is _State.OPEN
+        return self._state is State.OPEN
 
     def _check_open(self) -> None:
         """Refuse use after close, and from another event loop than the first one used.
 
         Its tasks, futures and events belong to one loop: used from another, it would hang.
         """
-        if self._state is not _State.OPEN:
+        if self._state is not State.OPEN:
             raise ClosedError("this PushPipeline is closed")
         self._bind_loop()
 
     def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
-            raise EventLoopError(
-                "this PushPipeline was opened on another event loop; create one per loop"
-            )
+        self._loop = bind_loop(self._loop, "PushPipeline")
 
     def _start(self) -> None:
         if self._sender.broken is not None:
@@ -228,10 +213,10 @@ class PushPipeline:
         same bound.
         """
         self._bind_loop()
-        if self._state is not _State.OPEN:
+        if self._state is not State.OPEN:
             await self._closed.wait()
             return
-        self._state = _State.CLOSING
+        self._state = State.CLOSING
         self._flow.wake_all(lambda: ClosedError("this PushPipeline is closed"))
         if not flush:
             self._sender.stop_sending()
@@ -256,7 +241,7 @@ class PushPipeline:
                 reason = "the PushPipeline closed before it was resolved"
                 self._router.abandon(self._batcher.drain(), reason)
                 self._router.close(reason)
-                self._state = _State.CLOSED
+                self._state = State.CLOSED
                 self._closed.set()
                 if self._outbox is not None:
                     await self._outbox.close()
@@ -277,7 +262,7 @@ class PushPipeline:
         Waits while ``max_pending`` resources are unresolved. Raises `ValidationError` for a
         resource too large for one request, `ClosedError` once the pipeline is closing.
         """
-        if self._state is not _State.OPEN or asyncio.get_running_loop() is not self._loop:
+        if self._state is not State.OPEN or asyncio.get_running_loop() is not self._loop:
             self._check_open()
         body = self._encode(resource)
         if not self._sender.ready or not self._replay.queued:
@@ -351,7 +336,7 @@ class PushPipeline:
     async def _acquire(self) -> None:
         """Wait for a flow-control unit; refused once the pipeline is closing."""
         await self._flow.acquire()
-        if self._state is not _State.OPEN:  # closed while we waited for room
+        if self._state is not State.OPEN:  # closed while we waited for room
             self._flow.release()
             raise ClosedError("this PushPipeline is closed")
 
@@ -372,7 +357,7 @@ class PushPipeline:
     def _still_open(self, units: int) -> None:
         """Refuse what is admitted after a wait (for room, for the outbox) that close ended;
         its flow units go back (an outbox row stays pending, for replay)."""
-        if self._state is not _State.OPEN:
+        if self._state is not State.OPEN:
             for _ in range(units):
                 self._flow.release()
             raise ClosedError("this PushPipeline is closed")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import functools
 import logging
 import math
@@ -34,11 +33,11 @@ from ._errors import (
     AuthenticationError,
     ClosedError,
     ConfigurationError,
-    EventLoopError,
     UnknownAccountError,
     copies,
 )
 from ._flow import FlowControl
+from ._lifecycle import State, bind_loop
 from ._models import ExternalResource
 from ._pipeline import PipelineStats, PushPipeline
 from ._ratelimit import AccountPace
@@ -79,14 +78,6 @@ class PoolStats:
     pending: int
     #: The stats of each open pipeline, by instance push id (an idle one closed is not here).
     accounts: Mapping[str, PipelineStats]
-
-
-class _State(enum.Enum):
-    """Lifecycle: OPEN → CLOSING → CLOSED; a closed pool is never reopened."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 class _Member:
@@ -208,7 +199,7 @@ class PushPool:
         self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._state = _State.OPEN
+        self._state = State.OPEN
         self._closed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
@@ -237,18 +228,12 @@ class PushPool:
         await self.close()
 
     def _check_open(self) -> None:
-        if self._state is not _State.OPEN:
+        if self._state is not State.OPEN:
             raise ClosedError("this PushPool is closed")
         self._bind_loop()
 
     def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
-            raise EventLoopError(
-                "this PushPool was opened on another event loop; create one per loop"
-            )
+        self._loop = bind_loop(self._loop, "PushPool")
 
     async def flush(self) -> None:
         """Wait until every resource submitted so far to an open pipeline resolved."""
@@ -259,10 +244,10 @@ class PushPool:
         """Close every pipeline (each as `PushPipeline.close`, with ``flush``), then the
         session. Submits waiting for room fail with `ClosedError`. Idempotent."""
         self._bind_loop()
-        if self._state is not _State.OPEN:
+        if self._state is not State.OPEN:
             await self._closed.wait()
             return
-        self._state = _State.CLOSING
+        self._state = State.CLOSING
         self._flow.wake_all(lambda: ClosedError("this PushPool is closed"))
         members = list(self._members.values())
         self._members.clear()
@@ -278,7 +263,7 @@ class PushPool:
                 if self._session is not None:
                     await self._session.close()
             finally:
-                self._state = _State.CLOSED
+                self._state = State.CLOSED
                 self._closed.set()
 
     # -- admission ---------------------------------------------------------------------------
@@ -341,7 +326,7 @@ class PushPool:
             member.flow.release()
             raise
         try:
-            if self._state is not _State.OPEN:
+            if self._state is not State.OPEN:
                 raise ClosedError("this PushPool is closed")
             if member.retired:
                 raise _Retired
@@ -453,7 +438,7 @@ class PushPool:
 
     def _idle(self, member: _Member) -> None:
         member.timer = None
-        if member.busy == 0 and not member.retired and self._state is _State.OPEN:
+        if member.busy == 0 and not member.retired and self._state is State.OPEN:
             self._retire(member)
 
     def _close_idle_beyond(self, limit: int, *, keep: _Member) -> None:

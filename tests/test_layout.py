@@ -12,6 +12,7 @@ ORDER = (
     "_version",
     "_results",
     "_errors",
+    "_lifecycle",
     "_models",
     "_serde",
     "_settings",
