@@ -194,6 +194,9 @@ class PushPool:
         self._idle_timeout = float(idle_timeout)
         self._flow = FlowControl(max_pending)
         self._members: dict[str, _Member] = {}
+        # The open members with nothing pending, longest idle first (dicts keep insertion
+        # order): closing beyond the cap takes from the front, without scanning every member.
+        self._idle_members: dict[str, _Member] = {}
         self._paces: dict[str, AccountPace] = {}
         # Tokens Zendesk refused, by instance push id: the account as refused, and the error.
         self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
@@ -288,6 +291,7 @@ class PushPool:
             # From here to the future, nothing may await before the member counts as busy: an
             # idle timer firing meanwhile would close its pipeline under this submit.
             member.busy += 1
+            self._unidle(member)
             if member.timer is not None:
                 member.timer.cancel()
                 member.timer = None
@@ -366,6 +370,7 @@ class PushPool:
                         self._refusals.setdefault(ipid, (member.account, error))
         if member.busy == 0 and not member.retired and self._loop is not None:
             member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
+            self._idle_members[member.account.instance_push_id] = member
 
     def _refused(self, error: AuthenticationError) -> asyncio.Future[PushResult]:
         """A future already failed with a copy of a refusal: nothing is sent."""
@@ -407,7 +412,7 @@ class PushPool:
         if member is None:
             member = self._open(account)
             self._members[instance_push_id] = member
-            self._close_idle_beyond(_MAX_IDLE_OPEN, keep=member)
+            self._close_idle_beyond(_MAX_IDLE_OPEN)
         return member
 
     def _open(self, account: Account) -> _Member:
@@ -421,7 +426,10 @@ class PushPool:
         host = str(URL(account.base_url).origin())
         pace = self._paces.get(host)
         if pace is None:
-            pace = self._paces[host] = AccountPace()
+            # Requests to a host at once: its connections. Senders beyond wait their turn
+            # with their batches open, so a busy host gets fuller requests, not a queue of
+            # small ones cut early.
+            pace = self._paces[host] = AccountPace(max_in_flight=self._max_connections)
         client = AnyChannelClient(
             token=account.token,
             basic_auth=account.basic_auth,
@@ -441,19 +449,20 @@ class PushPool:
         if member.busy == 0 and not member.retired and self._state is State.OPEN:
             self._retire(member)
 
-    def _close_idle_beyond(self, limit: int, *, keep: _Member) -> None:
-        """Close idle pipelines (but ``keep``, just opened for a submit), oldest opened first,
-        while more than ``limit`` are open: a pool touching many accounts within
-        ``idle_timeout`` keeps its memory bounded."""
-        excess = len(self._members) - limit
-        if excess <= 0:
-            return
-        idle = [m for m in self._members.values() if m.busy == 0 and m is not keep]
-        for member in idle[:excess]:
-            self._retire(member)
+    def _close_idle_beyond(self, limit: int) -> None:
+        """Close idle pipelines, longest idle first, while more than ``limit`` are open: a
+        pool touching many accounts within ``idle_timeout`` keeps its memory bounded."""
+        while len(self._members) > limit and self._idle_members:
+            self._retire(next(iter(self._idle_members.values())))
+
+    def _unidle(self, member: _Member) -> None:
+        ipid = member.account.instance_push_id
+        if self._idle_members.get(ipid) is member:
+            del self._idle_members[ipid]
 
     def _drop(self, member: _Member) -> None:
         member.retired = True
+        self._unidle(member)
         if member.timer is not None:
             member.timer.cancel()
             member.timer = None

@@ -2,14 +2,18 @@
 
 Zendesk limits requests per account (its host) per minute, whatever endpoint, instance or
 process sends them, so every pipeline on a client shares the client's pace, and every client of
-one host may share one pace (``AnyChannelClient(pace=...)``, as `PushPool` does). It owns three
+one host may share one pace (``AnyChannelClient(pace=...)``, as `PushPool` does). It owns four
 rules:
 
 - after a 429, no request starts before its ``Retry-After`` has passed;
 - with a requests-per-minute budget, requests start evenly spaced, ``60 / budget`` seconds
   apart, so a fixed per-minute window never sees a burst it would answer with 429;
 - with no budget given, the budget is learned from the ``X-Rate-Limit`` answer header, so the
-  client slows down before the budget runs out instead of after a 429.
+  client slows down before the budget runs out instead of after a 429;
+- with ``max_in_flight`` given, at most that many requests are under way to the host at once,
+  and senders waiting for one take turns in the order they asked. A pool's many pipelines
+  wait here, with their batches still open and filling, rather than in the connection pool
+  with one small batch each already cut.
 
 It never sends anything itself; it only says when.
 """
@@ -17,6 +21,7 @@ It never sends anything itself; it only says when.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -73,9 +78,17 @@ class AccountPace:
         self,
         *,
         requests_per_minute: float | None = None,
+        max_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         _check_budget(requests_per_minute)
+        if max_in_flight is not None and (type(max_in_flight) is not int or max_in_flight < 1):
+            raise ConfigurationError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        self._limit = max_in_flight
+        self._in_flight = 0
+        # Senders waiting for a turn: each is called when a request ends and says whether it
+        # took the turn (one that stopped meanwhile declines, and the next is asked).
+        self._turns: collections.deque[Callable[[], bool]] = collections.deque()
         self._clock = clock
         self._budget = requests_per_minute
         self._learned: float | None = None
@@ -138,3 +151,29 @@ class AccountPace:
         while (wait := self.delay()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
         self.reserve()
+
+    # -- turns: requests under way to the host at once ---------------------------------------
+
+    def try_start(self) -> bool:
+        """Take a turn if one is free and nobody waits for one (no cutting in)."""
+        if self._limit is None:
+            return True
+        if self._in_flight < self._limit and not self._turns:
+            self._in_flight += 1
+            return True
+        return False
+
+    def wait_turn(self, offer: Callable[[], bool]) -> None:
+        """Queue for a turn: ``offer()`` is called when one is free; returning True takes it
+        (the taker must `finish` it), False passes it to the next in line."""
+        self._turns.append(offer)
+
+    def finish(self) -> None:
+        """A turn ends (its request completed, or it went unused): hand it to the next in
+        line, else free it."""
+        if self._limit is None:
+            return
+        while self._turns:
+            if self._turns.popleft()():
+                return
+        self._in_flight -= 1

@@ -50,6 +50,10 @@ class Sender:
         self._idle = False
         self._hurry = 0
         self._sending = True
+        # A turn of the host's requests (pace.try_start / wait_turn): held from when it is
+        # granted until a request takes it over, or handed back unused; queued while waiting.
+        self._turn = False
+        self._queued = False
         #: Set when the send loop died of a bug: the pipeline refuses new work with it.
         self.broken: AnyChannelError | None = None
         #: Push requests started (a split request counts each part), resources in them,
@@ -97,6 +101,7 @@ class Sender:
     def stop_sending(self) -> None:
         """No new request starts from now on; those in flight finish."""
         self._sending = False
+        self._hand_back()
 
     async def settle(self) -> None:
         """Wait for the requests in flight."""
@@ -111,6 +116,7 @@ class Sender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._hand_back()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -127,17 +133,29 @@ class Sender:
                     due = batcher.next_due()
                     now = loop.time()
                     if due is None or self._hurry or batcher.full() or due <= now:
-                        dropped: list[Submission] = []
-                        batch = batcher.take(dropped)
-                        for submission in dropped:  # cancelled by their owners before sending
-                            self._router.dropped(submission)
-                        if batch:
-                            self._start_send(batch)
-                            # Let the request take its slot of the account's pace before the
-                            # next cut: a batch cut now but sent later would leave half full.
-                            await asyncio.sleep(0)
-                        continue
-                    wait = due - now
+                        if self._turn or pace.try_start():
+                            self._turn = False
+                            dropped: list[Submission] = []
+                            batch = batcher.take(dropped)
+                            for submission in dropped:  # cancelled by their owners before
+                                self._router.dropped(submission)
+                            if batch:
+                                self._start_send(batch)  # the request finishes the turn
+                                # Let the request take its slot of the account's pace before
+                                # the next cut: a batch cut now, sent later, would leave half full.
+                                await asyncio.sleep(0)
+                            else:
+                                pace.finish()
+                            continue
+                        # The host's requests are all under way: the batch stays open and
+                        # fills until a request ends and the turn comes here.
+                        if not self._queued:
+                            self._queued = True
+                            pace.wait_turn(self._offered)
+                        wait = None
+                    else:
+                        wait = due - now
+            self._hand_back()  # a turn granted but not usable now (paused, nothing to send)
             self._wakeup.clear()
             # Only an empty queue needs a submit to wake the loop; a full set of requests in
             # flight is woken by the request that completes.
@@ -149,8 +167,23 @@ class Sender:
                 pass
             self._idle = False
 
+    def _offered(self) -> bool:
+        """The host offers a turn: take it while this loop runs and may send."""
+        self._queued = False
+        if not self._sending or self._task is None or self._task.done():
+            return False
+        self._turn = True
+        self._wakeup.set()
+        return True
+
+    def _hand_back(self) -> None:
+        if self._turn:
+            self._turn = False
+            self._pace.finish()
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The loop only ends by stop(); if a bug ends it, nothing may wait forever."""
+        self._hand_back()
         if task.cancelled():
             return
         error = task.exception()
@@ -162,7 +195,13 @@ class Sender:
     def _start_send(self, batch: list[Submission]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        # A request cancelled before it began never ran its ``finally``: its turn ends here.
+        if task in self._sends:
+            self._sends.discard(task)
+            self._pace.finish()
 
     async def _send(self, batch: list[Submission]) -> None:
         """Own one request from cut to completion; always releases the batch's keys."""
@@ -176,9 +215,11 @@ class Sender:
             internal = AnyChannelError(f"internal error: {type(exc).__name__}: {exc}")
             self._router.fail_all(batch, internal)
         finally:
-            # Leave the in-flight set before waking the loop: the done callback would run a
-            # loop iteration late, and the loop would still count this request and sleep.
+            # Leave the in-flight set and end the turn before waking the loop: the done
+            # callback would run a loop iteration late, and the loop would still count this
+            # request and sleep (and the host's next sender would wait).
             self._sends.discard(asyncio.current_task())
+            self._pace.finish()
             self._batcher.release({submission.key for submission in batch}, again)
             self._wakeup.set()
 

@@ -36,3 +36,55 @@ async def test_a_unit_granted_at_cancellation_is_handed_on() -> None:
         await first
     await asyncio.wait_for(second, 1)
     assert flow.used == 1
+
+
+# -- a host's turns (AccountPace.max_in_flight) ------------------------------------------------
+
+from anychannel_async._ratelimit import AccountPace  # noqa: E402
+
+
+def test_turns_are_taken_up_to_the_limit_and_handed_on_in_order() -> None:
+    pace = AccountPace(max_in_flight=2)
+    assert pace.try_start()
+    assert pace.try_start()
+    assert not pace.try_start()
+    taken: list[str] = []
+    pace.wait_turn(lambda: taken.append("first") is None)
+    pace.wait_turn(lambda: taken.append("second") is None)
+    assert not pace.try_start()  # nobody cuts in while others wait, even once one frees
+    pace.finish()
+    assert taken == ["first"]
+    pace.finish()
+    assert taken == ["first", "second"]
+    pace.finish()
+    pace.finish()
+    assert pace.try_start()
+    assert pace.try_start()
+    assert not pace.try_start()
+
+
+def test_a_turn_declined_goes_to_the_next_in_line_or_back_to_the_host() -> None:
+    pace = AccountPace(max_in_flight=1)
+    assert pace.try_start()
+    taken: list[str] = []
+    pace.wait_turn(lambda: False)  # a sender that stopped meanwhile
+    pace.wait_turn(lambda: taken.append("next") is None)
+    pace.finish()
+    assert taken == ["next"]
+    pace.wait_turn(lambda: False)
+    pace.finish()  # declined, nobody else: the turn is free again
+    assert pace.try_start()
+
+
+def test_without_a_limit_every_request_may_start() -> None:
+    pace = AccountPace()
+    assert all(pace.try_start() for _ in range(1000))
+    pace.finish()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_a_bad_host_limit_is_a_configuration_error(bad: object) -> None:
+    from anychannel_async import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="max_in_flight"):
+        AccountPace(max_in_flight=bad)  # type: ignore[arg-type]

@@ -361,10 +361,10 @@ async def test_submits_waiting_on_a_refused_account_go_out_with_its_new_token(
     )
 
 
-async def test_idle_pipelines_beyond_the_cap_close_oldest_first(
+async def test_idle_pipelines_beyond_the_cap_close_longest_idle_first(
     host_a: ZendeskEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Touching more accounts than the cap within idle_timeout closes the oldest idle
+    """Touching more accounts than the cap within idle_timeout closes the longest idle
     pipelines: memory stays bounded by a count, not only by time."""
     from anychannel_async import _pool
 
@@ -375,3 +375,39 @@ async def test_idle_pipelines_beyond_the_cap_close_oldest_first(
         assert sorted(pool.stats.accounts) == ["a2", "a3"]
         assert (await pool.push("a1", resource("again"))).imported
     assert all(host_a.import_count(f"r-{i}") == 1 for i in ("a1", "a2", "a3"))
+
+
+async def test_accounts_of_one_host_take_turns_and_send_fuller_requests() -> None:
+    """At most max_connections requests are under way to a host at once; the accounts waiting
+    for a turn keep their batches open, so 40 accounts x 10 resources go in few requests."""
+    ipids = [f"t{n:02d}" for n in range(40)]
+    faults = Faults(latency=0.02)
+    async with ZendeskEmulator(accounts={i: token(i) for i in ipids}, faults=faults) as emu:
+        accounts = accounts_on(emu, *ipids)
+        async with PushPool(accounts, max_connections=3, max_latency=0.0, retry=FAST_RETRY) as pool:
+            futures = []
+            for n in range(10):  # one resource per account in turn, as posts arrive
+                futures += [await pool.submit(i, resource(f"{i}-{n}")) for i in ipids]
+                await asyncio.sleep(0.005)
+            results = await asyncio.gather(*futures)
+        assert {r.code for r in results} == {StatusCode.SUCCESS}
+        assert emu.peak_concurrent_requests <= 3
+        # One resource per request would be 400; turns leave each account's batch open.
+        assert len(pushes(emu)) <= 120
+
+
+async def test_a_turn_is_given_back_when_its_account_closes() -> None:
+    """A pipeline closed while it waits for a turn of its host does not take the turn with
+    it: the host's other accounts still get all their requests through."""
+    ipids = [f"u{n}" for n in range(6)]
+    async with ZendeskEmulator(
+        accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.05)
+    ) as emu:
+        accounts = accounts_on(emu, *ipids)
+        async with PushPool(
+            accounts, max_connections=1, max_latency=0.0, idle_timeout=0.0, retry=FAST_RETRY
+        ) as pool:
+            for _ in range(3):
+                futures = [await pool.submit(i, resource(f"{i}-{_}")) for i in ipids]
+                assert {r.code for r in await asyncio.gather(*futures)} == {StatusCode.SUCCESS}
+            assert emu.peak_concurrent_requests == 1

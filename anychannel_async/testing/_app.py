@@ -92,6 +92,17 @@ class Service:
         endpoint: Callable[[Mapping[str, object], Faults, RequestHandle, str], _Answer],
     ) -> web.StreamResponse:
         handle = self.state.arrive(request.path, request.headers.get("User-Agent"))
+        try:
+            return await self._answer(request, endpoint, handle)
+        finally:
+            self.state.left(handle)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        endpoint: Callable[[Mapping[str, object], Faults, RequestHandle, str], _Answer],
+        handle: RequestHandle,
+    ) -> web.StreamResponse:
         faults = self.get_faults()
         size, raw = await _read_body(request, self.max_body_bytes)
         body = _parse_object(raw) if size <= self.max_body_bytes else None

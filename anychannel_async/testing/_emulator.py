@@ -247,6 +247,11 @@ class ZendeskEmulator:
         return self._state.reported_errors()
 
     @property
+    def peak_concurrent_requests(self) -> int:
+        """The most requests (any endpoint) the emulator served at once since the last reset."""
+        return self._state.peak_concurrent_requests()
+
+    @property
     def rate_limited_count(self) -> int:
         """How many 429 answers were sent, injected or by the rate limit."""
         return self._state.count_status(429)

@@ -124,6 +124,9 @@ class AccountState:
         self._threads: dict[tuple[str, str], int] = {}
         self._reported: list[ReportedError] = []
         self._requests: list[RequestHandle] = []
+        # Requests being served now (arrived, not yet answered or dropped), and the most at once.
+        self._serving = 0
+        self._peak_serving = 0
 
     def reset(self) -> None:
         """Forget tickets, imports, threads, reported errors and the request log."""
@@ -142,7 +145,15 @@ class AccountState:
                 user_agent=user_agent,
             )
             self._requests.append(handle)
+            self._serving += 1
+            self._peak_serving = max(self._peak_serving, self._serving)
             return handle
+
+    def left(self, handle: RequestHandle) -> None:
+        """A request's answer was sent, or its connection dropped."""
+        with self._lock:
+            if handle.generation == self._generation:
+                self._serving -= 1
 
     def describe(self, handle: RequestHandle, body: Mapping[str, object] | None) -> None:
         """Note what the request's body says about itself, reading it defensively: it may be
@@ -289,6 +300,11 @@ class AccountState:
         """Every ticket, by id."""
         with self._lock:
             return [self._tickets[i].freeze() for i in sorted(self._tickets)]
+
+    def peak_concurrent_requests(self) -> int:
+        """The most requests served at once since the last reset."""
+        with self._lock:
+            return self._peak_serving
 
     def requests(self) -> list[RecordedRequest]:
         """Every request since the last reset, in arrival order."""
