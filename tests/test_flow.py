@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -43,14 +44,24 @@ async def test_a_unit_granted_at_cancellation_is_handed_on() -> None:
 from anychannel_async._ratelimit import AccountPace  # noqa: E402
 
 
+def taker(taken: list[str], name: str) -> Callable[[], bool]:
+    """A sender in line for a turn that takes it, noting its name."""
+
+    def offer() -> bool:
+        taken.append(name)
+        return True
+
+    return offer
+
+
 def test_turns_are_taken_up_to_the_limit_and_handed_on_in_order() -> None:
     pace = AccountPace(max_in_flight=2)
     assert pace.try_start()
     assert pace.try_start()
     assert not pace.try_start()
     taken: list[str] = []
-    pace.wait_turn(lambda: taken.append("first") is None)
-    pace.wait_turn(lambda: taken.append("second") is None)
+    pace.wait_turn(taker(taken, "first"))
+    pace.wait_turn(taker(taken, "second"))
     assert not pace.try_start()  # nobody cuts in while others wait, even once one frees
     pace.finish()
     assert taken == ["first"]
@@ -68,7 +79,7 @@ def test_a_turn_declined_goes_to_the_next_in_line_or_back_to_the_host() -> None:
     assert pace.try_start()
     taken: list[str] = []
     pace.wait_turn(lambda: False)  # a sender that stopped meanwhile
-    pace.wait_turn(lambda: taken.append("next") is None)
+    pace.wait_turn(taker(taken, "next"))
     pace.finish()
     assert taken == ["next"]
     pace.wait_turn(lambda: False)
