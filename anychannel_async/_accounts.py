@@ -147,6 +147,10 @@ class AccountStore:
         self._state = _State.UNOPENED
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        #: Changes made through this object (put, remove): a `PushPool` over the store reads
+        #: an open account again when it moved, so a new token or a removal takes effect on
+        #: the next submit. Changes by other processes are seen when a pipeline reopens.
+        self.revision = 0
 
     def __repr__(self) -> str:
         return f"<AccountStore {self.path!r} state={self._state}>"
@@ -204,6 +208,7 @@ class AccountStore:
             time.time(),
         )
         await self._run(lambda db: db.execute(_PUT, row))
+        self.revision += 1
 
     async def get(self, instance_push_id: str) -> Account | None:
         """The account stored under instance_push_id, or None."""
@@ -221,6 +226,7 @@ class AccountStore:
         """Remove the account stored under instance_push_id: True if there was one, False
         (and no error) if there was none."""
         count: int = await self._run(lambda db: db.execute(_DELETE, (instance_push_id,)).rowcount)
+        self.revision += 1
         return count > 0
 
     # -- the store's thread ------------------------------------------------------------------

@@ -83,12 +83,19 @@ class PoolStats:
 class _Member:
     """One instance push id's client, pipeline and share of the pool, while it is open."""
 
-    __slots__ = ("account", "busy", "client", "flow", "pipeline", "retired", "timer")
+    __slots__ = ("account", "busy", "client", "flow", "pipeline", "retired", "revision", "timer")
 
     def __init__(
-        self, account: Account, client: AnyChannelClient, pipeline: PushPipeline, limit: int
+        self,
+        account: Account,
+        client: AnyChannelClient,
+        pipeline: PushPipeline,
+        limit: int,
+        revision: int,
     ) -> None:
         self.account = account
+        #: The store's revision when the account was last read: another means read it again.
+        self.revision = revision
         self.client = client
         self.pipeline = pipeline
         self.flow = FlowControl(limit)
@@ -283,7 +290,11 @@ class PushPool:
         self._check_open()
         while True:
             member = self._members.get(instance_push_id)
-            if member is None or instance_push_id in self._refusals:
+            if (
+                member is None
+                or member.revision != self._revision()
+                or instance_push_id in self._refusals
+            ):
                 found = await self._member(instance_push_id)
                 if isinstance(found, AuthenticationError):
                     return self._refused(found)
@@ -393,10 +404,21 @@ class PushPool:
             raise UnknownAccountError(instance_push_id)
         return account
 
+    def _revision(self) -> int:
+        accounts = self._accounts
+        return accounts.revision if isinstance(accounts, AccountStore) else 0
+
     async def _member(self, instance_push_id: str) -> _Member | AuthenticationError:
         """The account's member, opened if needed; or the refusal still in force for it (the
-        account read again: a new token lifts it)."""
-        account = await self._lookup(instance_push_id)
+        account read again: a new token lifts it, a removal closes its open pipeline)."""
+        revision = self._revision()
+        try:
+            account = await self._lookup(instance_push_id)
+        except UnknownAccountError:
+            gone = self._members.get(instance_push_id)
+            if gone is not None and self._state is State.OPEN:
+                self._retire(gone)  # what it holds still settles; nothing new goes to it
+            raise
         self._check_open()
         refusal = self._refusals.get(instance_push_id)
         if refusal is not None:
@@ -406,16 +428,17 @@ class PushPool:
             del self._refusals[instance_push_id]
         member = self._members.get(instance_push_id)
         if member is not None and member.account != account:
-            # Its token was refused and the accounts now hold another: a fresh client.
+            # The account changed (a new token, another host): a fresh client.
             self._retire(member)
             member = None
         if member is None:
-            member = self._open(account)
+            member = self._open(account, revision)
             self._members[instance_push_id] = member
             self._close_idle_beyond(_MAX_IDLE_OPEN)
+        member.revision = revision
         return member
 
-    def _open(self, account: Account) -> _Member:
+    def _open(self, account: Account, revision: int) -> _Member:
         if self._session is None:
             # No total limit: a host that hangs must not take the connections of the others.
             self._session = aiohttp.ClientSession(
@@ -440,7 +463,7 @@ class PushPool:
             pace=pace,
         )
         pipeline = PushPipeline(client, account.instance_push_id, settings=self._settings)
-        return _Member(account, client, pipeline, self._max_pending_per_account)
+        return _Member(account, client, pipeline, self._max_pending_per_account, revision)
 
     # -- idle pipelines ----------------------------------------------------------------------
 

@@ -411,3 +411,27 @@ async def test_a_turn_is_given_back_when_its_account_closes() -> None:
                 futures = [await pool.submit(i, resource(f"{i}-{_}")) for i in ipids]
                 assert {r.code for r in await asyncio.gather(*futures)} == {StatusCode.SUCCESS}
             assert emu.peak_concurrent_requests == 1
+
+
+async def test_an_open_account_removed_or_moved_in_the_store_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """A change through the store the pool reads takes effect on the account's next submit,
+    its pipeline open or not: moved to another host, its resources go there; removed, submit
+    raises UnknownAccountError."""
+    async with (
+        ZendeskEmulator(accounts={"m1": token("m1")}) as old_host,
+        ZendeskEmulator(accounts={"m1": token("m1")}) as new_host,
+        AccountStore(tmp_path / "accounts.sqlite") as store,
+    ):
+        await store.put(accounts_on(old_host, "m1")["m1"])
+        async with quick_pool(store) as pool:
+            assert (await pool.push("m1", resource("before"))).imported
+            await store.put(accounts_on(new_host, "m1")["m1"])
+            assert (await pool.push("m1", resource("after"))).imported
+            await store.remove("m1")
+            with pytest.raises(UnknownAccountError):
+                await pool.submit("m1", resource("gone"))
+            assert "m1" not in pool.stats.accounts
+        assert [r.external_ids for r in pushes(old_host)] == [("before",)]
+        assert [r.external_ids for r in pushes(new_host)] == [("after",)]
