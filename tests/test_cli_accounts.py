@@ -2,56 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from anychannel_async import Account, AccountStore
 from anychannel_async.testing import Faults, ZendeskEmulator
 
+from .accounts_support import HOST_A, imported, line, store_accounts, token
 from .conftest import cli, pushes, raw_resource, start_cli, wait_for
-
-# Each account's right token is ``token-IPID``; the emulators know it, the store may not.
-HOST_A = ("a1", "a2")
-HOST_B = ("b1",)
-
-
-def token(ipid: str) -> str:
-    return f"token-{ipid}"
-
-
-@pytest.fixture
-def host_a() -> Iterator[ZendeskEmulator]:
-    """A host (Zendesk account) with two installs; it serves from its own thread."""
-    with ZendeskEmulator(accounts={i: token(i) for i in HOST_A}) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def host_b() -> Iterator[ZendeskEmulator]:
-    with ZendeskEmulator(accounts={i: token(i) for i in HOST_B}) as emulator:
-        yield emulator
-
-
-def store_accounts(path: Path, accounts: dict[str, tuple[ZendeskEmulator, str]]) -> None:
-    """Put each instance push id in the store at path, on its host with the token given."""
-
-    async def put() -> None:
-        async with AccountStore(path) as store:
-            for ipid, (host, secret) in accounts.items():
-                await store.put(Account(ipid, base_url=host.base_url, token=secret))
-
-    asyncio.run(put())
-
-
-def line(ipid: str, external_id: str, **fields: object) -> str:
-    """An account's line of `push --accounts`."""
-    return json.dumps({"instance_push_id": ipid, "resource": raw_resource(external_id, **fields)})
 
 
 def records(path: Path) -> list[dict[str, object]]:
@@ -72,10 +33,6 @@ def held_id(record: dict[str, object]) -> str:
     return str(resource["external_id"])
 
 
-def imported(host: ZendeskEmulator) -> set[str]:
-    return {c.external_id for t in host.tickets for c in t.comments}
-
-
 def test_each_line_goes_to_its_account_and_a_refused_token_fails_only_its_lines(
     host_a: ZendeskEmulator, host_b: ZendeskEmulator, tmp_path: Path
 ) -> None:
@@ -85,7 +42,12 @@ def test_each_line_goes_to_its_account_and_a_refused_token_fails_only_its_lines(
     the account added, the failed file pushed again as is finishes the job."""
     store = tmp_path / "accounts.sqlite"
     store_accounts(
-        store, {"a1": (host_a, token("a1")), "a2": (host_a, "wrong"), "b1": (host_b, token("b1"))}
+        store,
+        {
+            "a1": (host_a.base_url, token("a1")),
+            "a2": (host_a.base_url, "wrong"),
+            "b1": (host_b.base_url, token("b1")),
+        },
     )
     ids = {ipid: [f"{ipid}-{n}" for n in range(40)] for ipid in ("a1", "a2", "b1", "nobody")}
     lines = [line(ipid, ids[ipid][n]) for n in range(40) for ipid in ids]
@@ -101,9 +63,9 @@ def test_each_line_goes_to_its_account_and_a_refused_token_fails_only_its_lines(
     ticket = host_a.ticket_for("a1-reply")
     assert ticket is not None
     assert ticket.external_id == "a1-0"
-    by_account: dict[object, list[dict[str, object]]] = {}
+    by_account: dict[str, list[dict[str, object]]] = {}
     for record in records(failed):
-        by_account.setdefault(record["instance_push_id"], []).append(record)
+        by_account.setdefault(str(record["instance_push_id"]), []).append(record)
     assert sorted(by_account) == ["a2", "nobody"]
     assert {held_id(r) for r in by_account["a2"]} == set(ids["a2"])
     assert all(str(r["error"]).startswith("AuthenticationError") for r in by_account["a2"])
@@ -128,7 +90,10 @@ def test_each_line_goes_to_its_account_and_a_refused_token_fails_only_its_lines(
     assert "UnknownAccountError" in done.stdout
 
     with ZendeskEmulator(accounts={"nobody": "token-nobody"}) as host_c:
-        store_accounts(store, {"a2": (host_a, token("a2")), "nobody": (host_c, "token-nobody")})
+        store_accounts(
+            store,
+            {"a2": (host_a.base_url, token("a2")), "nobody": (host_c.base_url, "token-nobody")},
+        )
         again = tmp_path / "again.jsonl"
         rerun = push_accounts(failed, store, "--failed", str(again))
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -159,7 +124,7 @@ def test_a_line_that_is_not_an_accounts_line_fails_alone(
     """A line without its account (or not in the envelope's shape) is in the failed file as
     read, saying what is wrong; the lines around it are imported."""
     store = tmp_path / "accounts.sqlite"
-    store_accounts(store, {"a1": (host_a, token("a1"))})
+    store_accounts(store, {"a1": (host_a.base_url, token("a1"))})
     failed = tmp_path / "failed.jsonl"
     stdin = "\n".join([line("a1", "before"), text, line("a1", "after")]) + "\n"
     done = push_accounts("-", store, "--failed", str(failed), stdin=stdin)
@@ -177,7 +142,7 @@ def test_an_invalid_resource_keeps_its_account_in_the_failed_file(
     """A resource Zendesk's limits refuse fails with its account; mended in the failed file,
     the file pushes again as is."""
     store = tmp_path / "accounts.sqlite"
-    store_accounts(store, {"a1": (host_a, token("a1"))})
+    store_accounts(store, {"a1": (host_a.base_url, token("a1"))})
     failed = tmp_path / "failed.jsonl"
     done = push_accounts("-", store, "--failed", str(failed), stdin=line("a1", "t", mesage="x"))
     assert done.returncode == 1
@@ -242,7 +207,7 @@ def test_options_that_do_not_go_with_accounts_are_usage_errors(
     host_a: ZendeskEmulator, tmp_path: Path, extra: tuple[str, ...], message: str
 ) -> None:
     store = tmp_path / "accounts.sqlite"
-    store_accounts(store, {"a1": (host_a, token("a1"))})
+    store_accounts(store, {"a1": (host_a.base_url, token("a1"))})
     failed = tmp_path / "failed.jsonl"
     failed.write_text("kept\n")
     done = push_accounts("-", store, "--failed", str(failed), *extra, stdin=line("a1", "x"))
@@ -285,7 +250,9 @@ def test_sigint_during_a_push_to_many_accounts_settles_and_keeps_every_line(
     host_b.faults = Faults(latency=0.1)
     store = tmp_path / "accounts.sqlite"
     accounts = ("a1", "a2", "b1")
-    store_accounts(store, {i: (host_a if i in HOST_A else host_b, token(i)) for i in accounts})
+    store_accounts(
+        store, {i: ((host_a if i in HOST_A else host_b).base_url, token(i)) for i in accounts}
+    )
     lines = [line(accounts[n % 3], f"r-{n}") for n in range(1, 6_001)]
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
