@@ -208,6 +208,7 @@ def start_cli(*args: str, token: str | None = TOKEN) -> subprocess.Popen[str]:
     )
 
 
-# The Redis Streams tests' fixtures (a redis-server per test) and helpers live in their own
-# module; loaded here so pytest rewrites its asserts.
-pytest_plugins = ["tests.redis_support"]
+# The Redis Streams tests' fixtures (a redis-server per test), and the many-accounts tests'
+# (a host per emulator), with their helpers, live in their own modules; loaded here so pytest
+# rewrites their asserts.
+pytest_plugins = ["tests.redis_support", "tests.accounts_support"]

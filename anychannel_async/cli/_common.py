@@ -22,15 +22,19 @@ __all__ = [
     "CommandClient",
     "UsageError",
     "add_connection_options",
+    "check_accounts_options",
     "client_from_args",
     "connection_options_given",
     "log_to_stderr",
+    "per_account_limit",
     "refusal_message",
 ]
 
 TOKEN_ENV = "ANYCHANNEL_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _IPID_ENV = "ANYCHANNEL_INSTANCE_PUSH_ID"
 _TIMEOUT = 30.0
+# PushPool's own default: an account's share of the pool.
+_MAX_PENDING_PER_ACCOUNT = 2_000
 
 
 class UsageError(Exception):
@@ -61,11 +65,23 @@ class CommandClient(AnyChannelClient):
         return pushed
 
 
-def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """--subdomain/--base-url, --instance-push-id, --timeout."""
+def add_connection_options(
+    parser: argparse.ArgumentParser, *, required: bool = True, accounts: bool = False
+) -> None:
+    """--subdomain/--base-url, --instance-push-id, --timeout; with accounts, --accounts (in
+    place of the three first) and --max-pending-per-account."""
     where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--subdomain", help="the Zendesk account: https://SUBDOMAIN.zendesk.com")
     where.add_argument("--base-url", help="the account's base URL instead (e.g. the emulator's)")
+    if accounts:
+        where.add_argument(
+            "--accounts",
+            metavar="PATH",
+            help=(
+                "an accounts store (see `accounts add`): push to many accounts, each input"
+                " naming its own instance_push_id; the token comes from the store"
+            ),
+        )
     parser.add_argument(
         "--instance-push-id",
         help=f"the integration account's instance_push_id (default: ${_IPID_ENV})",
@@ -73,6 +89,44 @@ def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = 
     parser.add_argument(
         "--timeout", type=float, default=_TIMEOUT, help="seconds for one HTTP try (default 30)"
     )
+    if accounts:
+        parser.add_argument(
+            "--max-pending-per-account",
+            type=int,
+            default=None,
+            metavar="N",
+            help=(
+                "with --accounts: resources pending per account at most, so that one slow or"
+                f" unreachable account holds only this share of --max-pending (default"
+                f" {_MAX_PENDING_PER_ACCOUNT:,})"
+            ),
+        )
+
+
+def check_accounts_options(args: argparse.Namespace) -> str | None:
+    """The accounts store's path when --accounts is given, checked against the options it
+    excludes; None without it. UsageError when the options do not go together, or the store
+    is not there (opening a missing path would create an empty store: a typo would read as
+    "no accounts", every line unknown)."""
+    path: str | None = getattr(args, "accounts", None)
+    if path is None:
+        if getattr(args, "max_pending_per_account", None) is not None:
+            raise UsageError("--max-pending-per-account goes with --accounts")
+        return None
+    if args.instance_push_id is not None:
+        raise UsageError(
+            "--accounts and --instance-push-id are mutually exclusive: with --accounts, each"
+            " input names its own instance_push_id"
+        )
+    if not os.path.exists(path):
+        raise UsageError(f"--accounts: no accounts store at {path} (see `accounts add`)")
+    return path
+
+
+def per_account_limit(args: argparse.Namespace) -> int:
+    """--max-pending-per-account, or its default."""
+    given: int | None = args.max_pending_per_account
+    return _MAX_PENDING_PER_ACCOUNT if given is None else given
 
 
 def connection_options_given(args: argparse.Namespace) -> list[str]:

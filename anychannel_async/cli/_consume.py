@@ -3,19 +3,34 @@
 Runs until SIGTERM or SIGINT, then stops reading, finishes what is in flight, acknowledges it
 and exits 0. A second signal gives up at once (exit 130): what was not acknowledged stays
 pending in Redis and is delivered again, which Zendesk's already_imported makes safe.
+
+With ``--accounts PATH``, entries carry ``instance_push_id`` beside ``resource`` and are pushed
+through a `PushPool` over the accounts store at PATH: an entry for an account the store does not
+hold is a dead letter saying so; one account's refused token leaves its entries pending (see
+`consume_stream`) while the others go on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from typing import TYPE_CHECKING
 
+from anychannel_async._accounts import AccountStore
 from anychannel_async._client import AnyChannelClient
+from anychannel_async._pipeline import PushPipeline
+from anychannel_async._pool import PushPool
 
-from ._common import UsageError, add_connection_options, client_from_args, log_to_stderr
-from ._push import add_batch_options, pipeline_from_args
+from ._common import (
+    UsageError,
+    add_connection_options,
+    check_accounts_options,
+    client_from_args,
+    log_to_stderr,
+)
+from ._push import add_batch_options, pipeline_from_args, pool_from_args
 
 if TYPE_CHECKING:  # redis-py is an optional extra: import it only where it is used
     import redis.asyncio
@@ -35,6 +50,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Read entries of a Redis stream as CONSUMER of GROUP, push the JSON resource of each"
             " entry's 'resource' field, and acknowledge each entry once its outcome is final."
             " Resources that cannot be imported go to the stream STREAM:dead with their error."
+            " With --accounts, each entry's 'instance_push_id' field names its account."
         ),
     )
     redis_options = parser.add_argument_group("Redis")
@@ -60,7 +76,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--block-ms", type=int, default=1_000, help="ms one read waits for entries (default 1000)"
     )
     parser.add_argument("--quiet", action="store_true", help="no summary")
-    add_connection_options(parser)
+    add_connection_options(parser, accounts=True)
     add_batch_options(parser)
 
 
@@ -92,10 +108,16 @@ def run(args: argparse.Namespace) -> int:
         import anychannel_async.sources  # noqa: F401 - fail early, before any connection
     except ImportError:
         raise UsageError(NEED_REDIS) from None
-    client, instance_push_id = client_from_args(args)
+    accounts = check_accounts_options(args)
+    target: tuple[AnyChannelClient, str] | AccountStore
+    if accounts is None:
+        target = client_from_args(args)
+    else:
+        target = AccountStore(accounts)
+        pool_from_args(target, args)  # its settings checked before any connection
     log_to_stderr("consume")
     try:
-        stats = asyncio.run(_consume(client, instance_push_id, args))
+        stats = asyncio.run(_consume(target, args))
     except asyncio.CancelledError:
         return 130
     if not args.quiet:
@@ -107,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _consume(
-    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+    target: tuple[AnyChannelClient, str] | AccountStore, args: argparse.Namespace
 ) -> ConsumeStats:
+    """Consume with the client of one account (and its instance push id), or the accounts of
+    a store."""
     from anychannel_async.sources import consume_stream
 
     redis_conn = redis_client(args.redis, read_timeout=args.block_ms / 1000 + 10.0)
@@ -124,7 +148,17 @@ async def _consume(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     try:
-        async with client, pipeline_from_args(client, instance_push_id, args) as pipeline:
+        async with contextlib.AsyncExitStack() as opened:
+            pipeline: PushPipeline | PushPool
+            if isinstance(target, AccountStore):
+                await opened.enter_async_context(target)
+                pipeline = await opened.enter_async_context(pool_from_args(target, args))
+            else:
+                client, instance_push_id = target
+                await opened.enter_async_context(client)
+                pipeline = await opened.enter_async_context(
+                    pipeline_from_args(client, instance_push_id, args)
+                )
             return await consume_stream(
                 pipeline,
                 redis_conn,

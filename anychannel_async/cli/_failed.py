@@ -2,7 +2,9 @@
 
 A record is ``{"line": N, "error": "...", "resource": {...}}``, or ``"raw": "text"`` instead of
 ``resource`` for a line that is not a resource (not JSON, not UTF-8, or not read at all). N is
-the line's number in the original input, kept when a failed file is pushed again.
+the line's number in the original input, kept when a failed file is pushed again. With
+``--accounts``, a record of a line whose account is known also holds it:
+``{"line": N, "error": "...", "instance_push_id": "...", "resource": {...}}``.
 
 Every line of the file is whole, strict JSON (no NaN or Infinity, which Python's json would
 write and Zendesk's parser refuses). Records are buffered and written with ``os.write``; when a
@@ -75,10 +77,13 @@ class FailedFile:
         resource: object = None,
         raw: str | None = None,
         text: str | None = None,
+        instance_push_id: str | None = None,
     ) -> None:
         """Add the record of line number; text is the line as read, kept as ``raw`` when the
         resource cannot be written as strict JSON (a float out of range, nesting too deep)."""
         entry: dict[str, object] = {"line": number, "error": error}
+        if instance_push_id is not None:
+            entry["instance_push_id"] = instance_push_id
         if resource is not None:
             entry["resource"] = resource
         if raw is not None:

@@ -1,4 +1,5 @@
-"""The ingest loop shared by `push` and `demo`: feed a pipeline, tally outcomes, keep failures.
+"""The ingest loop shared by `push` and `demo`: feed a pipeline (or, with ``push --accounts``, a
+pool), tally outcomes, keep failures.
 
 Every line ends counted: imported, failed with its error in the failed file, refused before
 sending (malformed, invalid), left pending in an outbox, or, after a stop, not sent or not
@@ -31,8 +32,10 @@ from tqdm import tqdm
 
 from anychannel_async._errors import (
     AnyChannelError,
+    AuthenticationError,
     ClosedError,
     OutboxError,
+    UnknownAccountError,
     ValidationError,
     Verdict,
     verdict,
@@ -40,6 +43,7 @@ from anychannel_async._errors import (
 from anychannel_async._models import ExternalResource
 from anychannel_async._outbox import pending_ids
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._pool import PushPool
 from anychannel_async._results import IMPORTED, PushResult
 from anychannel_async._serde import converter, encode_body, resource_from_json
 
@@ -53,7 +57,10 @@ logger = logging.getLogger("anychannel_async.cli")
 # Bytes per read: enough to amortise the hop to the reader thread, small enough to keep
 # memory flat however large the file.
 _READ_SIZE = 256 * 1024
-_ENVELOPE_KEYS = frozenset({"line", "error", "resource", "raw"})
+_ENVELOPE_KEYS = frozenset({"line", "error", "instance_push_id", "resource", "raw"})
+# A line of `push --accounts`: the account's instance push id and the resource.
+_ACCOUNT_KEYS = frozenset({"instance_push_id", "resource"})
+_ACCOUNT_LINE = '{"instance_push_id": ID, "resource": {...}}'
 # A failed file's raw line may hold the line of an earlier failed file: unwrap that far.
 _MAX_UNWRAP = 3
 # External ids remembered to warn about one given twice with different content: the last
@@ -169,6 +176,26 @@ def _line_of(envelope: dict[str, object], default: int) -> int:
     return default
 
 
+def _account_problem(obj: object) -> str | None:
+    """What is wrong with a line of ``push --accounts`` as an account's line, or None: it must
+    be ``{"instance_push_id": ID, "resource": {...}}``, nothing more."""
+    if not isinstance(obj, dict):
+        return f"{_ACCOUNT_LINE} expected, got {type(obj).__name__}"
+    missing = sorted(_ACCOUNT_KEYS - obj.keys())
+    if missing:
+        return f"{_ACCOUNT_LINE} expected, missing {', '.join(missing)}"
+    unknown = sorted(obj.keys() - _ACCOUNT_KEYS)
+    if unknown:
+        return f"{_ACCOUNT_LINE} expected, unknown field {', '.join(map(repr, unknown))}"
+    return _instance_problem(obj["instance_push_id"])
+
+
+def _instance_problem(value: object) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"instance_push_id must be a non-empty string, got {value!r}"
+    return None
+
+
 def _stays_pending(error: AnyChannelError) -> bool:
     """With an outbox, whether a failed resource's row stays pending, to be pushed again at
     the next start: all but the final failures, which the pipeline makes dead letters (the
@@ -187,25 +214,42 @@ def _content_hash(resource: ExternalResource) -> int:
         return 0
 
 
-class _Unsure(NamedTuple):
-    """A line refused while closing, with an outbox: its row may or may not have been written."""
+class _Line(NamedTuple):
+    """A line that holds a resource.
+
+    position: its number in the file being read; number: its number in the original input
+    (the position, or the ``line`` of a failed file's record); account: its instance push id
+    with ``--accounts`` (None for one account's lines)."""
 
     position: int
     number: int
+    account: str | None
     resource: ExternalResource
+
+
+class _Unsure(NamedTuple):
+    """A line refused while closing, with an outbox: its row may or may not have been written."""
+
+    line: _Line
     error: str
 
 
 class Ingest:
-    """Submits resources to a pipeline and accounts for every one of them.
+    """Submits resources to a pipeline, or to a pool with each line's account, and accounts
+    for every one of them.
 
     A line has a position (its number in the file being read) and a number (its number in
     the original input: the position, or the ``line`` of a failed file's record).
+
+    To a `PushPool` (``push --accounts``), each line is ``{"instance_push_id": ID,
+    "resource": {...}}`` and its failed record keeps the instance push id. An account the
+    pool does not know fails its lines (`UnknownAccountError`); a token Zendesk refuses fails
+    its account's lines (`AuthenticationError`) and no other's: neither stops the ingest.
     """
 
     def __init__(
         self,
-        pipeline: PushPipeline,
+        target: PushPipeline | PushPool,
         *,
         failed: FailedFile | None = None,
         progress: bool = False,
@@ -215,12 +259,16 @@ class Ingest:
         instance_push_id: str = "",
         warn_duplicates: bool = False,
     ) -> None:
-        self._pipeline = pipeline
+        self._target = target
+        self._pool = target if isinstance(target, PushPool) else None
+        self._pipeline = target if isinstance(target, PushPipeline) else None
         self._failed = failed
         self._stop = stop
         self._outbox = outbox
         self._instance_push_id = instance_push_id
         self._warn_duplicates = warn_duplicates
+        # With many accounts, a refusal is one account's outcome, not a stop of the ingest.
+        self._stopped = _STOPPED - {"AuthenticationError"} if self._pool else _STOPPED
         self._seen: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._unsure: list[_Unsure] = []
         # Futures whose outcome is not tallied yet, and an event set whenever there are none.
@@ -228,6 +276,11 @@ class Ingest:
         self._none_unsettled = asyncio.Event()
         self._none_unsettled.set()
         self.outcomes: Counter[str] = Counter()
+        #: With accounts: lines not imported, by the instance push id Zendesk refused the
+        #: token of, and that refusal.
+        self.refused: dict[str, tuple[int, AuthenticationError]] = {}
+        #: With accounts: lines naming an instance push id the accounts do not hold, by it.
+        self.unknown: Counter[str] = Counter()
         #: Position of the last line read and submitted (0: none).
         self.last_read = 0
         #: Position of the first line a stop kept from being pushed, if any.
@@ -299,44 +352,49 @@ class Ingest:
         return None
 
     async def settle_read(self) -> None:
-        """Close the pipeline without flushing, wait until every line submitted has its
-        outcome tallied, then settle the lines refused while closing (see settle_unsure)."""
-        await self._pipeline.close(flush=False)
+        """Close the pipeline (or pool) without flushing, wait until every line submitted has
+        its outcome tallied, then settle the lines refused while closing (see settle_unsure)."""
+        await self._target.close(flush=False)
         await self._none_unsettled.wait()  # done callbacks run a loop turn after the close
         self.settle_unsure()
 
     async def submit_lines(self, lines: Sequence[tuple[int, bytes | str]]) -> None:
         """Parse and submit a chunk of lines together (one outbox transaction, if any)."""
-        ready: list[tuple[int, int, ExternalResource]] = []
-        for position, line in lines:
-            parsed = self._parse(position, line)
-            if parsed is not None:
-                number, resource = parsed
+        ready: list[_Line] = []
+        for position, raw in lines:
+            line = self._parse(position, raw)
+            if line is not None:
                 if self._warn_duplicates:
-                    self._check_duplicate(number, resource)
-                ready.append((position, number, resource))
+                    self._check_duplicate(line)
+                ready.append(line)
         if not ready:
             return
+        if self._pipeline is None:
+            # A pool takes one resource at a time: each line may be another account's.
+            for line in ready:
+                await self._submit(line)
+            return
         try:
-            futures = await self._pipeline.submit_many([r for _, _, r in ready])
+            futures = await self._pipeline.submit_many([line.resource for line in ready])
         except ValidationError:  # one resource too large: find it, keep the others
-            for position, number, resource in ready:
-                await self._submit(position, number, resource)
+            for line in ready:
+                await self._submit(line)
             return
         except AnyChannelError as exc:  # closed, or an outbox that cannot open
-            for position, number, resource in ready:
-                self._not_imported(position, number, resource, exc)
+            for line in ready:
+                self._not_imported(line, exc)
             return
-        for (position, number, resource), future in zip(ready, futures, strict=True):
-            self._watch(position, number, resource, future)
+        for line, future in zip(ready, futures, strict=True):
+            self._watch(line, future)
 
     async def submit(self, number: int, resource: ExternalResource) -> None:
         """Submit one resource; its outcome is tallied when it resolves."""
-        await self._submit(number, number, resource)
+        await self._submit(_Line(number, number, None, resource))
 
     def copy_unread(self, lines: Sequence[tuple[int, bytes]], cause: str) -> None:
         """Lines a stop kept from being read: to the failed file as they are, each with its
-        number. A line of an earlier failed file keeps its record (and its number)."""
+        number. A line of an earlier failed file keeps its record (and its number); with
+        accounts, a line that is an account's line is written as a record with its account."""
         for position, raw in lines:
             try:
                 text = decode_line(position, raw).strip()
@@ -359,23 +417,33 @@ class Ingest:
                 if not str(obj["error"]).startswith("not UTF-8"):
                     entry["error"] = cause
                 self._failed.write_entry(number, entry, fallback=text)
+            elif self._pool is not None and _account_problem(obj) is None:
+                assert isinstance(obj, dict)
+                self._failed.write(
+                    position,
+                    cause,
+                    instance_push_id=obj["instance_push_id"],
+                    resource=obj["resource"],
+                    text=text,
+                )
             else:
                 self._failed.write(position, cause, raw=text)
 
     # -- parsing -----------------------------------------------------------------------------
 
-    def _parse(self, position: int, line: bytes | str) -> tuple[int, ExternalResource] | None:
-        """(number, resource) of a line, or None (and the failure recorded) when it has none."""
-        if isinstance(line, bytes):
+    def _parse(self, position: int, raw: bytes | str) -> _Line | None:
+        """The line's resource (and account), or None (and the failure recorded) when it has
+        none."""
+        if isinstance(raw, bytes):
             try:
-                text = decode_line(position, line)
+                text = decode_line(position, raw)
             except UnicodeDecodeError as exc:
                 self._failure(
-                    position, position, "malformed", f"not UTF-8: {exc}", raw=raw_text(line)
+                    position, position, "malformed", f"not UTF-8: {exc}", raw=raw_text(raw)
                 )
                 return None
         else:
-            text = line
+            text = raw
         text = text.strip()
         if not text:
             return None
@@ -383,7 +451,7 @@ class Ingest:
 
     def _parse_text(
         self, position: int, number: int, text: str, earlier: str | None = None, depth: int = 0
-    ) -> tuple[int, ExternalResource] | None:
+    ) -> _Line | None:
         try:
             obj = _decoder.decode(text)
         except ValueError as exc:
@@ -400,37 +468,72 @@ class Ingest:
             # The record of an earlier run's failed file: retry what it holds, as line N.
             number = _line_of(obj, number)
             if "resource" in obj:
-                obj = obj["resource"]
-            else:
-                raw = obj.get("raw")
-                if isinstance(raw, str) and depth < _MAX_UNWRAP:
-                    # A line that was not a resource, or not read: parse it again (the user
-                    # may have fixed it in the failed file).
-                    return self._parse_text(
-                        position, number, raw.strip(), str(obj["error"]), depth + 1
-                    )
-                self._failure(
-                    position,
-                    number,
-                    "malformed",
-                    str(obj["error"]),
-                    raw=raw if isinstance(raw, str) else None,
+                return self._resource_line(
+                    position, number, obj.get("instance_push_id"), obj["resource"], text
                 )
-                return None
+            raw = obj.get("raw")
+            if isinstance(raw, str) and depth < _MAX_UNWRAP:
+                # A line that was not a resource, or not read: parse it again (the user may
+                # have fixed it in the failed file).
+                return self._parse_text(position, number, raw.strip(), str(obj["error"]), depth + 1)
+            self._failure(
+                position,
+                number,
+                "malformed",
+                str(obj["error"]),
+                raw=raw if isinstance(raw, str) else None,
+            )
+            return None
+        if self._pool is None:
+            return self._resource_line(position, number, None, obj, text)
+        problem = _account_problem(obj)
+        if problem is not None:  # kept as it was read, for the user to mend and push again
+            self._failure(position, number, "invalid", problem, raw=text)
+            return None
+        return self._resource_line(position, number, obj["instance_push_id"], obj["resource"], text)
+
+    def _resource_line(
+        self, position: int, number: int, account: object, obj: object, text: str
+    ) -> _Line | None:
+        """The line of resource obj for account (None: not given), or None when either is not
+        right for this ingest (the failure recorded)."""
+        problem = None
+        if self._pool is not None:
+            problem = (
+                f"no instance_push_id: with --accounts, {_ACCOUNT_LINE} expected"
+                if account is None
+                else _instance_problem(account)
+            )
+        elif account is not None and account != self._instance_push_id:
+            # A record of `push --accounts`: pushed here, it would land in the wrong account.
+            problem = (
+                f"this line is for instance push id {account!r}, not {self._instance_push_id!r}:"
+                " push it with --accounts"
+            )
+        shown = account if isinstance(account, str) else None
+        if problem is not None:
+            self._failure(
+                position, number, "invalid", problem, resource=obj, account=shown, text=text
+            )
+            return None
         try:
-            return number, resource_from_json(obj)
+            return _Line(position, number, shown, resource_from_json(obj))
         except ValidationError as exc:
-            self._failure(position, number, "invalid", str(exc), resource=obj, text=text)
+            self._failure(
+                position, number, "invalid", str(exc), resource=obj, account=shown, text=text
+            )
             return None
 
-    def _check_duplicate(self, number: int, resource: ExternalResource) -> None:
-        """Warn when an external_id seen lately comes again with different content: Zendesk
-        keeps what it imported first, and answers already_imported to the second."""
-        key = hash(resource.external_id)
+    def _check_duplicate(self, line: _Line) -> None:
+        """Warn when an external_id seen lately comes again (for the same account) with
+        different content: Zendesk keeps what it imported first, and answers already_imported
+        to the second."""
+        resource = line.resource
+        key = hash((line.account, resource.external_id))
         content = _content_hash(resource) & _HASH_MASK
         seen = self._seen.get(key)
         if seen is None:
-            self._seen[key] = (number << 64) | content
+            self._seen[key] = (line.number << 64) | content
             if len(self._seen) > _DUPLICATE_MEMORY:
                 self._seen.popitem(last=False)
         elif seen & _HASH_MASK != content:
@@ -438,64 +541,75 @@ class Ingest:
                 "line %d repeats external_id %r of line %d with different content: Zendesk"
                 " keeps the first it imported; line %d will be already_imported and its"
                 " content not applied",
-                number,
+                line.number,
                 resource.external_id,
                 seen >> 64,
-                number,
+                line.number,
             )
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    async def _submit(self, position: int, number: int, resource: ExternalResource) -> None:
+    async def _submit(self, line: _Line) -> None:
         try:
-            future = await self._pipeline.submit(resource)
+            if self._pipeline is not None:
+                future = await self._pipeline.submit(line.resource)
+            else:
+                assert self._pool is not None
+                assert line.account is not None
+                future = await self._pool.submit(line.account, line.resource)
         except ValidationError as exc:  # e.g. too large for one request
-            self._failure(position, number, "invalid", str(exc), resource=resource)
+            self._failure(
+                line.position,
+                line.number,
+                "invalid",
+                str(exc),
+                resource=line.resource,
+                account=line.account,
+            )
             return
-        except AnyChannelError as exc:  # closed, or the outbox refused it
-            self._not_imported(position, number, resource, exc)
+        except AnyChannelError as exc:  # closed, an unknown account, the outbox refused it
+            self._not_imported(line, exc)
             return
-        self._watch(position, number, resource, future)
+        self._watch(line, future)
 
-    def _watch(
-        self,
-        position: int,
-        number: int,
-        resource: ExternalResource,
-        future: asyncio.Future[PushResult],
-    ) -> None:
+    def _watch(self, line: _Line, future: asyncio.Future[PushResult]) -> None:
         """Tally the future's outcome when it resolves."""
         self._unsettled += 1
         self._none_unsettled.clear()
-        future.add_done_callback(functools.partial(self._settled, position, number, resource))
+        future.add_done_callback(functools.partial(self._settled, line))
 
-    def _settled(
-        self,
-        position: int,
-        number: int,
-        resource: ExternalResource,
-        future: asyncio.Future[PushResult],
-    ) -> None:
+    def _settled(self, line: _Line, future: asyncio.Future[PushResult]) -> None:
         self._unsettled -= 1
         if not self._unsettled:
             self._none_unsettled.set()
         if future.cancelled():
-            self._failure(position, number, "cancelled", "cancelled", resource=resource)
+            self._failure(
+                line.position,
+                line.number,
+                "cancelled",
+                "cancelled",
+                resource=line.resource,
+                account=line.account,
+            )
             return
         error = future.exception()
         if error is None:
-            self._tally(position, str(future.result().code))
+            self._tally(line.position, str(future.result().code))
         elif isinstance(error, AnyChannelError):
-            self._not_imported(position, number, resource, error)
+            self._not_imported(line, error)
         else:  # pragma: no cover - the pipeline only fails futures with AnyChannelError
             raise error
 
-    def _not_imported(
-        self, position: int, number: int, resource: ExternalResource, error: AnyChannelError
-    ) -> None:
+    def _not_imported(self, line: _Line, error: AnyChannelError) -> None:
         name = type(error).__name__
         text = f"{name}: {error}"
         outcome = name
+        if line.account is not None:
+            if isinstance(error, AuthenticationError):
+                count, first = self.refused.get(line.account, (0, error))
+                self.refused[line.account] = (count + 1, first)
+            elif isinstance(error, UnknownAccountError):
+                self.unknown[line.account] += 1
         if isinstance(error, ClosedError):
             outcome = "not_sent"
             if self._stop is not None and self._stop.cause:
@@ -504,14 +618,16 @@ class Ingest:
             if isinstance(error, ClosedError):
                 # Refused while closing: its row was written or not (a race inside the
                 # pipeline); the outbox says which, once closed (see settle_unsure).
-                self._tally(position, outcome)
-                self._unsure.append(_Unsure(position, number, resource, text))
+                self._tally(line.position, outcome)
+                self._unsure.append(_Unsure(line, text))
                 return
             if _stays_pending(error):
-                self._tally(position, outcome)
+                self._tally(line.position, outcome)
                 self.left_in_outbox += 1
                 return
-        self._failure(position, number, outcome, text, resource=resource)
+        self._failure(
+            line.position, line.number, outcome, text, resource=line.resource, account=line.account
+        )
 
     def settle_unsure(self) -> None:
         """With an outbox, once the pipeline closed: a line refused while closing stays in the
@@ -521,16 +637,18 @@ class Ingest:
             return
         try:
             there = pending_ids(
-                self._outbox, self._instance_push_id, {u.resource.external_id for u in unsure}
+                self._outbox,
+                self._instance_push_id,
+                {u.line.resource.external_id for u in unsure},
             )
         except OutboxError as exc:  # cannot tell: a copy too many beats a line lost
             logger.warning("%s; lines refused while closing go to the failed file", exc)
             there = set()
-        for line in unsure:
+        for line, error in unsure:
             if line.resource.external_id in there:
                 self.left_in_outbox += 1
             else:
-                self._write(line.number, line.error, resource=line.resource)
+                self._write(line.number, error, resource=line.resource)
 
     def _failure(
         self,
@@ -540,11 +658,12 @@ class Ingest:
         error: str,
         resource: ExternalResource | object = None,
         *,
+        account: str | None = None,
         raw: str | None = None,
         text: str | None = None,
     ) -> None:
         self._tally(position, outcome)
-        self._write(number, error, resource=resource, raw=raw, text=text)
+        self._write(number, error, resource=resource, account=account, raw=raw, text=text)
 
     def _write(
         self,
@@ -552,6 +671,7 @@ class Ingest:
         error: str,
         *,
         resource: ExternalResource | object = None,
+        account: str | None = None,
         raw: str | None = None,
         text: str | None = None,
     ) -> None:
@@ -562,11 +682,15 @@ class Ingest:
                 resource = converter.unstructure(resource)
             except RecursionError:  # too deep to write back (nor to push): keep the error
                 resource = None
-        self._failed.write(number, error, resource=resource, raw=raw, text=text)
+        self._failed.write(
+            number, error, resource=resource, raw=raw, text=text, instance_push_id=account
+        )
 
     def _tally(self, position: int, outcome: str) -> None:
         self.outcomes[outcome] += 1
-        if outcome in _STOPPED and (self.first_stopped is None or position < self.first_stopped):
+        if outcome in self._stopped and (
+            self.first_stopped is None or position < self.first_stopped
+        ):
             self.first_stopped = position
         self._bar.update(1)
         if self._bar.n % 256 == 0:

@@ -5,6 +5,9 @@ re-serialised compactly. XADDs go out pipelined, a chunk per round trip, so a la
 a few hundred round trips rather than one per line; memory stays flat (lines are read in
 bounded chunks). A line that is not a valid resource is reported on stderr with its number
 and skipped, and the exit status is 1.
+
+A line ``{"instance_push_id": ID, "resource": {...}}`` (the input of ``push --accounts``) becomes
+an entry with both fields, for ``consume --accounts``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
@@ -23,6 +26,9 @@ from anychannel_async._serde import resource_from_json
 from ._common import UsageError
 from ._consume import NEED_REDIS, redis_client
 from ._ingest import decode_line, read_chunks
+
+if TYPE_CHECKING:  # redis-py is an optional extra: import it only where it is used
+    from redis.typing import EncodableT, FieldT
 
 __all__ = ["add_parser", "run"]
 
@@ -36,7 +42,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="append JSON Lines of external resources to a Redis stream",
         description=(
             "Append one stream entry per JSON line, its 'resource' field holding the line."
-            " Invalid lines are reported with their number and skipped (exit status 1)."
+            ' A line {"instance_push_id": ID, "resource": {...}} gives an entry with both'
+            " fields (for consume --accounts). Invalid lines are reported with their number"
+            " and skipped (exit status 1)."
         ),
     )
     parser.add_argument("file", help="a JSON Lines file, or - for standard input")
@@ -63,7 +71,7 @@ async def _produce(args: argparse.Namespace, source: IO[bytes]) -> tuple[int, in
         import redis.exceptions
     except ImportError:
         raise UsageError(NEED_REDIS) from None
-    from anychannel_async.sources import RESOURCE_FIELD, SourceError
+    from anychannel_async.sources import INSTANCE_FIELD, RESOURCE_FIELD, SourceError
 
     conn = redis_client(args.redis, read_timeout=30.0)
     appended = skipped = 0
@@ -81,13 +89,18 @@ async def _produce(args: argparse.Namespace, source: IO[bytes]) -> tuple[int, in
                     continue
                 try:
                     obj = orjson.loads(text)
-                    resource_from_json(obj)  # refuse here what every consumer would dead-letter
+                    account, resource = _split(obj)
+                    resource_from_json(resource)  # refuse here what consumers would dead-letter
                 except (orjson.JSONDecodeError, ValidationError) as exc:
                     kind = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else "invalid"
                     print(f"line {number}: {kind}: {exc}; skipped", file=sys.stderr)
                     skipped += 1
                     continue
-                batch.xadd(args.stream, {RESOURCE_FIELD: orjson.dumps(obj)})
+                fields: dict[FieldT, EncodableT] = {}
+                if account is not None:
+                    fields[INSTANCE_FIELD] = account
+                fields[RESOURCE_FIELD] = orjson.dumps(resource)
+                batch.xadd(args.stream, fields)
                 if len(batch) >= _CHUNK:
                     appended += len(await batch.execute())
         if len(batch):
@@ -101,3 +114,19 @@ async def _produce(args: argparse.Namespace, source: IO[bytes]) -> tuple[int, in
     finally:
         await conn.aclose()
     return appended, skipped
+
+
+# An account's line: its instance push id and its resource (as `push --accounts` reads it). No
+# resource has these fields, so a line holding just them is never a resource.
+_ACCOUNT_KEYS = frozenset({"instance_push_id", "resource"})
+
+
+def _split(obj: object) -> tuple[str | None, object]:
+    """The line's instance push id (None for a bare resource) and resource; ValidationError
+    for an account's line whose instance push id is not a non-empty string."""
+    if not isinstance(obj, dict) or obj.keys() != _ACCOUNT_KEYS:
+        return None, obj
+    account = obj["instance_push_id"]
+    if not isinstance(account, str) or not account:
+        raise ValidationError("instance_push_id", f"must be a non-empty string, got {account!r}")
+    return account, obj["resource"]

@@ -8,9 +8,16 @@ line number, or, with ``--outbox``, pending in the outbox. A stop keeps that pro
   accepted lines stay in it), the lines read before the lines not read: a parent before its
   reply. Exit 130 or 143; a second signal gives up at once.
 - A token Zendesk refuses: no request more (see `CommandClient`), every line not imported goes
-  to the failed file, exit 1.
+  to the failed file, exit 1. With ``--accounts``, a refusal is one account's: its lines go to
+  the failed file (the pool sends nothing more with that token), the other accounts' lines go
+  on, exit 1.
 - A failed file that cannot be written (disk full, file size limit): reading stops, what was
   accepted is still pushed, and the lines that could not be written are named; exit 1.
+
+With ``--accounts PATH`` each line is ``{"instance_push_id": ID, "resource": {...}}``, pushed
+through a `PushPool` over the accounts store at PATH; each failed record keeps its account, so
+the failed file pushes again as is (with ``--accounts``). A line naming an account the store
+does not hold fails alone (`UnknownAccountError`).
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from typing import IO
 
 import attrs
 
+from anychannel_async._accounts import AccountStore
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._errors import ClosedError, OutboxError
 from anychannel_async._outbox import PENDING, summary
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._pool import PushPool
 from anychannel_async._results import IMPORTED
 from anychannel_async._settings import PipelineSettings
 
@@ -35,8 +44,10 @@ from ._common import (
     CommandClient,
     UsageError,
     add_connection_options,
+    check_accounts_options,
     client_from_args,
     log_to_stderr,
+    per_account_limit,
     refusal_message,
 )
 from ._failed import FailedFile, line_ranges
@@ -49,6 +60,7 @@ __all__ = [
     "batch_options_given",
     "pending_in",
     "pipeline_from_args",
+    "pool_from_args",
     "replay_line",
     "run",
     "settings_from_args",
@@ -104,6 +116,24 @@ def pipeline_from_args(
         raise UsageError(str(exc)) from None
 
 
+def pool_from_args(accounts: AccountStore, args: argparse.Namespace) -> PushPool:
+    """A PushPool over the store with the batching and connection options' settings:
+    --max-in-flight per account, --max-pending for the whole pool (a bad setting is a
+    UsageError)."""
+    settings = settings_from_args(args)
+    try:
+        return PushPool(
+            accounts,
+            settings=settings,
+            max_in_flight=settings.max_in_flight,
+            max_pending=settings.max_pending,
+            max_pending_per_account=per_account_limit(args),
+            timeout=args.timeout,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "push",
@@ -112,7 +142,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Push one external resource per JSON line. Exit status 0 only when every resource"
             " was imported; failures go to --failed, which can be pushed again as is. SIGINT"
             " or SIGTERM stops reading and writes what was not imported to --failed (exit 130"
-            " or 143); a second signal stops at once."
+            " or 143); a second signal stops at once. With --accounts, each line is"
+            ' {"instance_push_id": ID, "resource": {...}} and goes to that account.'
         ),
     )
     parser.add_argument("file", help="a JSON Lines file, or - for standard input")
@@ -125,9 +156,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--outbox",
         metavar="PATH",
-        help="a SQLite outbox: every accepted line is kept until final (survives a crash)",
+        help=(
+            "a SQLite outbox: every accepted line is kept until final (survives a crash);"
+            " not with --accounts"
+        ),
     )
-    add_connection_options(parser)
+    add_connection_options(parser, accounts=True)
     add_batch_options(parser)
 
 
@@ -138,8 +172,20 @@ def run(args: argparse.Namespace) -> int:
     found before a line is read or the failed file is created; an outbox that cannot be
     opened (exit 1, its OutboxError) before a line is read or the failed file is emptied.
     """
-    client, instance_push_id = client_from_args(args)
-    pipeline = pipeline_from_args(client, instance_push_id, args)
+    accounts = check_accounts_options(args)
+    client: CommandClient | None = None
+    store: AccountStore | None = None
+    target: PushPipeline | PushPool
+    if accounts is None:
+        client, instance_push_id = client_from_args(args)
+        target = pipeline_from_args(client, instance_push_id, args)
+    else:
+        if args.outbox is not None:
+            # PushPool keeps no outbox yet (ConfigurationError): say so before reading.
+            raise UsageError("--outbox does not go with --accounts (PushPool has no outbox yet)")
+        instance_push_id = ""
+        store = AccountStore(accounts)
+        target = pool_from_args(store, args)
     log_to_stderr("push")
     with contextlib.ExitStack() as files:
         source = _open_input(args.file, files)
@@ -150,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             files.callback(failed.close)
         stop = Stop()
         ingest = Ingest(
-            pipeline,
+            target,
             failed=failed,
             progress=not args.quiet and sys.stderr.isatty(),
             stop=stop,
@@ -158,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
             instance_push_id=instance_push_id,
             warn_duplicates=True,
         )
-        client.on_refusal = stop.refused
+        if client is not None:
+            client.on_refusal = stop.refused
         if failed is not None:
             failed.on_error = stop.write_failed
         try:
@@ -168,14 +215,14 @@ def run(args: argparse.Namespace) -> int:
                     f"; waiting for standard input to end, to copy the lines not read to"
                     f" {failed.path}"
                 )
-            asyncio.run(_push(client, pipeline, ingest, source, stop, failed, waiting))
+            asyncio.run(_push(client, store, target, ingest, source, stop, failed, waiting))
         except asyncio.CancelledError:  # a second signal: given up at once
             pass
         finally:
             ingest.close()
             if failed is not None:
                 failed.close()  # the last records, before the report counts them
-    replays = dict(pipeline.stats.replay_outcomes)
+    replays = dict(target.stats.replay_outcomes) if isinstance(target, PushPipeline) else {}
     # Rows of earlier runs still pending: whatever the outbox holds pending but this run's.
     pending = pending_in(args.outbox) if args.outbox is not None else None
     earlier = max(0, pending - ingest.left_in_outbox) if pending is not None else 0
@@ -227,8 +274,9 @@ def _open_failed(path: str) -> FailedFile:
 
 
 async def _push(
-    client: CommandClient,
-    pipeline: PushPipeline,
+    client: CommandClient | None,
+    store: AccountStore | None,
+    pipeline: PushPipeline | PushPool,
     ingest: Ingest,
     source: IO[bytes],
     stop: Stop,
@@ -237,7 +285,13 @@ async def _push(
 ) -> None:
     opened = False
     with stop_on_signals(stop, "push", waiting=waiting):
-        async with client:
+        async with contextlib.AsyncExitStack() as opens:
+            # The client of one account, or the store of many (an AccountStoreError opening
+            # it leaves the failed file as it was, as an outbox does).
+            if client is not None:
+                await opens.enter_async_context(client)
+            if store is not None:
+                await opens.enter_async_context(store)
             try:
                 async with pipeline, close_on_halt(pipeline, stop):
                     opened = True
@@ -312,6 +366,7 @@ def _report(
                 f" from {failed.path}: lines {line_ranges(failed.missing)}",
                 file=sys.stderr,
             )
+    _report_accounts(args, ingest)
     if stop.at_once:
         print(
             "anychannel-async push: stopped at once by a second signal: lines in flight or"
@@ -348,3 +403,42 @@ def _report(
             " finish the job"
         )
     print("\n".join(lines))
+
+
+# Accounts a report names, at most: beyond, it gives their number.
+_NAMED = 10
+
+
+def _named(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_NAMED])
+    return shown if len(ids) <= _NAMED else f"{shown} and {len(ids) - _NAMED:,} more"
+
+
+def _report_accounts(args: argparse.Namespace, ingest: Ingest) -> None:
+    """With --accounts, on stderr: the accounts whose token Zendesk refused, and those the
+    store does not hold, each with its lines not imported (never a token)."""
+    where = f" in {args.failed}" if args.failed is not None else ""
+    by_status: dict[int, list[str]] = {}
+    lines = 0
+    for ipid, (count, refusal) in ingest.refused.items():
+        by_status.setdefault(refusal.status, []).append(ipid)
+        lines += count
+    for status, ids in by_status.items():
+        print(
+            f"anychannel-async push: Zendesk refused the token stored in {args.accounts} for"
+            f" instance push ids {_named(ids)} (HTTP {status}); nothing more was sent with"
+            " it, the other accounts went on: store a new token with `accounts add`",
+            file=sys.stderr,
+        )
+    if lines:
+        print(
+            f"anychannel-async push: {lines:,} lines of refused accounts not imported{where}",
+            file=sys.stderr,
+        )
+    if ingest.unknown:
+        unknown = sorted(ingest.unknown)
+        print(
+            f"anychannel-async push: {sum(ingest.unknown.values()):,} lines name instance push"
+            f" ids {args.accounts} does not hold: {_named(unknown)}; not pushed{where}",
+            file=sys.stderr,
+        )

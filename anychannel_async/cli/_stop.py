@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from anychannel_async._errors import AuthenticationError
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._pool import PushPool
 
 __all__ = ["Stop", "close_on_halt", "stop_on_signals"]
 
@@ -140,16 +141,17 @@ def stop_on_signals(stop: Stop, command: str, *, waiting: str = "") -> Iterator[
             loop.remove_signal_handler(signum)
 
 
-async def _close_when_halted(pipeline: PushPipeline, stop: Stop) -> None:
+async def _close_when_halted(pipeline: PushPipeline | PushPool, stop: Stop) -> None:
     await stop.wait_halted()
     await pipeline.close(flush=False)
 
 
 @contextlib.asynccontextmanager
-async def close_on_halt(pipeline: PushPipeline, stop: Stop) -> AsyncIterator[None]:
-    """Within the block, a signal or a refused token closes the pipeline at once without
-    flushing: no new request starts, resources not yet sent fail with `ClosedError`, requests
-    in flight settle within its close_timeout. Leaving the block waits for that close."""
+async def close_on_halt(pipeline: PushPipeline | PushPool, stop: Stop) -> AsyncIterator[None]:
+    """Within the block, a signal or a refused token closes the pipeline (or every pipeline of
+    a pool) at once without flushing: no new request starts, resources not yet sent fail with
+    `ClosedError`, requests in flight settle within its close_timeout. Leaving the block waits
+    for that close."""
     closer = asyncio.create_task(_close_when_halted(pipeline, stop))
     try:
         yield

@@ -1,4 +1,5 @@
-"""Sources: feed a `PushPipeline` from a message engine, acknowledging only final outcomes.
+"""Sources: feed a `PushPipeline` (or a `PushPool`) from a message engine, acknowledging only
+final outcomes.
 
 Each source needs an optional extra; importing this package without it raises an `ImportError`
 that names the extra to install.
@@ -34,10 +35,11 @@ except ImportError as exc:  # pragma: no cover - exercised by the CLI test in a 
 from anychannel_async._errors import MalformedEntryError, SourceError
 
 from ._consumer import ConsumeStats, consume_stream
-from ._wire import DEAD_SUFFIX, RESOURCE_FIELD
+from ._wire import DEAD_SUFFIX, INSTANCE_FIELD, RESOURCE_FIELD
 
 __all__ = [
     "DEAD_SUFFIX",
+    "INSTANCE_FIELD",
     "RESOURCE_FIELD",
     "ConsumeStats",
     "MalformedEntryError",

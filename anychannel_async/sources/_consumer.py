@@ -5,7 +5,8 @@ this consumer's own pending entries, then new ones) or claimed with XAUTOCLAIM o
 another consumer; held in hand, and renewed in Redis while held so that no other consumer claims
 it; submitted to the pipeline; and, once its future is done, handed to the outcome writer when
 the outcome is final, or let go to stay pending for redelivery when it is not. It also owns the
-pause of reads while Zendesk fails, the tasks of one run, and the order of a shutdown. It must
+pause of reads while Zendesk fails (with a pool, of the failing account's entries alone), the
+tasks of one run, and the order of a shutdown. It must
 never write an ack or a dead letter itself (the outcome writer does), nor judge a resource's
 fate other than through `verdict`.
 """
@@ -27,16 +28,27 @@ from anychannel_async._errors import (
     ClosedError,
     MalformedEntryError,
     SourceError,
+    UnknownAccountError,
     ValidationError,
     Verdict,
     verdict,
 )
 from anychannel_async._pipeline import PushPipeline
+from anychannel_async._pool import PushPool
 from anychannel_async._results import PushResult
 
 from ._link import RedisLink, logger, next_wait
 from ._outcomes import OutcomeWriter
-from ._wire import Entry, EntryId, Fields, claimed_entries, describe, read_entries, resource_of
+from ._wire import (
+    Entry,
+    EntryId,
+    Fields,
+    claimed_entries,
+    describe,
+    instance_push_id_of,
+    read_entries,
+    resource_of,
+)
 
 __all__ = ["ConsumeStats", "consume_stream"]
 
@@ -70,7 +82,7 @@ class ConsumeStats:
 
 
 async def consume_stream(
-    pipeline: PushPipeline,
+    pipeline: PushPipeline | PushPool,
     redis: redis.asyncio.Redis,
     *,
     stream: str,
@@ -93,6 +105,15 @@ async def consume_stream(
     written to the stream ``stream + ":dead"`` with fields ``id``, ``error`` (type and message)
     and ``resource`` (or ``fields``, when the entry had no resource), then acknowledged.
     Retriable failures are left pending and come back through XAUTOCLAIM.
+
+    With a `PushPool` in place of the pipeline, each entry also names its account in the
+    field ``instance_push_id`` (kept in its dead letter). An entry without one, or for an
+    account the pool does not know (`UnknownAccountError`), is dead-lettered. One account's
+    trouble is that account's: a token Zendesk refuses, or a failure worth retrying, leaves
+    its entries pending and pauses that account alone (its entries read meanwhile are left
+    pending at once, to come back through XAUTOCLAIM), while the others go on. Entries are
+    submitted in stream order, so an account that is slow but working (its share of the pool
+    full) holds up the reads until it has room, as one pipeline does.
 
     When ``stop`` is set: stop reading, flush the pipeline, write the outcomes, return. Redis
     connection trouble is retried for as long as it lasts (give ``redis`` a ``socket_timeout``
@@ -234,7 +255,7 @@ class _StreamConsumer:
     """One consume_stream call: reader, claimer, renewer and writer tasks, and the hand."""
 
     def __init__(
-        self, pipeline: PushPipeline, client: redis.asyncio.Redis, settings: _Settings
+        self, pipeline: PushPipeline | PushPool, client: redis.asyncio.Redis, settings: _Settings
     ) -> None:
         self._pipeline = pipeline
         self._settings = settings
@@ -251,6 +272,9 @@ class _StreamConsumer:
         self._fatal: BaseException | None = None
         self._pause_until = 0.0
         self._pause = 0.0
+        # With a pool: accounts whose entries wait, by instance push id: the pause, and until
+        # when (loop time). Only accounts failing now are here.
+        self._paused: dict[str, tuple[float, float]] = {}
 
         self._read = 0
         self._claimed = 0
@@ -414,17 +438,25 @@ class _StreamConsumer:
                 continue
             self._read += 1
             self._claimed += int(claimed)
+            account: str | None = None
             try:
                 resource = resource_of(fields)
-                future = await self._pipeline.submit(resource)
-            except (MalformedEntryError, ValidationError) as exc:
+                if isinstance(self._pipeline, PushPipeline):
+                    future = await self._pipeline.submit(resource)
+                else:
+                    account = instance_push_id_of(fields)
+                    if self._is_paused(account):
+                        self._leave(entry_id)  # claimed again once idle, as any entry left
+                        continue
+                    future = await self._pipeline.submit(account, resource)
+            except (MalformedEntryError, ValidationError, UnknownAccountError) as exc:
                 logger.info("entry %r dead-lettered: %s", entry_id, describe(exc))
                 self._writer.dead_letter(entry_id, fields, exc)
                 continue
             except BaseException:
                 self._leave(entry_id)  # e.g. cancelled while waiting for room: still pending
                 raise
-            future.add_done_callback(functools.partial(self._settled, entry_id, fields))
+            future.add_done_callback(functools.partial(self._settled, entry_id, fields, account))
 
     # -- entries held --------------------------------------------------------------------------
 
@@ -461,7 +493,11 @@ class _StreamConsumer:
     # -- outcomes ------------------------------------------------------------------------------
 
     def _settled(
-        self, entry_id: EntryId, fields: Fields | None, future: asyncio.Future[PushResult]
+        self,
+        entry_id: EntryId,
+        fields: Fields | None,
+        account: str | None,
+        future: asyncio.Future[PushResult],
     ) -> None:
         """A resource's future is done: queue the entry's outcome, or leave it pending."""
         if future.cancelled():  # by whoever owns the pipeline: not an outcome
@@ -470,6 +506,8 @@ class _StreamConsumer:
         error = future.exception()
         if error is None:
             self._pause = 0.0
+            if account is not None:
+                self._paused.pop(account, None)
             self._writer.ack(entry_id)
             return
         # The pipeline's own verdict: final outcomes are dead-lettered; a refusal of every
@@ -480,6 +518,10 @@ class _StreamConsumer:
             self._writer.dead_letter(entry_id, fields, error)
             return
         self._leave(entry_id)
+        if account is not None:
+            if not isinstance(error, ClosedError):
+                self._pause_account(account, error, refused=fate is Verdict.REFUSED)
+            return
         if fate is Verdict.REFUSED:
             self._fail(error)
         elif not isinstance(error, ClosedError):
@@ -490,6 +532,37 @@ class _StreamConsumer:
             self._pause_until = now + self._pause
             logger.warning(
                 "%s; its entry and others left pending, reads paused %g s", error, self._pause
+            )
+
+    def _is_paused(self, account: str) -> bool:
+        paused = self._paused.get(account)
+        return paused is not None and self._loop.time() < paused[1]
+
+    def _pause_account(self, account: str, error: BaseException, *, refused: bool) -> None:
+        """With a pool: one account failed a resource, not for good. Its entries are left
+        pending, it alone pauses (doubling, to a cap), and the consumer goes on: a refused
+        token (which the pool stops sending with until the store holds another) or an
+        unreachable host is that account's trouble, not the others'."""
+        if self._is_paused(account):
+            return  # one outage fails many resources: pause (and log) once for them
+        previous = self._paused.get(account)
+        pause = next_wait(
+            previous[0] if previous else 0.0, first=_ZENDESK_FIRST_PAUSE, cap=_ZENDESK_MAX_PAUSE
+        )
+        self._paused[account] = (pause, self._loop.time() + pause)
+        if refused and previous is None:
+            logger.warning(
+                "instance push id %s: %s; its entries stay pending until the accounts hold"
+                " another token for it, the other accounts go on",
+                account,
+                describe(error),
+            )
+        elif not refused:
+            logger.warning(
+                "instance push id %s: %s; its entries left pending, it pauses %g s",
+                account,
+                error,
+                pause,
             )
 
     def _leave(self, entry_id: EntryId) -> None:

@@ -22,6 +22,7 @@ from anychannel_async._serde import resource_from_json
 
 __all__ = [
     "DEAD_SUFFIX",
+    "INSTANCE_FIELD",
     "RESOURCE_FIELD",
     "SETTLE_LUA",
     "Claimed",
@@ -34,6 +35,7 @@ __all__ = [
     "describe",
     "group_exists",
     "group_missing",
+    "instance_push_id_of",
     "is_transient",
     "read_entries",
     "resource_of",
@@ -42,6 +44,9 @@ __all__ = [
 
 #: The entry field that holds one external resource as JSON, with the API's field names.
 RESOURCE_FIELD = "resource"
+#: The entry field that names the account (its instance push id), for a consumer pushing to
+#: many accounts through a `PushPool`.
+INSTANCE_FIELD = "instance_push_id"
 #: Dead letters of stream NAME go to the stream NAME + DEAD_SUFFIX.
 DEAD_SUFFIX = ":dead"
 
@@ -127,11 +132,33 @@ def resource_of(fields: Fields | None) -> ExternalResource:
     return resource_from_json(obj)
 
 
+def instance_push_id_of(fields: Fields | None) -> str:
+    """The entry's instance push id (a consumer of many accounts'); raises
+    MalformedEntryError."""
+    raw = _field(fields, INSTANCE_FIELD) if fields else None
+    if raw is None:
+        raise MalformedEntryError(
+            f"the entry has no {INSTANCE_FIELD!r} field: a consumer of many accounts needs it"
+        )
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise MalformedEntryError(f"the {INSTANCE_FIELD!r} field is not UTF-8") from None
+    if not raw:
+        raise MalformedEntryError(f"the {INSTANCE_FIELD!r} field is empty")
+    return raw
+
+
 def dead_letter(entry_id: EntryId, fields: Fields | None, error: BaseException) -> Outcome:
-    """The entry's dead letter: its id, the error, and the resource as it came."""
+    """The entry's dead letter: its id, the error, and the resource as it came, with its
+    instance push id when the entry has one (so the letter can be produced again as is)."""
     letter: list[bytes | str] = ["id", entry_id, "error", describe(error)]
     raw = _field(fields, RESOURCE_FIELD) if fields else None
+    account = _field(fields, INSTANCE_FIELD) if fields else None
     if raw is not None:
+        if account is not None:
+            letter += [INSTANCE_FIELD, account]
         letter += [RESOURCE_FIELD, raw]
     else:  # keep whatever the entry held instead, so nothing of it is lost
         entry = {
