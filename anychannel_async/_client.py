@@ -14,12 +14,13 @@ that a repeat could double either.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -47,7 +48,7 @@ from ._results import PushResult
 from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
 from ._version import __version__
 
-__all__ = ["AnyChannelClient", "Pushed", "RetryPolicy"]
+__all__ = ["AnyChannelClient", "Pushed", "RefusalStopClient", "RetryPolicy"]
 
 logger = logging.getLogger("anychannel_async")
 
@@ -430,3 +431,27 @@ def _check_id(field: str, value: object) -> None:
 
 def _json(body: Mapping[str, str]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+class RefusalStopClient(AnyChannelClient):
+    """A client that, once Zendesk refused its token, sends no request more.
+
+    A refusal (401/403) is the same for every request with that token, so each push after the
+    first refusal returns a copy of it without sending anything, and ``on_refusal`` is called
+    once, at the refusal itself. Only the client sees every push before it goes out (an
+    outbox's replays included), so stopping here, not after the pipeline reported, is what
+    keeps the commands and `PushPool` from sending one doomed request per batch.
+    """
+
+    refusal: AuthenticationError | None = None
+    on_refusal: Callable[[AuthenticationError], None] | None = None
+
+    async def push_batch(self, *args: Any, **kwargs: Any) -> Pushed:
+        if self.refusal is not None:
+            return Pushed(results=[], error=copy.copy(self.refusal), tries=0)
+        pushed = await super().push_batch(*args, **kwargs)
+        if isinstance(pushed.error, AuthenticationError) and self.refusal is None:
+            self.refusal = pushed.error
+            if self.on_refusal is not None:
+                self.on_refusal(pushed.error)
+        return pushed

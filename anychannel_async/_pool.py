@@ -28,7 +28,7 @@ import attrs
 from yarl import URL
 
 from ._accounts import Account, AccountStore
-from ._client import AnyChannelClient, RetryPolicy
+from ._client import AnyChannelClient, RefusalStopClient, RetryPolicy
 from ._errors import (
     AuthenticationError,
     ClosedError,
@@ -453,7 +453,8 @@ class PushPool:
             # with their batches open, so a busy host gets fuller requests, not a queue of
             # small ones cut early.
             pace = self._paces[host] = AccountPace(max_in_flight=self._max_connections)
-        client = AnyChannelClient(
+        # Once Zendesk refuses the token, what the pipeline still holds fails without a request.
+        client = RefusalStopClient(
             token=account.token,
             basic_auth=account.basic_auth,
             base_url=account.base_url,

@@ -435,3 +435,15 @@ async def test_an_open_account_removed_or_moved_in_the_store_is_read_again(
             assert "m1" not in pool.stats.accounts
         assert [r.external_ids for r in pushes(old_host)] == [("before",)]
         assert [r.external_ids for r in pushes(new_host)] == [("after",)]
+
+
+async def test_what_a_refused_account_holds_fails_without_a_request_more(
+    host_a: ZendeskEmulator,
+) -> None:
+    """Resources queued behind the request Zendesk refused fail with it; none goes out."""
+    accounts = {"a2": Account("a2", base_url=host_a.base_url, token="wrong-token")}
+    async with PushPool(accounts, max_in_flight=1, max_batch_size=5, retry=FAST_RETRY) as pool:
+        futures = [await pool.submit("a2", resource(f"a2-{n}")) for n in range(50)]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(o, AuthenticationError) for o in outcomes)
+    assert len(pushes(host_a)) == 1

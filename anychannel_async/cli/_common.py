@@ -7,14 +7,11 @@ and in the process list, where other users of the machine can read it.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
-from anychannel_async._client import AnyChannelClient, Pushed
+from anychannel_async._client import RefusalStopClient as CommandClient
 from anychannel_async._errors import AuthenticationError
 
 __all__ = [
@@ -39,30 +36,6 @@ _MAX_PENDING_PER_ACCOUNT = 2_000
 
 class UsageError(Exception):
     """The command line or environment is incomplete; the message says what to fix."""
-
-
-class CommandClient(AnyChannelClient):
-    """The client of a command: once Zendesk refused the token, it sends no request more.
-
-    A refusal (401/403) is the same for every request of the account, so each push after the
-    first refusal raises a copy of it without sending anything, and ``on_refusal`` is called
-    once, at the refusal itself. Only the client sees every push before it goes out (an
-    outbox's replays included), so stopping here, not after the pipeline reported, is what
-    keeps a command from sending one doomed request per batch.
-    """
-
-    refusal: AuthenticationError | None = None
-    on_refusal: Callable[[AuthenticationError], None] | None = None
-
-    async def push_batch(self, *args: Any, **kwargs: Any) -> Pushed:
-        if self.refusal is not None:
-            return Pushed(results=[], error=copy.copy(self.refusal), tries=0)
-        pushed = await super().push_batch(*args, **kwargs)
-        if isinstance(pushed.error, AuthenticationError) and self.refusal is None:
-            self.refusal = pushed.error
-            if self.on_refusal is not None:
-                self.on_refusal(pushed.error)
-        return pushed
 
 
 def add_connection_options(
