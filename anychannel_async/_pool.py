@@ -33,6 +33,7 @@ from ._errors import (
     AuthenticationError,
     ClosedError,
     ConfigurationError,
+    InactiveAccountError,
     UnknownAccountError,
     copies,
 )
@@ -386,6 +387,8 @@ class PushPool:
             account = accounts.get(instance_push_id)
         if not isinstance(account, Account):
             raise UnknownAccountError(instance_push_id)
+        if not account.active:  # Zendesk deactivated the install: its token is of no use
+            raise InactiveAccountError(instance_push_id)
         return account
 
     async def _member(self, instance_push_id: str) -> _Member | AuthenticationError:
