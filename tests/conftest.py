@@ -210,4 +210,4 @@ def start_cli(*args: str, token: str | None = TOKEN) -> subprocess.Popen[str]:
 
 # The Redis Streams tests' fixtures (a redis-server per test) and helpers live in their own
 # module; loaded here so pytest rewrites its asserts.
-pytest_plugins = ["tests.redis_support"]
+pytest_plugins = ["tests.redis_support", "tests.integration_support"]

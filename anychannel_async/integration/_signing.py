@@ -74,17 +74,23 @@ class Signer:
     def instance_of(self, metadata: str | None) -> str | None:
         """The instance push id metadata names, when it carries this integration's signature;
         None for anything else (absent, too long, another version, altered, another secret's)."""
-        if not isinstance(metadata, str) or not 0 < len(metadata) <= METADATA_MAX:
+        # Ours is ASCII: anything else (a lone surrogate too) is no metadata of ours.
+        if (
+            not isinstance(metadata, str)
+            or not 0 < len(metadata) <= METADATA_MAX
+            or not metadata.isascii()
+        ):
             return None
         version, _, rest = metadata.partition(".")
         payload, _, signature = rest.partition(".")
         if version != _VERSION or not payload or not signature:
             return None
+        # The signature's text is compared, not its decoding: base64 has several spellings of
+        # one digest (the last character's spare bits), and only ours is accepted.
+        expected = _b64(self._mac(self._metadata_key, payload))
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return None
         try:
-            given = _unb64(signature)
-            expected = self._mac(self._metadata_key, payload)
-            if not hmac.compare_digest(given, expected):
-                return None
             return _unb64(payload).decode()
         except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
             return None
@@ -97,13 +103,10 @@ class Signer:
 
     def form_valid(self, fields: Sequence[tuple[str, str]], signature: str | None) -> bool:
         """Whether signature is this integration's for exactly these fields."""
-        if not isinstance(signature, str) or not signature.startswith(f"{_VERSION}."):
+        if not isinstance(signature, str) or not signature.isascii():
             return False
-        try:
-            given = _unb64(signature[len(_VERSION) + 1 :])
-        except (binascii.Error, ValueError):
-            return False
-        return hmac.compare_digest(given, self._mac(self._form_key, _canonical(fields)))
+        expected = self.form_signature(fields)
+        return hmac.compare_digest(signature.encode(), expected.encode())
 
     @staticmethod
     def _mac(key: bytes, text: str) -> bytes:
