@@ -520,6 +520,12 @@ async def test_a_deactivated_instance_is_refused_by_the_pool_and_its_calls_until
     async def reply(request: ChannelbackRequest) -> str:
         return "reply-1"
 
+    seen: list[IntegrationEvent] = []
+
+    @integration.on_event
+    async def hook(event_: IntegrationEvent) -> None:
+        seen.append(event_)
+
     installed = await zendesk.install()
     deactivate = event(
         "deactivate_integration_instance",
@@ -531,6 +537,8 @@ async def test_a_deactivated_instance_is_refused_by_the_pool_and_its_calls_until
     account = await store.get(IPID)
     assert account is not None
     assert not account.active
+    assert seen[0].account == account  # the hook sees it inactive already
+    assert dict(seen[0].data) == {"deactivated_by": "error", "deactivating_error": "token revoked"}
     async with PushPool(store, retry=FAST_RETRY, max_latency=0.01) as pool:
         with pytest.raises(InactiveAccountError) as refused:
             await pool.submit(IPID, resource("post-1"))

@@ -9,6 +9,7 @@ import pytest
 
 from anychannel_async import Account, AccountStore, PushPool, StatusCode
 from anychannel_async.integration import ChannelbackRequest, ChannelIntegration
+from anychannel_async.integration._signing import Signer
 from anychannel_async.testing import ZendeskEmulator
 
 from .conftest import FAST_RETRY, VALIDATE_TOKEN_PATH, resource
@@ -240,3 +241,20 @@ async def test_installing_logs_no_token_secret_or_metadata(
     await zendesk.submit(await zendesk.open_admin(token=FORGED_TOKEN), {"name": "x"})
     for secret in (TOKEN, FORGED_TOKEN, SECRET, TYPED["api_key"], installed.metadata):
         assert secret not in caplog.text
+
+
+async def test_an_admin_form_older_than_a_day_is_refused(
+    zendesk: ZendeskSide, store: AccountStore, emulator: ZendeskEmulator
+) -> None:
+    """A form's life is bounded: one issued (and signed) more than a day ago is refused as
+    expired, even with every field intact."""
+    page = await zendesk.open_admin()
+    (form,) = page.forms
+    hidden = [(k, v) for kind, k, v in form.inputs if kind == "hidden" and k != "signature"]
+    old = [(k, str(int(v) - 86_401) if k == "issued_at" else v) for k, v in hidden]
+    filled = {**dict(old), "signature": Signer(SECRET).form_signature(old), "name": "A", **TYPED}
+    saved = await zendesk.post_page(f"{zendesk.url}/admin_ui/save", filled)
+    assert saved.status == 403
+    assert "expired" in saved.text
+    assert validations(emulator) == 0
+    assert await store.list() == []

@@ -3,8 +3,12 @@ shown."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import anychannel_async
 from anychannel_async import Account, AccountStore, ConfigurationError
 from anychannel_async.integration import (
     ChannelbackFailed,
@@ -124,3 +128,23 @@ def test_channelback_failed_is_a_4xx() -> None:
 def test_a_pull_response_is_empty_by_default() -> None:
     """PullResponse() answers nothing new and keeps Zendesk's state."""
     assert PullResponse() == PullResponse([], state=None, metadata_needs_update=False)
+
+
+def test_the_integration_package_sits_on_top_of_the_core_and_nothing_core_imports_it() -> None:
+    """integration/ imports the core modules (never cli, testing or sources), and no core
+    module imports it: the pool and the client know nothing of the other direction."""
+    package = Path(anychannel_async.__file__).parent
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        found = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return found
+
+    for path in (package / "integration").glob("*.py"):
+        for module in imported(path):
+            assert not module.startswith(
+                ("anychannel_async.cli", "anychannel_async.testing", "anychannel_async.sources")
+            ), f"{path.name} imports {module}"
+    for path in package.glob("_*.py"):
+        assert not any("integration" in module for module in imported(path)), path.name

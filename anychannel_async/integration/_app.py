@@ -435,8 +435,12 @@ class ChannelIntegration:
                     logger.warning("dropped a %s event whose metadata does not verify", raw.type_id)
                     refused += 1
                     continue
-                account = await self._accounts.get(instance_push_id)
+                # The hook sees a destroyed account as it was, any other as it now is.
+                if raw.type_id == DESTROY:
+                    account = await self._accounts.get(instance_push_id)
                 await self._apply(raw.type_id, instance_push_id)
+                if raw.type_id != DESTROY:
+                    account = await self._accounts.get(instance_push_id)
             event = IntegrationEvent(
                 type_id=raw.type_id,
                 data=raw.data,

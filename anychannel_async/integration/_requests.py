@@ -175,8 +175,9 @@ class IntegrationEvent:
     ``activate_integration_instance``, ``deactivate_integration_instance``, ``destroy_user``,
     ``pull_request``, ``channelback``, ``resources_created_from_external_ids``, ...). An
     instance's event names it by the metadata in its ``data``: once that verified,
-    ``instance_push_id`` and ``account`` say which (``account`` as it was before a destroy
-    removed it); ``data`` is the rest, the metadata taken out.
+    ``instance_push_id`` and ``account`` say which (``account`` as the library's handling
+    left it: inactive after a deactivation; as it was before a destroy removed it); ``data``
+    is the rest, the metadata taken out.
     """
 
     type_id: str
