@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable
-from types import TracebackType
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, TracebackType
 from typing import Self, TypeVar
 
 import attrs
@@ -28,7 +29,7 @@ import attrs
 from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
 
-__all__ = ["Account", "AccountStore"]
+__all__ = ["Account", "AccountStore", "Claim"]
 
 _T = TypeVar("_T")
 # Zendesk's schema: an instance_push_id is 1..255 characters.
@@ -42,23 +43,46 @@ CREATE TABLE IF NOT EXISTS accounts (
     token TEXT,
     basic_username TEXT,
     basic_secret TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    name TEXT,
+    settings TEXT,
+    active INTEGER NOT NULL DEFAULT 1
 )
 """
+# Columns added after the first release: a store written before them gains them on open.
+_ADDED_COLUMNS = (
+    ("name", "name TEXT"),
+    ("settings", "settings TEXT"),
+    ("active", "active INTEGER NOT NULL DEFAULT 1"),
+)
+# A channelback's answer, by instance push id and request_unique_identifier: answer NULL while
+# its handler runs (claimed_at says since when), the answer's JSON once it is known.
+_ANSWERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channelback_answers (
+    key TEXT PRIMARY KEY,
+    answer TEXT,
+    claimed_at REAL NOT NULL
+)
+"""
+_ANSWERS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS channelback_answers_age ON channelback_answers (claimed_at)"
+)
 _PUT = (
     "INSERT OR REPLACE INTO accounts (instance_push_id, subdomain, base_url, token,"
-    " basic_username, basic_secret, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " basic_username, basic_secret, updated_at, name, settings, active)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_SELECT_ALL = (
-    "SELECT instance_push_id, subdomain, base_url, token, basic_username, basic_secret"
-    " FROM accounts ORDER BY instance_push_id"
+_COLUMNS = (
+    "instance_push_id, subdomain, base_url, token, basic_username, basic_secret, name,"
+    " settings, active"
 )
-_SELECT_ONE = (
-    "SELECT instance_push_id, subdomain, base_url, token, basic_username, basic_secret"
-    " FROM accounts WHERE instance_push_id = ?"
-)
+_SELECT_ALL = f"SELECT {_COLUMNS} FROM accounts ORDER BY instance_push_id"  # noqa: S608 - constants
+_SELECT_ONE = f"SELECT {_COLUMNS} FROM accounts WHERE instance_push_id = ?"  # noqa: S608
 _DELETE = "DELETE FROM accounts WHERE instance_push_id = ?"
-_Row = tuple[str, str | None, str | None, str | None, str | None, str | None]
+_SET_ACTIVE = "UPDATE accounts SET active = ?, updated_at = ? WHERE instance_push_id = ?"
+_Row = tuple[
+    str, str | None, str | None, str | None, str | None, str | None, str | None, str | None, int
+]
 
 
 def _check_instance_push_id(_account: Account, _field: attrs.Attribute[str], value: str) -> None:
@@ -70,6 +94,37 @@ def _check_credentials(
     account: Account, _field: attrs.Attribute[tuple[str, str] | None], _value: object
 ) -> None:
     Credentials(token=account.token, basic_auth=account.basic_auth)
+
+
+def _check_name(_account: Account, _field: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) > _ID_MAX):
+        raise ConfigurationError(f"name must be None or a string of at most {_ID_MAX} characters")
+
+
+def _check_active(_account: Account, _field: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"active must be a bool, got {type(value).__name__}")
+
+
+def _settings_pairs(
+    value: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> tuple[tuple[str, str], ...]:
+    # Sorted pairs: equal settings make equal (and equally hashed) accounts, whatever the
+    # order they were given in. Values are never quoted: they may be credentials.
+    if value is None:
+        return ()
+    pairs = list(value.items()) if isinstance(value, Mapping) else list(value)
+    for pair in pairs:
+        if (
+            not isinstance(pair, tuple | list)
+            or len(pair) != 2
+            or not all(isinstance(part, str) for part in pair)
+        ):
+            raise ConfigurationError("settings must map strings to strings")
+    settings = dict(pairs)
+    if len(settings) != len(pairs):
+        raise ConfigurationError("settings must not name a field twice")
+    return tuple(sorted(settings.items()))
 
 
 def _pair(value: tuple[str, str] | list[str] | None) -> tuple[str, str] | None:
@@ -87,6 +142,11 @@ class Account:
     ``token`` (the ``zendesk_access_token`` Zendesk gave the install, sent as a Bearer token)
     and ``basic_auth`` (``(username, secret)``). A bad value raises `ConfigurationError`
     naming the problem, never the value. The repr never shows the token or the secret.
+
+    What an integration's admin page asked is kept with it: ``name`` (the account's name in
+    Zendesk) and ``settings`` (a mapping of strings, read back as a read-only mapping; its
+    values may be credentials of the origin network, so the repr names its keys only).
+    ``active`` is False once Zendesk deactivated the install: a `PushPool` refuses it.
     """
 
     instance_push_id: str = attrs.field(validator=_check_instance_push_id)
@@ -97,6 +157,12 @@ class Account:
     basic_auth: tuple[str, str] | None = attrs.field(
         default=None, kw_only=True, converter=_pair, validator=_check_credentials
     )
+    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+    # Named settings in __init__; held as sorted pairs, so the account stays hashable.
+    _settings: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), kw_only=True, converter=_settings_pairs
+    )
+    active: bool = attrs.field(default=True, kw_only=True, validator=_check_active)
     _url: str = attrs.field(init=False, eq=False)
 
     @_url.default
@@ -109,6 +175,11 @@ class Account:
         """The account's base URL: as given, or ``https://{subdomain}.zendesk.com``."""
         return self._url
 
+    @property
+    def settings(self) -> Mapping[str, str]:
+        """What the integration's admin page asked, by field (read-only)."""
+        return MappingProxyType(dict(self._settings))
+
     def __repr__(self) -> str:
         where = (
             f"subdomain={self.subdomain!r}"
@@ -116,7 +187,23 @@ class Account:
             else f"base_url={self._base_url!r}"
         )
         auth = "token=<redacted>" if self.token is not None else "basic_auth=<redacted>"
-        return f"Account({self.instance_push_id!r}, {where}, {auth})"
+        extra = "" if self.name is None else f", name={self.name!r}"
+        if self._settings:
+            extra += f", settings=<{', '.join(key for key, _ in self._settings)}>"
+        if not self.active:
+            extra += ", active=False"
+        return f"Account({self.instance_push_id!r}, {where}, {auth}{extra})"
+
+
+@attrs.frozen
+class Claim:
+    """What `AccountStore.claim_answer` found: the answer already given, or whether the
+    caller now owns the work (when neither, another process is at it)."""
+
+    #: The remembered answer (as given to `AccountStore.remember_answer`), or None.
+    answer: str | None
+    #: True when the caller claimed the key and must remember an answer or release it.
+    owned: bool
 
 
 class _State:
@@ -206,6 +293,9 @@ class AccountStore:
             username,
             secret,
             time.time(),
+            account.name,
+            json.dumps(dict(account.settings)) if account.settings else None,
+            int(account.active),
         )
         await self._run(lambda db: db.execute(_PUT, row))
         self.revision += 1
@@ -228,6 +318,73 @@ class AccountStore:
         count: int = await self._run(lambda db: db.execute(_DELETE, (instance_push_id,)).rowcount)
         self.revision += 1
         return count > 0
+
+    async def set_active(self, instance_push_id: str, active: bool) -> bool:
+        """Mark the account stored under instance_push_id active or not (a `PushPool` refuses
+        an inactive one): True if there was one, False (and no error) if there was none."""
+        if not isinstance(active, bool):
+            raise ValidationError("active", f"must be a bool, got {type(active).__name__}")
+        row = (int(active), time.time(), instance_push_id)
+        count: int = await self._run(lambda db: db.execute(_SET_ACTIVE, row).rowcount)
+        self.revision += 1
+        return count > 0
+
+    # -- channelback answers -----------------------------------------------------------------
+
+    async def claim_answer(self, key: str, *, lease: float, keep: float) -> Claim:
+        """Claim the work of answering key, or find its answer: in one transaction, so of many
+        processes sharing the file exactly one owns a key at a time.
+
+        A claim whose owner gave no answer within ``lease`` seconds (it died) is taken over.
+        Answers and claims older than ``keep`` seconds are forgotten on the way.
+        """
+
+        def claim(db: sqlite3.Connection) -> Claim:
+            now = time.time()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM channelback_answers WHERE claimed_at < ?", (now - keep,))
+                found = db.execute(
+                    "SELECT answer, claimed_at FROM channelback_answers WHERE key = ?", (key,)
+                ).fetchone()
+                if found is None or (found[0] is None and found[1] < now - lease):
+                    db.execute(
+                        "INSERT OR REPLACE INTO channelback_answers (key, answer, claimed_at)"
+                        " VALUES (?, NULL, ?)",
+                        (key, now),
+                    )
+                    result = Claim(answer=None, owned=True)
+                else:
+                    result = Claim(answer=found[0], owned=False)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._run(claim)
+
+    async def remember_answer(self, key: str, answer: str) -> None:
+        """Keep the answer to a key claimed with `claim_answer`."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE channelback_answers SET answer = ? WHERE key = ?", (answer, key)
+            )
+        )
+
+    async def release_claim(self, key: str) -> None:
+        """Give up a claim without an answer: the next `claim_answer` of key owns it."""
+        await self._run(
+            lambda db: db.execute(
+                "DELETE FROM channelback_answers WHERE key = ? AND answer IS NULL", (key,)
+            )
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """True between entering ``async with`` and closing."""
+        return self._state == _State.OPENED
 
     # -- the store's thread ------------------------------------------------------------------
 
@@ -268,6 +425,12 @@ class AccountStore:
             # A lost token means a lost install: a commit survives a power cut too.
             db.execute("PRAGMA synchronous=FULL")
             db.execute(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
+            for column, declaration in _ADDED_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE accounts ADD COLUMN {declaration}")
+            db.execute(_ANSWERS_SCHEMA)
+            db.execute(_ANSWERS_INDEX)
         except sqlite3.Error as exc:
             db.close()
             raise AccountStoreError(_explain(self.path, exc)) from None
@@ -282,7 +445,7 @@ class AccountStore:
             db.close()
 
     def _account(self, row: _Row) -> Account:
-        instance_push_id, subdomain, base_url, token, username, secret = row
+        instance_push_id, subdomain, base_url, token, username, secret, name, settings, active = row
         basic_auth = (username, secret) if username is not None and secret is not None else None
         try:
             return Account(
@@ -291,11 +454,26 @@ class AccountStore:
                 base_url=base_url,
                 token=token,
                 basic_auth=basic_auth,
+                name=name,
+                settings=_settings_of(settings),
+                active=bool(active),
             )
         except ConfigurationError as exc:  # a row written by hand, or by another program
             raise AccountStoreError(
                 f"accounts store {self.path!r}: the row of {instance_push_id!r} is invalid: {exc}"
             ) from None
+
+
+def _settings_of(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        settings = json.loads(text)
+    except ValueError:
+        raise ConfigurationError("settings are not a JSON object") from None
+    if not isinstance(settings, dict):
+        raise ConfigurationError("settings are not a JSON object")
+    return settings
 
 
 def _create_private(path: str) -> None:

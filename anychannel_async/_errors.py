@@ -27,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "EventLoopError",
     "HaltedError",
+    "InactiveAccountError",
     "MalformedEntryError",
     "OutboxError",
     "OutcomeUnknownError",
@@ -270,3 +271,11 @@ class UnknownAccountError(AnyChannelError, KeyError):
     def __str__(self) -> str:
         # KeyError's str is the repr of its argument, made for a bare key, not a sentence.
         return f"no account for instance push id {self.instance_push_id!r}"
+
+
+class InactiveAccountError(UnknownAccountError):
+    """The account is stored but Zendesk deactivated its install: nothing is pushed for it
+    until Zendesk activates it again (a `ChannelIntegration` tracks both events)."""
+
+    def __str__(self) -> str:
+        return f"the account of instance push id {self.instance_push_id!r} is inactive"

@@ -33,6 +33,7 @@ from ._errors import (
     AuthenticationError,
     ClosedError,
     ConfigurationError,
+    InactiveAccountError,
     UnknownAccountError,
     copies,
 )
@@ -402,6 +403,8 @@ class PushPool:
             account = accounts.get(instance_push_id)
         if not isinstance(account, Account):
             raise UnknownAccountError(instance_push_id)
+        if not account.active:  # Zendesk deactivated the install: its token is of no use
+            raise InactiveAccountError(instance_push_id)
         return account
 
     def _revision(self) -> int:

@@ -208,7 +208,11 @@ def start_cli(*args: str, token: str | None = TOKEN) -> subprocess.Popen[str]:
     )
 
 
-# The Redis Streams tests' fixtures (a redis-server per test), and the many-accounts tests'
-# (a host per emulator), with their helpers, live in their own modules; loaded here so pytest
-# rewrites their asserts.
-pytest_plugins = ["tests.redis_support", "tests.accounts_support"]
+# Fixtures with their helpers that live in their own modules: the Redis Streams tests' (a
+# redis-server per test), the many-accounts tests' (a host per emulator) and the integration
+# service's; loaded here so pytest rewrites their asserts.
+pytest_plugins = [
+    "tests.redis_support",
+    "tests.accounts_support",
+    "tests.integration_support",
+]

@@ -17,6 +17,7 @@ from anychannel_async import (
     ClosedError,
     ConfigurationError,
     EventLoopError,
+    InactiveAccountError,
     OutcomeUnknownError,
     PushPool,
     PushResult,
@@ -429,12 +430,17 @@ async def test_an_open_account_removed_or_moved_in_the_store_is_read_again(
             assert (await pool.push("m1", resource("before"))).imported
             await store.put(accounts_on(new_host, "m1")["m1"])
             assert (await pool.push("m1", resource("after"))).imported
+            await store.set_active("m1", False)
+            with pytest.raises(InactiveAccountError):
+                await pool.submit("m1", resource("inactive"))
+            await store.set_active("m1", True)
+            assert (await pool.push("m1", resource("active again"))).imported
             await store.remove("m1")
             with pytest.raises(UnknownAccountError):
                 await pool.submit("m1", resource("gone"))
             assert "m1" not in pool.stats.accounts
         assert [r.external_ids for r in pushes(old_host)] == [("before",)]
-        assert [r.external_ids for r in pushes(new_host)] == [("after",)]
+        assert [r.external_ids for r in pushes(new_host)] == [("after",), ("active again",)]
 
 
 async def test_what_a_refused_account_holds_fails_without_a_request_more(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from anychannel_async._errors import AnyChannelError
 
-from . import _accounts, _consume, _demo, _outbox, _produce, _push, _validate
+from . import _accounts, _consume, _demo, _outbox, _produce, _push, _serve, _validate
 from ._common import UsageError
 
 __all__ = ["run"]
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     _produce.add_parser(commands)
     _outbox.add_parser(commands)
     _accounts.add_parser(commands)
+    _serve.add_parser(commands)
     commands.add_parser(
         "emulator",
         help="run the Zendesk emulator standalone (see `emulator --help`)",
@@ -52,6 +53,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         "consume": _consume.run,
         "produce": _produce.run,
         "accounts": _accounts.run,
+        "serve": _serve.run,
     }
     try:
         return runner[args.command](args)
