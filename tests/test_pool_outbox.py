@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from anychannel_async import (
     PushResult,
     RetryPolicy,
 )
-from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect_read_only
+from anychannel_async._outbox import DEAD, PENDING, RESOLVED, Outbox, Share, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .conftest import FAST_RETRY, cli, comment_ids, pushes, resource, settle, wait_until
@@ -294,6 +294,16 @@ async def test_the_outbox_has_one_writer_and_a_bad_path_is_refused(
         assert (await pool.push("a1", resource("r3"))).imported
     with pytest.raises(ConfigurationError, match="outbox"):
         PushPool(accounts, outbox="")
+    async with AnyChannelClient(token=token("a1"), base_url=host_a.base_url) as client:
+        share = Share(Outbox(path), 0, _never_admit)
+        with pytest.raises(ConfigurationError, match="not both"):
+            PushPipeline(client, "a1", outbox=path, shared_outbox=share)
+
+
+async def _never_admit(
+    admit: Callable[[], Awaitable[asyncio.Future[PushResult]]],
+) -> asyncio.Future[PushResult]:
+    raise AssertionError("no row is replayed here")
 
 
 async def test_outbox_list_and_retry_on_a_pool_s_file(
