@@ -16,6 +16,10 @@ only a crash). One process at a time writes it: two processes replaying one outb
 could push the same resource concurrently and race it into two tickets. That rule is an
 ``flock`` on a lock file beside it (``PATH-lock``), not SQLite's exclusive locking mode, which
 would also shut out readers: ``outbox list`` reads a file a pipeline holds, as a WAL reader.
+
+A `PushPool` shares one outbox between the pipelines of all its accounts: it opens and closes
+the `Outbox` itself and hands each pipeline a `Share` of it (every row carries its instance
+push id, so each account's rows replay through that account's pipeline, in order).
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ __all__ = [
     "Outbox",
     "OutboxSummary",
     "Replay",
+    "Share",
     "connect",
     "connect_read_only",
+    "pending_count",
     "pending_ids",
     "purge",
     "revive",
@@ -79,7 +85,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, seq);
+CREATE INDEX IF NOT EXISTS outbox_pending_by_instance ON outbox (instance_push_id, seq)
+    WHERE state = 'pending';
 """
+# The second index (added with the pool's shared outbox; created in older files when they are
+# next opened to write) holds pending rows only: a replay reads one account's rows of a file
+# that holds thousands of accounts' without a scan of all of them. Queries that use it must
+# say ``state = 'pending'`` literally: SQLite matches a partial index's condition by its text.
 _T = TypeVar("_T")
 # Writes asked while one transaction commits join the next; this bounds one transaction.
 _MAX_GROUP = 5_000
@@ -163,13 +175,33 @@ def pending_ids(
         db.close()
 
 
+def pending_count(path: str | os.PathLike[str], instance_push_id: str) -> int:
+    """How many rows instance_push_id has pending (read-only): a PushPool's file holds the
+    rows of other accounts too."""
+    db = connect_read_only(path)
+    try:
+        [(count,)] = db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND instance_push_id = ?",
+            (instance_push_id,),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise OutboxError(_explain(os.fspath(path), exc)) from None
+    finally:
+        db.close()
+    return int(count)
+
+
 @attrs.frozen
 class OutboxSummary:
     """What ``outbox list`` shows: rows by state, and the oldest dead letters."""
 
     counts: dict[str, int]
-    #: (seq, external_id, error) of the oldest dead letters.
-    dead: list[tuple[int, str, str]]
+    #: (seq, instance_push_id, external_id, error) of the oldest dead letters.
+    dead: list[tuple[int, str, str, str]]
+    #: Rows pending and dead by instance push id, the most pending first (at most ``limit``);
+    #: ``instances`` counts them all (a PushPool's file holds many, a pipeline's one).
+    by_instance: list[tuple[str, int, int]] = attrs.field(factory=list)
+    instances: int = 0
 
 
 def summary(path: str | os.PathLike[str], *, limit: int) -> OutboxSummary:
@@ -178,15 +210,25 @@ def summary(path: str | os.PathLike[str], *, limit: int) -> OutboxSummary:
     try:
         counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
         dead = db.execute(
-            "SELECT seq, external_id, error FROM outbox WHERE state = ? ORDER BY seq LIMIT ?",
+            "SELECT seq, instance_push_id, external_id, error FROM outbox WHERE state = ?"
+            " ORDER BY seq LIMIT ?",
             (DEAD, limit),
+        ).fetchall()
+        unsettled = db.execute(
+            "SELECT instance_push_id, SUM(state = ?), SUM(state = ?) FROM outbox"
+            " WHERE state IN (?, ?) GROUP BY instance_push_id",
+            (PENDING, DEAD, PENDING, DEAD),
         ).fetchall()
     except sqlite3.Error as exc:
         raise OutboxError(_explain(os.fspath(path), exc)) from None
     finally:
         db.close()
+    unsettled.sort(key=lambda row: (-row[1], -row[2], row[0]))
     return OutboxSummary(
-        counts={state: counts.get(state, 0) for state in (PENDING, RESOLVED, DEAD)}, dead=dead
+        counts={state: counts.get(state, 0) for state in (PENDING, RESOLVED, DEAD)},
+        dead=dead,
+        by_instance=[(ipid, int(pending), int(dead)) for ipid, pending, dead in unsettled[:limit]],
+        instances=len(unsettled),
     )
 
 
@@ -224,6 +266,29 @@ def _write(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> int:
     return count
 
 
+_Admit = Callable[[ExternalResource, bytes, int], Awaitable[asyncio.Future[PushResult]]]
+
+
+@attrs.frozen
+class Share:
+    """A pipeline's part of an outbox its owner (a `PushPool`) opens and closes.
+
+    The pipeline writes its rows there and never closes it. It replays the rows its account
+    left pending with ``seq`` up to ``replay_through`` (0: none; an owner gives them to one
+    pipeline per account only, since two pipelines pushing one row at once could race it into
+    two tickets). ``admit`` wraps the admission of each replayed row: it waits for the owner's
+    room, counts the row as its own and returns its future, or raises `ClosedError` to stop
+    the replay (the rows not yet admitted stay pending).
+    """
+
+    outbox: Outbox
+    replay_through: int
+    admit: Callable[
+        [Callable[[], Awaitable[asyncio.Future[PushResult]]]],
+        Awaitable[asyncio.Future[PushResult]],
+    ]
+
+
 class Replay:
     """An outbox opened once, then the rows an earlier run left pending handed to ``admit``,
     oldest first, before any new work.
@@ -231,22 +296,29 @@ class Replay:
     ``admit`` takes a resource, its body and its row, waits for room in the pipeline and
     returns the resource's future. Every caller of `open` awaits the same opening: if the file
     cannot be opened, each gets its own copy of the error. Nobody awaits a replayed resource's
-    future, so its outcome is tallied here (`count`, `outcomes`).
+    future, so its outcome is tallied here (`count`, `outcomes`). An outbox the pipeline does
+    not own (``owned=False``) is open already: only rows up to ``through`` are replayed.
     """
 
     def __init__(
         self,
         outbox: Outbox | None,
         instance_push_id: str,
-        admit: Callable[[ExternalResource, bytes, int], Awaitable[asyncio.Future[PushResult]]],
+        admit: _Admit,
+        *,
+        owned: bool = True,
+        through: int | None = None,
     ) -> None:
         self._outbox = outbox
         self._instance_push_id = instance_push_id
         self._admit = admit
+        self._owned = owned
+        self._through = through
         self._opening: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._queued = asyncio.Event()
-        if outbox is None:
+        if outbox is None or through == 0:
+            self._outbox = None
             self._queued.set()
         #: Rows handed to ``admit``; how their resources ended, by outcome name.
         self.count = 0
@@ -254,27 +326,28 @@ class Replay:
 
     @property
     def queued(self) -> bool:
-        """True once every pending row is queued (or there is no outbox)."""
+        """True once every pending row is queued (or there is nothing to replay)."""
         return self._queued.is_set()
 
     async def open(self, still_open: Callable[[], bool]) -> None:
-        """Open the outbox (once) and start the replay; ``still_open`` tells whether the
-        pipeline was closed meanwhile (then `ClosedError`: no replay may start)."""
+        """Open the outbox (once, if owned) and start the replay; ``still_open`` tells whether
+        the pipeline was closed meanwhile (then `ClosedError`: no replay may start)."""
         if self._outbox is None:
             return
         loop = asyncio.get_running_loop()
-        if self._opening is None:
+        if self._opening is None and self._owned:
             self._opening = loop.create_task(self._outbox.open())
-        try:
-            await asyncio.shield(self._opening)
-        except OutboxError as exc:
-            raise copies(exc, 1)[0] from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._opening.cancelled() and task is not None and not task.cancelling():
-                # close() stopped the opening; this caller was not cancelled itself.
-                raise ClosedError("this PushPipeline is closed") from None
-            raise
+        if self._opening is not None:
+            try:
+                await asyncio.shield(self._opening)
+            except OutboxError as exc:
+                raise copies(exc, 1)[0] from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._opening.cancelled() and task is not None and not task.cancelling():
+                    # close() stopped the opening; this caller was not cancelled itself.
+                    raise ClosedError("this PushPipeline is closed") from None
+                raise
         if not still_open():
             # close() ran while the opening finished: it stopped every task it knew of, so
             # a replay started now would take rows into a pipeline that will never send them.
@@ -296,7 +369,9 @@ class Replay:
         assert outbox is not None
         last = 0
         try:
-            while rows := await outbox.pending(self._instance_push_id, after=last):
+            while rows := await outbox.pending(
+                self._instance_push_id, after=last, through=self._through
+            ):
                 for seq, body in rows:
                     last = seq
                     try:
@@ -311,7 +386,12 @@ class Replay:
                     future.add_done_callback(self._settled)
                     self.count += 1
             if self.count:
-                logger.info("replayed %d resources from %s", self.count, outbox.path)
+                logger.info(
+                    "replayed %d resources of %s from %s",
+                    self.count,
+                    self._instance_push_id,
+                    outbox.path,
+                )
         except ClosedError:
             pass  # closing while waiting for room: the rows stay pending for the next start
         except OutboxError as exc:
@@ -422,17 +502,40 @@ class Outbox:
         await opened
 
     async def pending(
-        self, instance_push_id: str, *, after: int = 0, limit: int = 1_000
+        self,
+        instance_push_id: str,
+        *,
+        after: int = 0,
+        through: int | None = None,
+        limit: int = 1_000,
     ) -> list[tuple[int, bytes]]:
-        """(seq, body) of pending rows of instance_push_id past seq after, oldest first."""
+        """(seq, body) of pending rows of instance_push_id past seq after (and up to seq
+        through), oldest first."""
+        last = through if through is not None else sys.maxsize
         rows: list[tuple[int, bytes]] = await self._ask(
             lambda db: db.execute(
-                "SELECT seq, body FROM outbox WHERE state = ? AND instance_push_id = ?"
-                " AND seq > ? ORDER BY seq LIMIT ?",
-                (PENDING, instance_push_id, after, limit),
+                "SELECT seq, body FROM outbox WHERE state = 'pending' AND instance_push_id = ?"
+                " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (instance_push_id, after, last, limit),
             ).fetchall()
         )
         return rows
+
+    async def leftovers(self) -> tuple[list[tuple[str, int]], int]:
+        """What an earlier run left: (instance push id, pending rows) of each instance with
+        pending rows, the one whose oldest row is oldest first; and the last seq written so
+        far (0 in a new file)."""
+
+        def read(db: sqlite3.Connection) -> tuple[list[tuple[str, int]], int]:
+            ipids = db.execute(
+                "SELECT instance_push_id, COUNT(*) FROM outbox WHERE state = 'pending'"
+                " GROUP BY instance_push_id ORDER BY MIN(seq)"
+            ).fetchall()
+            [(last,)] = db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchall()
+            return [(ipid, int(count)) for ipid, count in ipids], int(last)
+
+        result: tuple[list[tuple[str, int]], int] = await self._ask(read)
+        return result
 
     async def add(self, instance_push_id: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
         """Write (external_id, body) rows as pending; returns their seqs once committed."""

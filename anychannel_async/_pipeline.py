@@ -30,7 +30,7 @@ from ._errors import (
 from ._flow import FlowControl
 from ._lifecycle import State, bind_loop
 from ._models import ExternalResource
-from ._outbox import Outbox, Replay
+from ._outbox import Outbox, Replay, Share
 from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
@@ -89,6 +89,9 @@ class PushPipeline:
     left unresolved by an earlier run (a crash), in submission order; resources that fail for
     good stay in it as dead letters with their error (``anychannel-async outbox list``);
     anything else (credentials, unknown outcomes, closing) stays pending for the next start.
+
+    ``shared_outbox`` (instead of ``outbox``) is a `PushPool`'s: an outbox the pool opened
+    for all its accounts, which this pipeline writes but never opens or closes.
     """
 
     def __init__(
@@ -97,11 +100,14 @@ class PushPipeline:
         instance_push_id: str,
         *,
         settings: PipelineSettings | None = None,
+        shared_outbox: Share | None = None,
         **options: Unpack[PipelineOptions],
     ) -> None:
         if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
             raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
         settings = settings_of(settings, options)
+        if shared_outbox is not None and settings.outbox is not None:
+            raise ConfigurationError("outbox: give a path or a shared outbox, not both")
         overhead = push_body_overhead(instance_push_id)
         if settings.max_batch_bytes <= overhead:
             raise ConfigurationError(
@@ -114,7 +120,11 @@ class PushPipeline:
         # Submission.size counts a comma per resource; a body has one comma fewer.
         self._max_item_bytes = settings.max_batch_bytes - overhead + 1
         self._flow = FlowControl(settings.max_pending)
-        self._outbox = Outbox(settings.outbox) if settings.outbox is not None else None
+        self._share = shared_outbox
+        if shared_outbox is not None:
+            self._outbox: Outbox | None = shared_outbox.outbox
+        else:
+            self._outbox = Outbox(settings.outbox) if settings.outbox is not None else None
         self._batcher = Batcher(
             max_batch_size=settings.max_batch_size, max_batch_bytes=self._max_item_bytes
         )
@@ -137,7 +147,16 @@ class PushPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         # The outbox: opened once, then its leftovers queued before any new work.
-        self._replay = Replay(self._outbox, instance_push_id, self._admit_replayed)
+        if shared_outbox is None:
+            self._replay = Replay(self._outbox, instance_push_id, self._admit_replayed)
+        else:
+            self._replay = Replay(
+                self._outbox,
+                instance_push_id,
+                self._admit_shared,
+                owned=False,
+                through=shared_outbox.replay_through,
+            )
 
     def __repr__(self) -> str:
         return (
@@ -193,6 +212,15 @@ class PushPipeline:
             await self._replay.open(self._is_open)
             await self._replay.wait()
 
+    async def replayed(self) -> None:
+        """Start the replay of the rows the outbox holds pending for this instance (if not
+        started yet), and wait until they are all queued. ``submit`` does this itself; a pool
+        calls it to replay an account nobody submits to yet, or to hold its own submits until
+        then. Raises `ClosedError` once the pipeline is closed."""
+        self._check_open()
+        if not self._sender.ready or not self._replay.queued:
+            await self._prepare()
+
     async def flush(self) -> None:
         """Send everything queued now, and wait until every resource submitted so far resolved
         (with an outbox, the rows an earlier run left pending included)."""
@@ -243,8 +271,8 @@ class PushPipeline:
                 self._router.close(reason)
                 self._state = State.CLOSED
                 self._closed.set()
-                if self._outbox is not None:
-                    await self._outbox.close()
+                if self._outbox is not None and self._share is None:
+                    await self._outbox.close()  # a shared outbox is its owner's to close
 
     async def _stop(self) -> None:
         """Cancel every task (the send loop, requests in flight, the replay) and wait."""
@@ -388,6 +416,13 @@ class PushPipeline:
     ) -> asyncio.Future[PushResult]:
         await self._acquire()
         return self._admit(resource, body, seq)
+
+    async def _admit_shared(
+        self, resource: ExternalResource, body: bytes, seq: int
+    ) -> asyncio.Future[PushResult]:
+        """A replayed row of a shared outbox: admitted through its owner, who counts it."""
+        assert self._share is not None
+        return await self._share.admit(functools.partial(self._admit_replayed, resource, body, seq))
 
     # -- stats -------------------------------------------------------------------------------
 

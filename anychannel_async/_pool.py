@@ -9,6 +9,10 @@ each account, so an account that is slow, unreachable or rate limited fills only
 It decides nothing about a resource's outcome: the pipelines do. It reads one thing from the
 futures it hands out: an `AuthenticationError`, after which it sends nothing more with that
 token. It never shows a credential.
+
+With an outbox, it owns one `Outbox` for every account (each row carries its instance push
+id): it opens it first, hands each pipeline a `Share` of it, closes it last, and replays what
+an earlier run left pending, each account's rows through that account's pipeline, in order.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Self, TypedDict, Unpack, cast
 
@@ -30,16 +34,19 @@ from yarl import URL
 from ._accounts import Account, AccountStore
 from ._client import AnyChannelClient, RefusalStopClient, RetryPolicy
 from ._errors import (
+    AnyChannelError,
     AuthenticationError,
     ClosedError,
     ConfigurationError,
     InactiveAccountError,
+    OutboxError,
     UnknownAccountError,
     copies,
 )
 from ._flow import FlowControl
 from ._lifecycle import State, bind_loop
 from ._models import ExternalResource
+from ._outbox import Outbox, Share
 from ._pipeline import PipelineStats, PushPipeline
 from ._ratelimit import AccountPace
 from ._results import PushResult
@@ -79,6 +86,9 @@ class PoolStats:
     pending: int
     #: The stats of each open pipeline, by instance push id (an idle one closed is not here).
     accounts: Mapping[str, PipelineStats]
+    #: Resources an earlier run left pending in the outbox, pushed again by this pool (not in
+    #: ``submitted``; their outcomes are in ``resolved`` and ``failed``).
+    replayed: int = 0
 
 
 class _Member:
@@ -110,6 +120,9 @@ class _Member:
 # Open pipelines beyond this many are closed as soon as they are idle (about 20 kB each): the
 # busy ones are bounded by max_pending already.
 _MAX_IDLE_OPEN = 1_000
+# Accounts whose outbox rows are being queued at once when the pool opens: an account whose
+# rows wait for room (its host down) holds one of these, not the others' replay.
+_REPLAYS_AT_ONCE = 64
 
 
 class _Retired(Exception):  # noqa: N818 - internal signal, never leaves the pool
@@ -138,7 +151,11 @@ class PushPool:
       on while the pool has room.
     - ``idle_timeout``: seconds an account's pipeline stays open with nothing pending
       (default 60); the next submit opens a new one.
-    - ``outbox``: not supported yet (`ConfigurationError`); use a `PushPipeline` per account.
+    - ``outbox``: a SQLite file for every account (default None): ``submit`` returns once the
+      resource is in it, each row with its instance push id; opening the pool (``async with``,
+      or the first submit) replays what an earlier run left pending, each account's rows
+      through its pipeline in order, before that account's new submits. Rows of an account
+      the accounts no longer hold, or whose token Zendesk refuses, stay pending.
     - every other `PipelineSettings` field, as keywords or ``settings=``;
       ``max_requests_per_minute`` is each host's budget, shared by the accounts on it.
     - the client's ``timeout`` and ``retry``, and ``max_connections``: connections per host
@@ -182,10 +199,22 @@ class PushPool:
         # The pool's own per-account bound is the pipeline's: the pipeline never waits.
         every = {**options, "max_in_flight": max_in_flight, "max_pending": max_pending_per_account}
         self._settings = settings_of(settings, cast(PipelineOptions, every))
-        if outbox is not None or self._settings.outbox is not None:
-            # One outbox file for many pipelines needs them to share one Outbox (its lock
-            # refuses a second writer) and a pool-level replay: not built yet.
-            raise ConfigurationError("outbox: not yet supported by PushPool")
+        if outbox is not None:
+            self._settings = attrs.evolve(self._settings, outbox=outbox)  # checks the path
+        # One Outbox for every pipeline (its lock refuses a second writer of the file): the
+        # pipelines get a Share of it, not the path.
+        path = self._settings.outbox
+        self._outbox = Outbox(path) if path is not None else None
+        self._settings = attrs.evolve(self._settings, outbox=None)
+        self._outbox_opening: asyncio.Task[None] | None = None
+        self._outbox_open = False
+        self._replayer: asyncio.Task[None] | None = None
+        # Accounts whose rows up to seq _replay_through an earlier run left pending, not yet
+        # handed to a pipeline; and those that were (a refused token's go back, see _settled).
+        self._to_replay: set[str] = set()
+        self._replays: set[str] = set()
+        self._replay_through = 0
+        self._replayed = 0
         # The client's own checks of its settings, once, here rather than at the first submit.
         AnyChannelClient(
             token="check",  # noqa: S106 - never sent: this client is never opened
@@ -228,6 +257,12 @@ class PushPool:
 
     async def __aenter__(self) -> Self:
         self._check_open()
+        if self._outbox is not None:
+            try:
+                await self._open_outbox()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     async def __aexit__(
@@ -247,8 +282,11 @@ class PushPool:
         self._loop = bind_loop(self._loop, "PushPool")
 
     async def flush(self) -> None:
-        """Wait until every resource submitted so far to an open pipeline resolved."""
+        """Wait until every resource submitted so far to an open pipeline resolved (and every
+        row replayed from the outbox)."""
         self._bind_loop()
+        if self._replayer is not None:
+            await asyncio.wait([self._replayer])  # not cancelled with it when close() stops it
         await asyncio.gather(*(m.pipeline.flush() for m in list(self._members.values())))
 
     async def close(self, *, flush: bool = True) -> None:
@@ -260,6 +298,8 @@ class PushPool:
             return
         self._state = State.CLOSING
         self._flow.wake_all(lambda: ClosedError("this PushPool is closed"))
+        if self._replayer is not None:
+            self._replayer.cancel()  # the rows it did not queue stay pending
         members = list(self._members.values())
         self._members.clear()
         for member in members:
@@ -271,6 +311,7 @@ class PushPool:
             )
         finally:
             try:
+                await self._close_outbox()  # last: the pipelines wrote their outcomes to it
                 if self._session is not None:
                     await self._session.close()
             finally:
@@ -289,6 +330,8 @@ class PushPool:
         `PushPipeline.submit` raises. Waits while the account's share or the pool is full.
         """
         self._check_open()
+        if self._outbox is not None and not self._outbox_open:
+            await self._open_outbox()
         while True:
             member = self._members.get(instance_push_id)
             if (
@@ -302,13 +345,13 @@ class PushPool:
                 member = found
             # From here to the future, nothing may await before the member counts as busy: an
             # idle timer firing meanwhile would close its pipeline under this submit.
-            member.busy += 1
-            self._unidle(member)
-            if member.timer is not None:
-                member.timer.cancel()
-                member.timer = None
+            self._hold(member)
             try:
-                inner = await self._admit(member, resource)
+                if self._outbox is not None:
+                    await self._wait_replayed(member)  # the account's leftovers go first
+                inner = await self._admit(
+                    member, functools.partial(member.pipeline.submit, resource)
+                )
             except _Retired:
                 self._settled(member, None)
                 continue  # replaced (a new token) while this submit waited: use the new one
@@ -329,10 +372,11 @@ class PushPool:
         return await (await self.submit(instance_push_id, resource))
 
     async def _admit(
-        self, member: _Member, resource: ExternalResource
+        self, member: _Member, submit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
     ) -> asyncio.Future[PushResult]:
         """Take the account's unit, then the pool's (never the pool's while waiting for the
-        account's: a full account must not hold the others' room), then submit."""
+        account's: a full account must not hold the others' room), then submit (a resource,
+        or a row replayed from the outbox)."""
         if not member.flow.try_acquire():
             await member.flow.acquire()
         try:
@@ -346,7 +390,7 @@ class PushPool:
                 raise ClosedError("this PushPool is closed")
             if member.retired:
                 raise _Retired
-            return await member.pipeline.submit(resource)
+            return await submit()
         except BaseException:
             member.flow.release()
             self._flow.release()
@@ -361,25 +405,29 @@ class PushPool:
         """A submit ended: its pipeline settled the resource (units back, tallied, the
         caller's future told) or the submit raised (no future)."""
         member.busy -= 1
-        if future is not None and outer is not None:
+        if future is not None:  # outer is None for a row replayed from the outbox
             member.flow.release()
             self._flow.release()
             if future.cancelled():
-                outer.cancel()
+                if outer is not None:
+                    outer.cancel()
             else:
                 error = future.exception()
                 if error is None:
                     result = future.result()
                     self._resolved[str(result.code)] += 1
-                    if not outer.done():
+                    if outer is not None and not outer.done():
                         outer.set_result(result)
                 else:
                     self._failed[type(error).__name__] += 1
-                    if not outer.done():
+                    if outer is not None and not outer.done():
                         outer.set_exception(error)
                     if isinstance(error, AuthenticationError) and not member.retired:
                         ipid = member.account.instance_push_id
                         self._refusals.setdefault(ipid, (member.account, error))
+                        if ipid in self._replays:
+                            # Its rows stay pending: the pipeline of the next token replays them.
+                            self._to_replay.add(ipid)
         if member.busy == 0 and not member.retired and self._loop is not None:
             member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
             self._idle_members[member.account.instance_push_id] = member
@@ -466,8 +514,130 @@ class PushPool:
             retry=self._retry,
             pace=pace,
         )
-        pipeline = PushPipeline(client, account.instance_push_id, settings=self._settings)
+        pipeline = PushPipeline(
+            client,
+            account.instance_push_id,
+            settings=self._settings,
+            shared_outbox=self._share(account.instance_push_id),
+        )
         return _Member(account, client, pipeline, self._max_pending_per_account, revision)
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    async def _open_outbox(self) -> None:
+        """Open the outbox (once; every caller awaits the same opening, and gets its own copy
+        of an `OutboxError`) and start replaying what it holds pending."""
+        if self._outbox_opening is None:
+            self._outbox_opening = asyncio.get_running_loop().create_task(self._read_outbox())
+        try:
+            await asyncio.shield(self._outbox_opening)
+        except OutboxError as exc:
+            raise copies(exc, 1)[0] from None
+        self._check_open()
+
+    async def _read_outbox(self) -> None:
+        assert self._outbox is not None
+        await self._outbox.open()
+        leftovers, self._replay_through = await self._outbox.leftovers()
+        self._to_replay.update(ipid for ipid, _ in leftovers)
+        self._outbox_open = True
+        if leftovers and self._state is State.OPEN:
+            self._replayer = asyncio.get_running_loop().create_task(self._replay_all(leftovers))
+
+    async def _close_outbox(self) -> None:
+        if self._outbox_opening is not None:
+            await asyncio.gather(self._outbox_opening, return_exceptions=True)
+        if self._replayer is not None:
+            await asyncio.gather(self._replayer, return_exceptions=True)
+        if self._outbox is not None:
+            await self._outbox.close()
+
+    def _share(self, instance_push_id: str) -> Share | None:
+        """The outbox for a new pipeline: the account's leftovers go to the first one only (two
+        pipelines replaying one row at once could race it into two tickets)."""
+        if self._outbox is None:
+            return None
+        through = 0
+        if instance_push_id in self._to_replay:
+            self._to_replay.discard(instance_push_id)
+            self._replays.add(instance_push_id)
+            through = self._replay_through
+        return Share(
+            self._outbox, through, functools.partial(self._admit_replayed, instance_push_id)
+        )
+
+    async def _replay_all(self, leftovers: list[tuple[str, int]]) -> None:
+        """Replay every account's leftovers, oldest first, a bounded number at once; an account
+        a submit opened first replays there."""
+        todo = iter(leftovers)
+
+        async def work() -> None:
+            for instance_push_id, rows in todo:
+                await self._replay(instance_push_id, rows)
+
+        await asyncio.gather(*(work() for _ in range(min(_REPLAYS_AT_ONCE, len(leftovers)))))
+
+    async def _replay(self, instance_push_id: str, rows: int) -> None:
+        if instance_push_id not in self._to_replay or self._state is not State.OPEN:
+            return
+        try:
+            found = await self._member(instance_push_id)
+        except UnknownAccountError:
+            logger.warning(
+                "outbox: %d rows of instance push id %s stay pending: no such account",
+                rows,
+                instance_push_id,
+            )
+            return
+        except AnyChannelError as exc:  # the pool closing, the store failing
+            logger.warning("outbox: the rows of %s stay pending: %s", instance_push_id, exc)
+            return
+        if isinstance(found, AuthenticationError):
+            return  # refused while the replay waited: the next token's pipeline replays them
+        self._hold(found)  # no idle close between the rows read
+        try:
+            await self._wait_replayed(found)
+        except (_Retired, AnyChannelError):
+            pass  # closed or replaced meanwhile: the rows not queued stay pending
+        finally:
+            self._settled(found, None)
+
+    async def _wait_replayed(self, member: _Member) -> None:
+        """Until the account's leftovers are queued (they go before its new submits); started
+        here if nobody did. `_Retired` if its pipeline was replaced meanwhile."""
+        try:
+            await member.pipeline.replayed()
+        except ClosedError:
+            if member.retired and self._state is State.OPEN:
+                raise _Retired from None
+            raise
+
+    async def _admit_replayed(
+        self, instance_push_id: str, admit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
+    ) -> asyncio.Future[PushResult]:
+        """A row replayed by a pipeline: it takes the account's and the pool's room as a
+        submit does, and its outcome counts in the pool's stats. `ClosedError` stops the replay
+        (the rows not admitted stay pending)."""
+        member = self._members.get(instance_push_id)
+        if member is None or member.retired or self._state is not State.OPEN:
+            raise ClosedError("this PushPool is closed")
+        if instance_push_id in self._refusals:
+            logger.warning(
+                "outbox: the token of %s was refused: its rows stay pending", instance_push_id
+            )
+            raise ClosedError("its token was refused")
+        self._hold(member)
+        try:
+            inner = await self._admit(member, admit)
+        except _Retired:
+            self._settled(member, None)
+            raise ClosedError("this pipeline was replaced") from None
+        except BaseException:
+            self._settled(member, None)
+            raise
+        self._replayed += 1
+        inner.add_done_callback(functools.partial(self._settled, member, None))
+        return inner
 
     # -- idle pipelines ----------------------------------------------------------------------
 
@@ -481,6 +651,14 @@ class PushPool:
         pool touching many accounts within ``idle_timeout`` keeps its memory bounded."""
         while len(self._members) > limit and self._idle_members:
             self._retire(next(iter(self._idle_members.values())))
+
+    def _hold(self, member: _Member) -> None:
+        """One more submit or replay under way for member: no idle close until it settles."""
+        member.busy += 1
+        self._unidle(member)
+        if member.timer is not None:
+            member.timer.cancel()
+            member.timer = None
 
     def _unidle(self, member: _Member) -> None:
         ipid = member.account.instance_push_id
@@ -527,4 +705,5 @@ class PushPool:
             requests=self._requests_closed + sum(s.requests for s in accounts.values()),
             pending=self._flow.used,
             accounts=accounts,
+            replayed=self._replayed,
         )

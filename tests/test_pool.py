@@ -15,7 +15,6 @@ from anychannel_async import (
     AnyChannelClient,
     AuthenticationError,
     ClosedError,
-    ConfigurationError,
     EventLoopError,
     InactiveAccountError,
     OutcomeUnknownError,
@@ -254,12 +253,6 @@ async def test_two_thousand_accounts_on_two_hosts_are_each_imported_once() -> No
         assert stats.resolved == {"success": 6000}
         for i, emulator in zip(names, [one] * 1000 + [two] * 1000, strict=True):
             assert [emulator.import_count(f"{i}-{n}") for n in range(3)] == [1, 1, 1]
-
-
-async def test_an_outbox_is_refused_until_the_pool_supports_one() -> None:
-    """outbox= is a ConfigurationError for now, rather than a file two pipelines fight over."""
-    with pytest.raises(ConfigurationError, match="not yet"):
-        PushPool({}, outbox="outbox.sqlite")
 
 
 async def test_clients_given_one_pace_share_a_retry_after(host_a: ZendeskEmulator) -> None:

@@ -1,7 +1,9 @@
 """`anychannel-async outbox list|retry|purge PATH`: look into and tend a durable outbox.
 
 ``list`` reads as a WAL reader, beside a pipeline that holds the file; ``retry`` and ``purge``
-write, so they need the file to themselves (a pipeline holding it refuses them).
+write, so they need the file to themselves (a pipeline holding it refuses them). A PushPool's
+file holds the rows of many accounts: ``list`` names each dead letter's instance push id, and
+the accounts with rows unsettled; ``retry`` with connection options pushes one account's rows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import contextlib
 import os
 import sys
 
-from anychannel_async._outbox import purge, revive, summary
+from anychannel_async._errors import OutboxError
+from anychannel_async._outbox import pending_count, purge, revive, summary
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._results import IMPORTED
 
@@ -28,7 +31,6 @@ from ._common import (
 from ._push import (
     add_batch_options,
     batch_options_given,
-    pending_in,
     pipeline_from_args,
     replay_line,
     settings_from_args,
@@ -41,9 +43,14 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("outbox", help="list, retry or purge a durable outbox")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="counts by state, then dead letters with errors")
+    listing = actions.add_parser(
+        "list",
+        help="counts by state, by account (a PushPool's file), then dead letters with errors",
+    )
     listing.add_argument("path")
-    listing.add_argument("--limit", type=int, default=50, help="dead letters shown (50)")
+    listing.add_argument(
+        "--limit", type=int, default=50, help="dead letters and accounts shown (50)"
+    )
     retry = actions.add_parser(
         "retry",
         help="dead letters back to pending; with connection options, push them now",
@@ -78,10 +85,14 @@ def _list(args: argparse.Namespace) -> int:
     shown = summary(args.path, limit=args.limit)
     for state, count in shown.counts.items():
         print(f"{state:<9} {count:>9,}")
+    if shown.instances > 1:  # a PushPool's file: which accounts hold what
+        print(f"\nby instance push id ({shown.instances:,} with rows pending or dead):")
+        for instance_push_id, pending, dead in shown.by_instance:
+            print(f"  {instance_push_id}: {pending:,} pending, {dead:,} dead")
     if shown.dead:
         print("\ndead letters:")
-        for seq, external_id, error in shown.dead:
-            print(f"  #{seq} {external_id}: {error}")
+        for seq, instance_push_id, external_id, error in shown.dead:
+            print(f"  #{seq} [{instance_push_id}] {external_id}: {error}")
     return 0
 
 
@@ -126,7 +137,10 @@ def _retry(args: argparse.Namespace) -> int:
         )
     replays = dict(pipeline.stats.replay_outcomes)
     print(f"pushed pending rows: {replay_line(replays)}")
-    pending = pending_in(args.path)
+    try:  # this instance's rows only: a PushPool's file holds other accounts' too
+        pending = pending_count(args.path, instance_push_id)
+    except OutboxError:
+        pending = 0
     if pending:
         cause = f"{stop.headline}: " if stop.signum is not None or stop.refusal else ""
         print(
