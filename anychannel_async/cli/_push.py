@@ -181,8 +181,12 @@ def run(args: argparse.Namespace) -> int:
         target = pipeline_from_args(client, instance_push_id, args)
     else:
         if args.outbox is not None:
-            # PushPool keeps no outbox yet (ConfigurationError): say so before reading.
-            raise UsageError("--outbox does not go with --accounts (PushPool has no outbox yet)")
+            # The command's outbox report (rows replayed, rows of earlier runs) is per
+            # account; a pool's outbox is for code (PushPool(outbox=...)): say so before reading.
+            raise UsageError(
+                "--outbox does not go with --accounts in this command; in code, use"
+                " PushPool(store, outbox=PATH)"
+            )
         instance_push_id = ""
         store = AccountStore(accounts)
         target = pool_from_args(store, args)
