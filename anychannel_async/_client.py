@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -192,16 +193,7 @@ class AnyChannelClient:
         #: The host's request pace, shared by every pipeline using this client (and by every
         #: client given the same ``pace``).
         self.pace = pace if pace is not None else AccountPace()
-        self._send = backoff.on_exception(
-            self._retry.waits,
-            AnyChannelError,
-            max_tries=self._retry.max_tries,
-            max_time=self._retry.max_time,
-            giveup=_not_retriable,
-            jitter=None,
-            logger=None,
-            on_backoff=self._log_retry,
-        )(self._send_once)
+        self._send = _retrying(self._retry)
         #: Number of retried tries, for stats.
         self.retries = 0
 
@@ -326,7 +318,7 @@ class AnyChannelClient:
 
     async def _request(self, path: str, body: bytes, tries: _Tries | None = None) -> bytes:
         session = self._open()
-        result: bytes = await self._send(session, path, body, tries or _Tries())
+        result: bytes = await self._send(self, session, path, body, tries or _Tries())
         return result
 
     async def _send_once(
@@ -399,16 +391,34 @@ class AnyChannelClient:
             raise RequestRejectedError(status, text)
         raise TransportError(f"POST {path}: HTTP {status}", status=status)
 
-    def _log_retry(self, details: Mapping[str, Any]) -> None:
-        self.retries += 1
-        _session, path, _body, _tries = details["args"]
-        logger.info(
-            "retrying POST %s (try %s failed: %s); next try in %.2f s",
-            path,
-            details["tries"],
-            details.get("exception"),
-            details.get("wait", 0.0),
-        )
+
+@functools.lru_cache(maxsize=32)
+def _retrying(policy: RetryPolicy) -> Callable[..., Awaitable[bytes]]:
+    """``AnyChannelClient._send_once`` retried by ``policy``: one backoff wrapper per policy,
+    shared by its clients (a pool holds a client per account; a wrapper each was ~1.7 kB)."""
+    send: Callable[..., Awaitable[bytes]] = backoff.on_exception(
+        policy.waits,
+        AnyChannelError,
+        max_tries=policy.max_tries,
+        max_time=policy.max_time,
+        giveup=_not_retriable,
+        jitter=None,
+        logger=None,
+        on_backoff=_log_retry,
+    )(AnyChannelClient._send_once)
+    return send
+
+
+def _log_retry(details: Mapping[str, Any]) -> None:
+    client, _session, path, _body, _tries = details["args"]
+    client.retries += 1
+    logger.info(
+        "retrying POST %s (try %s failed: %s); next try in %.2f s",
+        path,
+        details["tries"],
+        details.get("exception"),
+        details.get("wait", 0.0),
+    )
 
 
 def _host_of(location: str | None) -> str | None:

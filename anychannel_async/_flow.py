@@ -20,7 +20,9 @@ class FlowControl:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Made on the first wait: a pool holds two per account, mostly never waited on, and
+        # an empty deque is ~600 bytes.
+        self._waiters: deque[asyncio.Future[None]] | None = None
 
     @property
     def used(self) -> int:
@@ -39,6 +41,8 @@ class FlowControl:
         if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = deque()
         self._waiters.append(waiter)
         try:
             await waiter

@@ -43,6 +43,7 @@ import attrs
 import orjson
 
 from ._errors import ClosedError, OutboxError, ValidationError, copies
+from ._lifecycle import Latch
 from ._models import ExternalResource
 from ._results import PushResult
 from ._serde import encode_body, resource_from_json
@@ -316,7 +317,7 @@ class Replay:
         self._through = through
         self._opening: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._queued = asyncio.Event()
+        self._queued = Latch()
         if outbox is None or through == 0:
             self._outbox = None
             self._queued.set()

@@ -28,7 +28,7 @@ from ._errors import (
     copies,
 )
 from ._flow import FlowControl
-from ._lifecycle import State, bind_loop
+from ._lifecycle import Latch, State, bind_loop
 from ._models import ExternalResource
 from ._outbox import Outbox, Replay, Share
 from ._results import PushResult
@@ -143,7 +143,7 @@ class PushPipeline:
             max_in_flight=settings.max_in_flight,
         )
         self._state = State.OPEN
-        self._closed = asyncio.Event()
+        self._closed = Latch()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         # The outbox: opened once, then its leftovers queued before any new work.

@@ -44,7 +44,7 @@ from ._errors import (
     copies,
 )
 from ._flow import FlowControl
-from ._lifecycle import State, bind_loop
+from ._lifecycle import Latch, State, bind_loop
 from ._models import ExternalResource
 from ._outbox import Outbox, Share
 from ._pipeline import PipelineStats, PushPipeline
@@ -240,7 +240,7 @@ class PushPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._state = State.OPEN
-        self._closed = asyncio.Event()
+        self._closed = Latch()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         self._requests_closed = 0

@@ -141,7 +141,10 @@ def encode_body(resource: ExternalResource) -> bytes:
     64 bits), before anything is sent.
     """
     try:
-        return orjson.dumps(_wire.unstructure(resource))
+        # orjson hands back its whole 4 KiB write buffer as the bytes object, however short
+        # the JSON: a copy of the right size makes a pending resource hold ~250 bytes, not 4 KiB
+        # (0.2 µs; with max_pending 10,000 resources, ~40 MB less).
+        return memoryview(orjson.dumps(_wire.unstructure(resource))).tobytes()
     except orjson.JSONEncodeError as exc:
         raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
     except RecursionError:  # a field's JSON value nested deeper than the converter can walk
