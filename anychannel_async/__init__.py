@@ -32,6 +32,7 @@ from ._errors import (
     Verdict,
     verdict,
 )
+from ._metrics import Metrics
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue
 from ._pipeline import PipelineStats, PushPipeline
 from ._pool import PoolStats, PushPool
@@ -57,6 +58,7 @@ __all__ = [
     "HaltedError",
     "InactiveAccountError",
     "MalformedEntryError",
+    "Metrics",
     "OutboxError",
     "OutcomeUnknownError",
     "ParentNotFoundError",
