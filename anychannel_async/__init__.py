@@ -4,7 +4,7 @@ Build validated resources, push them through `AnyChannelClient` or a batching `P
 and test against the in-process emulator in `anychannel_async.testing`.
 """
 
-from ._accounts import Account, AccountStore
+from ._accounts import Account, AccountStore, RedisAccountStore
 from ._client import AnyChannelClient, RetryPolicy
 from ._errors import (
     AccountStoreError,
@@ -72,6 +72,7 @@ __all__ = [
     "PushResult",
     "RateLimitedError",
     "RedirectError",
+    "RedisAccountStore",
     "RequestRejectedError",
     "ResourceError",
     "RetryPolicy",
