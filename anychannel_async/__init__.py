@@ -4,7 +4,7 @@ Build validated resources, push them through `AnyChannelClient` or a batching `P
 and test against the in-process emulator in `anychannel_async.testing`.
 """
 
-from ._accounts import Account, AccountStore
+from ._accounts import Account, AccountStore, RedisAccountStore
 from ._client import AnyChannelClient, RetryPolicy
 from ._errors import (
     AccountStoreError,
@@ -32,6 +32,7 @@ from ._errors import (
     Verdict,
     verdict,
 )
+from ._metrics import Metrics
 from ._models import Author, DisplayInfo, ExternalResource, FieldValue
 from ._pipeline import PipelineStats, PushPipeline
 from ._pool import PoolStats, PushPool
@@ -57,6 +58,7 @@ __all__ = [
     "HaltedError",
     "InactiveAccountError",
     "MalformedEntryError",
+    "Metrics",
     "OutboxError",
     "OutcomeUnknownError",
     "ParentNotFoundError",
@@ -70,6 +72,7 @@ __all__ = [
     "PushResult",
     "RateLimitedError",
     "RedirectError",
+    "RedisAccountStore",
     "RequestRejectedError",
     "ResourceError",
     "RetryPolicy",

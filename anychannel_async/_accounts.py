@@ -20,18 +20,20 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, cast
 
 import attrs
+from yarl import URL
 
 from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
 
-__all__ = ["Account", "AccountStore", "Claim"]
+__all__ = ["Account", "AccountStore", "Claim", "RedisAccountStore"]
 
 _T = TypeVar("_T")
+_REDIS_SCHEMES = ("redis://", "rediss://")
 # Zendesk's schema: an instance_push_id is 1..255 characters.
 _ID_MAX = 255
 
@@ -211,7 +213,10 @@ class _State:
 
 
 class AccountStore:
-    """Accounts in a SQLite file, by instance push id.
+    """Accounts in a SQLite file (or, given a ``redis://`` URL, in Redis), by instance push id.
+
+    ``AccountStore("redis://…")`` (or ``rediss://``, TLS) returns a `RedisAccountStore`: the
+    same interface, shared by every replica of a service (see there).
 
     Use it as ``async with AccountStore(path) as store:``; leaving the block closes it, and a
     closed store cannot be opened again (`ClosedError`: create a new one). Every SQLite call
@@ -228,6 +233,13 @@ class AccountStore:
     Every failure of the file (not a store, unreadable, locked past 5 s, disk full) raises
     `AccountStoreError`.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> AccountStore:
+        # A URL selects the Redis store; a path, as ever, the SQLite file. Both are
+        # AccountStores, so whatever takes one (PushPool, ChannelIntegration) takes either.
+        if cls is AccountStore and isinstance(path, str) and path.startswith(_REDIS_SCHEMES):
+            return super().__new__(RedisAccountStore)
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -282,21 +294,7 @@ class AccountStore:
 
     async def put(self, account: Account) -> None:
         """Store account, replacing the one stored under its instance push id, if any."""
-        if not isinstance(account, Account):
-            raise ValidationError("account", f"must be an Account, got {type(account).__name__}")
-        username, secret = account.basic_auth or (None, None)
-        row = (
-            account.instance_push_id,
-            account.subdomain,
-            None if account.subdomain is not None else account.base_url,
-            account.token,
-            username,
-            secret,
-            time.time(),
-            account.name,
-            json.dumps(dict(account.settings)) if account.settings else None,
-            int(account.active),
-        )
+        row = _row_of(account)
         await self._run(lambda db: db.execute(_PUT, row))
         self.revision += 1
 
@@ -445,23 +443,61 @@ class AccountStore:
             db.close()
 
     def _account(self, row: _Row) -> Account:
-        instance_push_id, subdomain, base_url, token, username, secret, name, settings, active = row
-        basic_auth = (username, secret) if username is not None and secret is not None else None
-        try:
-            return Account(
-                instance_push_id,
-                subdomain=subdomain,
-                base_url=base_url,
-                token=token,
-                basic_auth=basic_auth,
-                name=name,
-                settings=_settings_of(settings),
-                active=bool(active),
-            )
-        except ConfigurationError as exc:  # a row written by hand, or by another program
-            raise AccountStoreError(
-                f"accounts store {self.path!r}: the row of {instance_push_id!r} is invalid: {exc}"
-            ) from None
+        return _account_of(row, self.path)
+
+
+def _row_of(
+    account: Account,
+) -> tuple[
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    float,
+    str | None,
+    str | None,
+    int,
+]:
+    """An account as a store keeps it: the SQLite row (the Redis store keeps the same fields)."""
+    if not isinstance(account, Account):
+        raise ValidationError("account", f"must be an Account, got {type(account).__name__}")
+    username, secret = account.basic_auth or (None, None)
+    return (
+        account.instance_push_id,
+        account.subdomain,
+        None if account.subdomain is not None else account.base_url,
+        account.token,
+        username,
+        secret,
+        time.time(),
+        account.name,
+        json.dumps(dict(account.settings)) if account.settings else None,
+        int(account.active),
+    )
+
+
+def _account_of(row: _Row, where: str) -> Account:
+    """The account a store's row holds; `AccountStoreError` (naming the instance push id, never
+    a value) for a row written by hand, or by another program."""
+    instance_push_id, subdomain, base_url, token, username, secret, name, settings, active = row
+    basic_auth = (username, secret) if username is not None and secret is not None else None
+    try:
+        return Account(
+            instance_push_id,
+            subdomain=subdomain,
+            base_url=base_url,
+            token=token,
+            basic_auth=basic_auth,
+            name=name,
+            settings=_settings_of(settings),
+            active=bool(active),
+        )
+    except ConfigurationError as exc:
+        raise AccountStoreError(
+            f"accounts store {where!r}: the row of {instance_push_id!r} is invalid: {exc}"
+        ) from None
 
 
 def _settings_of(text: str | None) -> dict[str, str]:
@@ -507,3 +543,234 @@ def _explain(path: str, exc: sqlite3.Error | ValueError) -> str:
     if "not a database" in text or "malformed" in text:
         return f"{path!r} is not an accounts store ({text})"
     return f"accounts store {path!r}: {text}"
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+# The hash of accounts (field: instance push id; value: the row's fields as JSON), and the key
+# of a channelback's claim or answer.
+_REDIS_ACCOUNTS = "anychannel:accounts"
+_REDIS_ANSWER = "anychannel:answer:"
+_CLAIMED, _ANSWERED = "claim:", "answer:"
+# An answer remembered without a claim of this store's (its keep unknown) is kept this long.
+_REDIS_KEEP = 2 * 24 * 3600.0
+_REDIS_FIELDS = (
+    "instance_push_id",
+    "subdomain",
+    "base_url",
+    "token",
+    "basic_username",
+    "basic_secret",
+    "updated_at",
+    "name",
+    "settings",
+    "active",
+)
+# One account's active flag, changed in place: a read and a write by two replicas at once
+# must not lose the other's change of the token.
+_SET_ACTIVE_SCRIPT = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if not found then return 0 end
+local row = cjson.decode(found)
+row['active'] = tonumber(ARGV[2])
+row['updated_at'] = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(row))
+return 1
+"""
+# A claim is released by its owner only: once its lease ran out another replica may own it.
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _redacted(url: str) -> str:
+    """url without its password (a Redis URL carries it in clear)."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "redis://<unreadable URL>"
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return URL(url).password
+    except (ValueError, TypeError):
+        return None
+
+
+class RedisAccountStore(AccountStore):
+    """Accounts, and channelback answers, in Redis: what the replicas of a service share.
+
+    Created by ``AccountStore("redis://[[user]:password@]host[:port][/db]")`` (``rediss://``
+    for TLS), with the interface of the SQLite store. Accounts are the fields of one hash,
+    ``anychannel:accounts``; a channelback's claim is one ``SET NX`` with the lease as its
+    expiry (``anychannel:answer:KEY``), so of the replicas receiving the same
+    ``request_unique_identifier`` exactly one runs the handler; the answer replaces the claim
+    and expires after ``keep``. Use another database (``/db``) to keep two services apart.
+
+    Tokens are stored in clear, as in the SQLite file: protect Redis as the tokens' keeper
+    (an ACL user of its own with a password, TLS across machines, no public port). The URL's
+    password is never shown: not in the repr, ``path``, or an error. ``revision`` counts the
+    changes made through this object, as the SQLite store's does: another replica's change is
+    seen when a pipeline reads the account again. Every failure of Redis (unreachable,
+    refused, a value that is not an account) raises `AccountStoreError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        url = os.fspath(path)
+        #: The URL, its password replaced by ``***``.
+        self.path = _redacted(url)
+        self._password = _password_of(url)
+        self._state = _State.UNOPENED
+        self.revision = 0
+        self._keeps: dict[str, float] = {}
+        # This store's mark on its claims: only it releases them.
+        self._owner = _CLAIMED + os.urandom(8).hex()
+        try:
+            import redis.asyncio
+        except ImportError:
+            raise ConfigurationError(
+                "a redis:// accounts store needs redis-py: pip install 'anychannel-async[redis]'"
+            ) from None
+        try:
+            self._redis = redis.asyncio.from_url(
+                url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"accounts store {self.path!r}: {self._hide(exc)}") from None
+
+    def __repr__(self) -> str:
+        return f"<AccountStore {self.path!r} state={self._state}>"
+
+    async def __aenter__(self) -> Self:
+        if self._state == _State.CLOSED:
+            raise ClosedError("this AccountStore is closed; create a new one")
+        if self._state == _State.OPENED:
+            raise AccountStoreError(f"accounts store {self.path!r} is already open")
+        self._state = _State.OPENED
+        try:
+            await self._call(self._redis.ping())
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def close(self) -> None:
+        """Close the connections. Idempotent."""
+        if self._state == _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        await self._redis.aclose()
+
+    async def put(self, account: Account) -> None:
+        """Store account, replacing the one stored under its instance push id, if any."""
+        row = json.dumps(dict(zip(_REDIS_FIELDS, _row_of(account), strict=True)))
+        await self._call(self._redis.hset(_REDIS_ACCOUNTS, account.instance_push_id, row))
+        self.revision += 1
+
+    async def get(self, instance_push_id: str) -> Account | None:
+        """The account stored under instance_push_id, or None."""
+        found = await self._call(self._redis.hget(_REDIS_ACCOUNTS, instance_push_id))
+        return None if found is None else self._account_from(instance_push_id, str(found))
+
+    async def list(self) -> list[Account]:
+        """Every stored account, by instance push id."""
+        # Strings: the client decodes responses.
+        found = cast(dict[str, str], await self._call(self._redis.hgetall(_REDIS_ACCOUNTS)))
+        return [self._account_from(ipid, found[ipid]) for ipid in sorted(found)]
+
+    async def remove(self, instance_push_id: str) -> bool:
+        """Remove the account stored under instance_push_id: True if there was one."""
+        count: int = await self._call(self._redis.hdel(_REDIS_ACCOUNTS, instance_push_id))
+        self.revision += 1
+        return count > 0
+
+    async def set_active(self, instance_push_id: str, active: bool) -> bool:
+        """Mark the account stored under instance_push_id active or not: True if there was
+        one. Atomic: a replica's concurrent `put` is not undone."""
+        if not isinstance(active, bool):
+            raise ValidationError("active", f"must be a bool, got {type(active).__name__}")
+        changed = await self._call(
+            self._redis.eval(
+                _SET_ACTIVE_SCRIPT,
+                1,
+                _REDIS_ACCOUNTS,
+                instance_push_id,
+                int(active),
+                repr(time.time()),
+            )
+        )
+        self.revision += 1
+        return bool(changed)
+
+    # -- channelback answers -----------------------------------------------------------------
+
+    async def claim_answer(self, key: str, *, lease: float, keep: float) -> Claim:
+        """Claim the work of answering key, or find its answer: one ``SET NX`` whose expiry
+        is the lease, so of the replicas asking at once exactly one owns it, and a claim whose
+        owner died is free again after ``lease`` seconds."""
+        name = _REDIS_ANSWER + key
+        self._keeps[key] = keep
+        while True:
+            owned = await self._call(
+                self._redis.set(name, self._owner, nx=True, px=max(1, int(lease * 1000)))
+            )
+            if owned:
+                return Claim(answer=None, owned=True)
+            found = cast(str | None, await self._call(self._redis.get(name)))
+            if found is None:
+                continue  # expired between the two commands: claim it again
+            if found.startswith(_ANSWERED):
+                self._keeps.pop(key, None)
+                return Claim(answer=found[len(_ANSWERED) :], owned=False)
+            return Claim(answer=None, owned=False)
+
+    async def remember_answer(self, key: str, answer: str) -> None:
+        """Keep the answer to a key claimed with `claim_answer`, for its ``keep`` seconds."""
+        keep = self._keeps.pop(key, _REDIS_KEEP)
+        await self._call(
+            self._redis.set(_REDIS_ANSWER + key, _ANSWERED + answer, px=max(1, int(keep * 1000)))
+        )
+
+    async def release_claim(self, key: str) -> None:
+        """Give up this store's claim without an answer: the next `claim_answer` owns it."""
+        self._keeps.pop(key, None)
+        await self._call(self._redis.eval(_RELEASE_SCRIPT, 1, _REDIS_ANSWER + key, self._owner))
+
+    # -- the Redis boundary ------------------------------------------------------------------
+
+    async def _call(self, command: Awaitable[_T]) -> _T:
+        """Await a command; redis-py's errors mapped to AccountStoreError, the URL's password
+        never in it."""
+        import redis.exceptions
+
+        if self._state != _State.OPENED:
+            if isinstance(command, Coroutine):
+                command.close()  # never awaited: no "never awaited" warning
+            if self._state == _State.UNOPENED:
+                raise AccountStoreError(
+                    f"accounts store {self.path!r} is not open; use `async with AccountStore(url)`"
+                )
+            raise ClosedError("this AccountStore is closed; create a new one")
+        try:
+            return await command
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise AccountStoreError(
+                f"accounts store {self.path!r}: {type(exc).__name__}: {self._hide(exc)}"
+            ) from None
+
+    def _hide(self, exc: BaseException) -> str:
+        text = str(exc)
+        return text.replace(self._password, "***") if self._password else text
+
+    def _account_from(self, instance_push_id: str, text: str) -> Account:
+        try:
+            fields = json.loads(text)
+            row = tuple(fields[name] for name in _REDIS_FIELDS if name != "updated_at")
+        except (ValueError, KeyError, TypeError):
+            raise AccountStoreError(
+                f"accounts store {self.path!r}: the value of {instance_push_id!r} is not an account"
+            ) from None
+        return _account_of(cast(_Row, row), self.path)

@@ -119,15 +119,18 @@ class Pushed:
     error: AnyChannelError | None
     #: HTTP tries it took, the first included.
     tries: int
+    #: Of those, tries answered 429 (each paused the host's requests).
+    rate_limited: int = 0
 
 
 class _Tries:
     """Counts the tries of one request as backoff makes them."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "limited")
 
     def __init__(self) -> None:
         self.count = 0
+        self.limited = 0
 
 
 class _State:
@@ -287,8 +290,8 @@ class AnyChannelClient:
             payload = await self._request(_PUSH, body, tries)
             results = decode_push_results(payload, [r.external_id for r in resources])
         except AnyChannelError as exc:
-            return Pushed(results=[], error=exc, tries=tries.count)
-        return Pushed(results=results, error=None, tries=tries.count)
+            return Pushed(results=[], error=exc, tries=tries.count, rate_limited=tries.limited)
+        return Pushed(results=results, error=None, tries=tries.count, rate_limited=tries.limited)
 
     async def validate_token(self, instance_push_id: str) -> None:
         """Check the credentials for the account; raises `AuthenticationError` if refused."""
@@ -386,6 +389,7 @@ class AnyChannelClient:
         if status == 429:
             retry_after = parse_retry_after(headers.get("Retry-After"))
             self.pace.pause(retry_after)
+            tries.limited += 1
             raise RateLimitedError(retry_after)
         if 400 <= status < 500:
             raise RequestRejectedError(status, text)

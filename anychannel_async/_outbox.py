@@ -44,6 +44,7 @@ import orjson
 
 from ._errors import ClosedError, OutboxError, ValidationError, copies
 from ._lifecycle import Latch
+from ._metrics import NO_METRICS, Recorder
 from ._models import ExternalResource
 from ._results import PushResult
 from ._serde import encode_body, resource_from_json
@@ -480,8 +481,12 @@ def _explain(path: str, exc: sqlite3.Error | ValueError) -> str:
 class Outbox:
     """One outbox file, written by a thread of its own; the pipeline's durable memory."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, metrics: Recorder = NO_METRICS) -> None:
         self.path = os.fspath(path)
+        # Rows by state, as this outbox counts them for the metrics: counted at open, then
+        # kept by its writes, and taken back out of the metrics at close.
+        self._metrics = metrics
+        self._rows: collections.Counter[str] = collections.Counter()
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -501,6 +506,9 @@ class Outbox:
         )
         self._thread.start()
         await opened
+        if self._metrics is not NO_METRICS:  # a count is a scan: only when asked
+            for state, count in await self._ask(_count_by_state):
+                self._count(state, count)
 
     async def pending(
         self,
@@ -554,6 +562,7 @@ class Outbox:
             return seqs
 
         result: list[int] = await self._ask(insert)
+        self._count(PENDING, len(result))
         return result
 
     def resolve(self, seq: int) -> None:
@@ -562,7 +571,8 @@ class Outbox:
             lambda db: db.execute(
                 "UPDATE outbox SET state = ?, error = NULL, updated_at = ? WHERE seq = ?",
                 (RESOLVED, time.time(), seq),
-            )
+            ),
+            moved=RESOLVED,
         )
 
     def bury(self, seq: int, error: str) -> None:
@@ -571,18 +581,25 @@ class Outbox:
             lambda db: db.execute(
                 "UPDATE outbox SET state = ?, error = ?, updated_at = ? WHERE seq = ?",
                 (DEAD, error, time.time(), seq),
-            )
+            ),
+            moved=DEAD,
         )
 
     async def close(self) -> None:
         """Write what is queued, close the file and stop the thread."""
         if self._refusal is None:
             self._refusal = OutboxError(f"outbox {self.path!r} is closed")
+        for state, count in list(self._rows.items()):
+            self._count(state, -count)  # the metrics count the outboxes open
         if self._thread is None:
             return
         self._requests.put(None)
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.join)
+
+    def _count(self, state: str, change: int) -> None:
+        self._rows[state] += change
+        self._metrics.outbox_rows(state, change)
 
     # -- the outbox's thread ----------------------------------------------------------------
 
@@ -598,9 +615,12 @@ class Outbox:
             raise OutboxError(str(self._refusal or f"outbox {self.path!r} stopped"))
         return await future
 
-    def _tell(self, work: Callable[[sqlite3.Connection], object]) -> None:
+    def _tell(self, work: Callable[[sqlite3.Connection], object], *, moved: str) -> None:
+        """Queue a change of a pending row's state to moved, not awaited."""
         if self._thread is not None and self._refusal is None:
             self._requests.put(_Request(work, None))
+            self._count(PENDING, -1)
+            self._count(moved, 1)
 
     def _run(self, opened: asyncio.Future[Any]) -> None:
         loop = self._loop
@@ -671,6 +691,11 @@ class Outbox:
             answers = [(request.future, None, error) for request in group]
         # One hop back to the loop for the whole group, not one per request.
         loop.call_soon_threadsafe(_settle_all, answers)
+
+
+def _count_by_state(db: sqlite3.Connection) -> list[tuple[str, int]]:
+    rows = db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+    return [(str(state), int(count)) for state, count in rows]
 
 
 class _Request:

@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._flow import FlowControl
 from ._lifecycle import Latch, State, bind_loop
+from ._metrics import NO_METRICS, Gauges, Metrics
 from ._models import ExternalResource
 from ._outbox import Outbox, Replay, Share
 from ._results import PushResult
@@ -92,6 +93,9 @@ class PushPipeline:
 
     ``shared_outbox`` (instead of ``outbox``) is a `PushPool`'s: an outbox the pool opened
     for all its accounts, which this pipeline writes but never opens or closes.
+
+    ``metrics`` (a `Metrics`, default None) records what the pipeline does, labelled with its
+    instance push id.
     """
 
     def __init__(
@@ -101,8 +105,11 @@ class PushPipeline:
         *,
         settings: PipelineSettings | None = None,
         shared_outbox: Share | None = None,
+        metrics: Metrics | None = None,
         **options: Unpack[PipelineOptions],
     ) -> None:
+        if metrics is not None and not isinstance(metrics, Metrics):
+            raise ConfigurationError(f"metrics must be a Metrics, got {type(metrics).__name__}")
         if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
             raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
         settings = settings_of(settings, options)
@@ -121,10 +128,14 @@ class PushPipeline:
         self._max_item_bytes = settings.max_batch_bytes - overhead + 1
         self._flow = FlowControl(settings.max_pending)
         self._share = shared_outbox
+        recorder = metrics.recorder(instance_push_id) if metrics is not None else NO_METRICS
+        self._metrics = recorder
         if shared_outbox is not None:
             self._outbox: Outbox | None = shared_outbox.outbox
+        elif settings.outbox is not None:
+            self._outbox = Outbox(settings.outbox, metrics=recorder)
         else:
-            self._outbox = Outbox(settings.outbox) if settings.outbox is not None else None
+            self._outbox = None
         self._batcher = Batcher(
             max_batch_size=settings.max_batch_size, max_batch_bytes=self._max_item_bytes
         )
@@ -134,6 +145,7 @@ class PushPipeline:
             max_attempts=settings.max_attempts,
             parent_timeout=settings.parent_timeout,
             requeue=self._requeue,
+            metrics=recorder,
         )
         self._sender = Sender(
             batcher=self._batcher,
@@ -141,6 +153,7 @@ class PushPipeline:
             pace=client.pace,
             push=functools.partial(client.push_batch, instance_push_id),
             max_in_flight=settings.max_in_flight,
+            metrics=recorder,
         )
         self._state = State.OPEN
         self._closed = Latch()
@@ -157,6 +170,8 @@ class PushPipeline:
                 owned=False,
                 through=shared_outbox.replay_through,
             )
+        self._pace = client.pace
+        recorder.watch(self, self._gauges)  # read at each scrape until close
 
     def __repr__(self) -> str:
         return (
@@ -271,6 +286,7 @@ class PushPipeline:
                 self._router.close(reason)
                 self._state = State.CLOSED
                 self._closed.set()
+                self._metrics.unwatch(self)
                 if self._outbox is not None and self._share is None:
                     await self._outbox.close()  # a shared outbox is its owner's to close
 
@@ -425,6 +441,16 @@ class PushPipeline:
         return await self._share.admit(functools.partial(self._admit_replayed, resource, body, seq))
 
     # -- stats -------------------------------------------------------------------------------
+
+    def _gauges(self) -> Gauges:
+        """The metrics' gauges (called from the scrape's thread: reads only)."""
+        pace = self._pace
+        return Gauges(
+            pending=self._flow.used,
+            in_flight=self._sender.in_flight,
+            budget=pace.requests_per_minute,
+            wait=pace.delay(),
+        )
 
     @property
     def stats(self) -> PipelineStats:

@@ -45,6 +45,7 @@ from ._errors import (
 )
 from ._flow import FlowControl
 from ._lifecycle import Latch, State, bind_loop
+from ._metrics import NO_METRICS, Metrics
 from ._models import ExternalResource
 from ._outbox import Outbox, Share
 from ._pipeline import PipelineStats, PushPipeline
@@ -160,6 +161,8 @@ class PushPool:
       ``max_requests_per_minute`` is each host's budget, shared by the accounts on it.
     - the client's ``timeout`` and ``retry``, and ``max_connections``: connections per host
       of the pool's one session (default 32).
+    - ``metrics``: a `Metrics` (default None): each pipeline records labelled with its
+      instance push id (bounded, see `Metrics`), and the outbox its rows.
 
     Zendesk's rate limit is per host: the accounts of one host share one pace (a 429's
     ``Retry-After`` pauses them all, and them only). A token Zendesk refuses (401, 403) fails
@@ -184,6 +187,7 @@ class PushPool:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
+        metrics: Metrics | None = None,
         **options: Unpack[PoolPipelineOptions],
     ) -> None:
         if not isinstance(accounts, AccountStore | Mapping):
@@ -204,7 +208,11 @@ class PushPool:
         # One Outbox for every pipeline (its lock refuses a second writer of the file): the
         # pipelines get a Share of it, not the path.
         path = self._settings.outbox
-        self._outbox = Outbox(path) if path is not None else None
+        if metrics is not None and not isinstance(metrics, Metrics):
+            raise ConfigurationError(f"metrics must be a Metrics, got {type(metrics).__name__}")
+        self._metrics = metrics
+        recorder = metrics.recorder() if metrics is not None else NO_METRICS
+        self._outbox = Outbox(path, metrics=recorder) if path is not None else None
         self._settings = attrs.evolve(self._settings, outbox=None)
         self._outbox_opening: asyncio.Task[None] | None = None
         self._outbox_open = False
@@ -341,7 +349,7 @@ class PushPool:
             ):
                 found = await self._member(instance_push_id)
                 if isinstance(found, AuthenticationError):
-                    return self._refused(found)
+                    return self._refused(found, instance_push_id)
                 member = found
             # From here to the future, nothing may await before the member counts as busy: an
             # idle timer firing meanwhile would close its pipeline under this submit.
@@ -432,13 +440,17 @@ class PushPool:
             member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
             self._idle_members[member.account.instance_push_id] = member
 
-    def _refused(self, error: AuthenticationError) -> asyncio.Future[PushResult]:
+    def _refused(
+        self, error: AuthenticationError, instance_push_id: str
+    ) -> asyncio.Future[PushResult]:
         """A future already failed with a copy of a refusal: nothing is sent."""
         assert self._loop is not None
         future: asyncio.Future[PushResult] = self._loop.create_future()
         future.set_exception(copies(error, 1)[0])
         self._submitted += 1
         self._failed[type(error).__name__] += 1
+        if self._metrics is not None:  # no pipeline saw it: counted here
+            self._metrics.recorder(instance_push_id).outcome(type(error).__name__)
         return future
 
     # -- accounts ----------------------------------------------------------------------------
@@ -519,6 +531,7 @@ class PushPool:
             account.instance_push_id,
             settings=self._settings,
             shared_outbox=self._share(account.instance_push_id),
+            metrics=self._metrics,
         )
         return _Member(account, client, pipeline, self._max_pending_per_account, revision)
 

@@ -30,6 +30,7 @@ from ._errors import (
     verdict,
 )
 from ._flow import FlowControl
+from ._metrics import NO_METRICS, Recorder
 from ._outbox import Outbox
 from ._results import PushResult, StatusCode
 from ._submission import Submission
@@ -52,7 +53,9 @@ class Router:
         max_attempts: int,
         parent_timeout: float,
         requeue: Callable[[list[Submission]], None],
+        metrics: Recorder = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._flow = flow
         self._outbox = outbox
         self._max_attempts = max_attempts
@@ -241,6 +244,7 @@ class Router:
     def _resolve(self, submission: Submission, result: PushResult) -> None:
         submission.future.set_result(result)
         self.resolved[result.code] += 1
+        self._metrics.outcome(result.code)
         submission.imported = True
         if submission.seq is not None and self._outbox is not None:
             self._outbox.resolve(submission.seq)
@@ -256,6 +260,7 @@ class Router:
         if not submission.future.done():
             submission.future.set_exception(error)
             self.failed[type(error).__name__] += 1
+            self._metrics.outcome(type(error).__name__)
             submission.error = error
             # Dead letters are what failed for good; anything else (credentials, unknown,
             # closing) leaves the row pending, to be pushed again at the next start.

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from ._batcher import Batcher
 from ._client import Pushed
 from ._errors import AnyChannelError, splittable
+from ._metrics import NO_METRICS, Recorder
 from ._ratelimit import AccountPace
 from ._router import Router
 from ._submission import Submission
@@ -38,7 +40,9 @@ class Sender:
         pace: AccountPace,
         push: Callable[[Sequence[Submission]], Awaitable[Pushed]],
         max_in_flight: int,
+        metrics: Recorder = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._batcher = batcher
         self._router = router
         self._pace = pace
@@ -231,16 +235,25 @@ class Sender:
         for submission in batch:
             if submission.sends:
                 self.resent += 1
+                self._metrics.resent()
             submission.sends += 1
         self.requests += 1
         self.batched += len(batch)
         self.largest = max(self.largest, len(batch))
+        started = time.monotonic()
         try:
             pushed = await self._push(batch)
         except asyncio.CancelledError:
             self._router.cut_short(batch)  # close cut it short: Zendesk may have it
             raise
         self.retries += max(0, pushed.tries - 1)
+        self._metrics.request(
+            pushed.error,
+            seconds=time.monotonic() - started,
+            size=len(batch),
+            retries=max(0, pushed.tries - 1),
+            rate_limited=pushed.rate_limited,
+        )
         error = pushed.error
         if error is None:
             return self._router.results(batch, pushed.results)

@@ -12,6 +12,7 @@ ORDER = (
     "_version",
     "_results",
     "_errors",
+    "_metrics",
     "_lifecycle",
     "_models",
     "_serde",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from anychannel_async._accounts import AccountStore
 from anychannel_async._client import AnyChannelClient
+from anychannel_async._metrics import Metrics
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._pool import PushPool
 
@@ -30,6 +31,7 @@ from ._common import (
     client_from_args,
     log_to_stderr,
 )
+from ._metrics import add_metrics_option, check_metrics_port, serving_metrics
 from ._push import add_batch_options, pipeline_from_args, pool_from_args
 
 if TYPE_CHECKING:  # redis-py is an optional extra: import it only where it is used
@@ -76,6 +78,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--block-ms", type=int, default=1_000, help="ms one read waits for entries (default 1000)"
     )
     parser.add_argument("--quiet", action="store_true", help="no summary")
+    add_metrics_option(parser)
     add_connection_options(parser, accounts=True)
     add_batch_options(parser)
 
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError(NEED_REDIS) from None
     accounts = check_accounts_options(args)
+    check_metrics_port(args.metrics_port)
     target: tuple[AnyChannelClient, str] | AccountStore
     if accounts is None:
         target = client_from_args(args)
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         pool_from_args(target, args)  # its settings checked before any connection
     log_to_stderr("consume")
     try:
-        stats = asyncio.run(_consume(target, args))
+        with serving_metrics(args.metrics_port):
+            stats = asyncio.run(_consume(target, args))
     except asyncio.CancelledError:
         return 130
     if not args.quiet:
@@ -136,6 +141,8 @@ async def _consume(
     from anychannel_async.sources import consume_stream
 
     redis_conn = redis_client(args.redis, read_timeout=args.block_ms / 1000 + 10.0)
+    # In the global registry, which --metrics-port serves.
+    metrics = Metrics() if args.metrics_port is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -152,12 +159,14 @@ async def _consume(
             pipeline: PushPipeline | PushPool
             if isinstance(target, AccountStore):
                 await opened.enter_async_context(target)
-                pipeline = await opened.enter_async_context(pool_from_args(target, args))
+                pipeline = await opened.enter_async_context(
+                    pool_from_args(target, args, metrics=metrics)
+                )
             else:
                 client, instance_push_id = target
                 await opened.enter_async_context(client)
                 pipeline = await opened.enter_async_context(
-                    pipeline_from_args(client, instance_push_id, args)
+                    pipeline_from_args(client, instance_push_id, args, metrics=metrics)
                 )
             return await consume_stream(
                 pipeline,
@@ -170,6 +179,7 @@ async def _consume(
                 count=args.count,
                 max_unacked=args.max_pending,
                 stop=stop,
+                metrics=metrics,
             )
     except ValueError as exc:  # a setting out of range
         raise UsageError(str(exc)) from None

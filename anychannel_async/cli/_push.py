@@ -34,6 +34,7 @@ import attrs
 from anychannel_async._accounts import AccountStore
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._errors import ClosedError, OutboxError
+from anychannel_async._metrics import Metrics
 from anychannel_async._outbox import PENDING, summary
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._pool import PushPool
@@ -106,17 +107,23 @@ def batch_options_given(args: argparse.Namespace) -> list[str]:
 
 
 def pipeline_from_args(
-    client: AnyChannelClient, instance_push_id: str, args: argparse.Namespace
+    client: AnyChannelClient,
+    instance_push_id: str,
+    args: argparse.Namespace,
+    *,
+    metrics: Metrics | None = None,
 ) -> PushPipeline:
     """A PushPipeline with the batching options' settings (a bad setting is a UsageError)."""
     settings = settings_from_args(args)
     try:
-        return PushPipeline(client, instance_push_id, settings=settings)
+        return PushPipeline(client, instance_push_id, settings=settings, metrics=metrics)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
-def pool_from_args(accounts: AccountStore, args: argparse.Namespace) -> PushPool:
+def pool_from_args(
+    accounts: AccountStore, args: argparse.Namespace, *, metrics: Metrics | None = None
+) -> PushPool:
     """A PushPool over the store with the batching and connection options' settings:
     --max-in-flight per account, --max-pending for the whole pool (a bad setting is a
     UsageError)."""
@@ -129,6 +136,7 @@ def pool_from_args(accounts: AccountStore, args: argparse.Namespace) -> PushPool
             max_pending=settings.max_pending,
             max_pending_per_account=per_account_limit(args),
             timeout=args.timeout,
+            metrics=metrics,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -21,6 +21,7 @@ from aiohttp import web
 from anychannel_async.integration import AccessLogger, ChannelIntegration
 
 from ._common import UsageError
+from ._metrics import add_metrics_option, check_metrics_port, serving_metrics
 
 __all__ = ["add_parser", "run"]
 
@@ -42,15 +43,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--port", type=int, default=8080, help="port to listen on (8080; 0 picks a free one)"
     )
+    add_metrics_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal: 128 + its number (130 for Ctrl-C, 143 for SIGTERM)."""
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
+    check_metrics_port(args.metrics_port)
     integration = _load(args.target)
     _log_to_stderr()
-    return asyncio.run(_serve(integration, args.host, args.port))
+    with serving_metrics(args.metrics_port):
+        return asyncio.run(_serve(integration, args.host, args.port))
 
 
 def _load(target: str) -> ChannelIntegration:

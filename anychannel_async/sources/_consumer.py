@@ -33,6 +33,7 @@ from anychannel_async._errors import (
     Verdict,
     verdict,
 )
+from anychannel_async._metrics import NO_METRICS, Metrics, Recorder
 from anychannel_async._pipeline import PushPipeline
 from anychannel_async._pool import PushPool
 from anychannel_async._results import PushResult
@@ -60,6 +61,8 @@ _STOP_GRACE = 5.0
 # Reading on would only fill the pipeline with resources bound to fail the same way.
 _ZENDESK_FIRST_PAUSE = 1.0
 _ZENDESK_MAX_PAUSE = 60.0
+# Seconds between reads of the group's pending entries and lag, with metrics.
+_LAG_EVERY = 1.0
 
 
 @attrs.frozen
@@ -94,6 +97,7 @@ async def consume_stream(
     max_unacked: int = 10_000,
     drain_timeout: float = 30.0,
     stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> ConsumeStats:
     """Push the resources of a Redis stream through ``pipeline`` until ``stop`` is set.
 
@@ -135,6 +139,8 @@ async def consume_stream(
       more than the free room (default 10,000, the pipeline's default ``max_pending``).
     - ``drain_timeout``: seconds to keep trying to write outcomes to Redis after ``stop``
       (default 30); entries whose outcome could not be written stay pending.
+    - ``metrics``: a `Metrics` (default None) where the group's entries pending and not yet
+      delivered are recorded every second (give the pipeline or pool the same one).
 
     Raises `ValueError` for a setting out of its range, before any command is sent.
     """
@@ -148,7 +154,11 @@ async def consume_stream(
         group=group,
         consumer=consumer,
     )
-    source = _StreamConsumer(pipeline, redis, settings)
+    if metrics is not None and not isinstance(metrics, Metrics):
+        raise ValueError(f"metrics must be a Metrics, got {type(metrics).__name__}")
+    source = _StreamConsumer(
+        pipeline, redis, settings, metrics.recorder() if metrics is not None else NO_METRICS
+    )
     return await source.run(stop if stop is not None else asyncio.Event())
 
 
@@ -255,8 +265,13 @@ class _StreamConsumer:
     """One consume_stream call: reader, claimer, renewer and writer tasks, and the hand."""
 
     def __init__(
-        self, pipeline: PushPipeline | PushPool, client: redis.asyncio.Redis, settings: _Settings
+        self,
+        pipeline: PushPipeline | PushPool,
+        client: redis.asyncio.Redis,
+        settings: _Settings,
+        metrics: Recorder = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._pipeline = pipeline
         self._settings = settings
         self._loop = asyncio.get_running_loop()
@@ -297,6 +312,7 @@ class _StreamConsumer:
         # Renewals run apart from reading and claiming, which wait for room: entries held
         # while the hand is full, or while the pipeline flushes at stop, stay ours in Redis.
         keeper = self._loop.create_task(self._guard(self._renew_held()))
+        lag = self._loop.create_task(self._watch_lag())
         inputs = [
             self._loop.create_task(self._guard(self._read_entries())),
             self._loop.create_task(self._guard(self._claim_entries())),
@@ -315,7 +331,7 @@ class _StreamConsumer:
             await asyncio.sleep(0)  # let the futures' done callbacks queue their outcomes
             await self._writer.drain(self._settings.drain_timeout)
         finally:
-            await self._cancel([*inputs, writer, keeper, stopped, halted])
+            await self._cancel([*inputs, writer, keeper, lag, stopped, halted])
             # Whatever is still in hand was not written: it stays pending in Redis.
             self._left_pending += self._hand.release_all()
         if self._fatal is not None:
@@ -489,6 +505,32 @@ class _StreamConsumer:
                 ),
             )
             self._hand.heard(chunk)
+
+    async def _watch_lag(self) -> None:
+        """With metrics: record the group's entries pending and not yet delivered, every
+        second, until cancelled. A refusal (an ACL without XINFO) ends the watch, not the
+        consumer."""
+        if self._metrics is NO_METRICS:
+            return
+        stream, group = self._settings.stream, self._settings.group
+        while True:
+            try:
+                groups = await self._link.call(
+                    "XINFO GROUPS", functools.partial(self._link.client.xinfo_groups, stream)
+                )
+            except SourceError as exc:
+                logger.warning("metrics: the group's lag is not recorded: %s", exc)
+                return
+            for found in groups:
+                if found.get("name") in (group, group.encode()):
+                    lag = found.get("lag")  # Redis 7: None when it cannot tell
+                    self._metrics.stream(
+                        stream,
+                        group,
+                        pending=int(found.get("pending") or 0),
+                        lag=None if lag is None else int(lag),
+                    )
+            await asyncio.sleep(_LAG_EVERY)
 
     # -- outcomes ------------------------------------------------------------------------------
 
