@@ -13,6 +13,7 @@ ORDER = (
     "_results",
     "_errors",
     "_lifecycle",
+    "_tickets",
     "_models",
     "_serde",
     "_settings",
