@@ -23,6 +23,7 @@ from anychannel_async import (
     ConfigurationError,
     ExternalResource,
     InactiveAccountError,
+    PushPipeline,
     PushPool,
     StatusCode,
     TicketLedger,
@@ -43,7 +44,7 @@ from anychannel_async.testing import (
     ZendeskEmulator,
 )
 
-from .conftest import FAST_RETRY, resource, wait_until
+from .conftest import FAST_RETRY, IPID, resource, wait_until
 from .integration_support import SECRET
 
 
@@ -547,3 +548,40 @@ def caplog_quiet() -> Iterator[None]:
         yield None
     finally:
         logger.setLevel(level)
+
+
+async def test_a_pipeline_given_a_ledger_pushes_with_the_request_ids_it_issued(
+    emulator: ZendeskEmulator, client: AnyChannelClient
+) -> None:
+    """A PushPipeline takes tickets= too: each push request carries a request id the ledger
+    issued, for the account it was pushed for."""
+    ledger = TicketLedger()
+    async with PushPipeline(client, IPID, tickets=ledger, max_latency=0.005) as pipeline:
+        await pipeline.push(resource("post-1"))
+    (request,) = [r for r in emulator.requests if r.path.endswith("/push")]
+    assert request.request_id is not None
+    assert ledger.created(created(request.request_id, "post-1")) == 1
+    assert ledger.known(IPID, "post-1") is not None
+
+
+async def test_no_secret_reaches_the_logs_or_an_error(
+    two_way: TwoWay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through install, push, events, channelback repeats, pull and uninstall, neither the
+    instance's token nor its metadata is logged; an install that fails says neither."""
+    caplog.set_level(logging.DEBUG)
+    instance = await install(two_way)
+    await two_way.pool.push(instance.instance_push_id, resource("post-1"))
+    await two_way.pool.ticket_of(instance.instance_push_id, "post-1", timeout=10)
+    ticket = two_way.emulator.ticket_for("post-1")
+    assert ticket is not None
+    two_way.emulator.script_channelback(ChannelbackFault.TIMEOUT)
+    await two_way.emulator.agent_reply(ticket.id, "Hello")
+    await two_way.emulator.pull(instance.instance_push_id)
+    await two_way.emulator.uninstall(instance.instance_push_id)
+    with pytest.raises(IntegrationCallError) as caught:
+        await two_way.emulator.install(two_way.manifest_url, settings={"nope": "x"})
+    text = caplog.text + str(caught.value) + repr(caught.value)
+    assert instance.token not in text
+    assert instance.metadata not in text
+    assert SECRET not in text
