@@ -26,6 +26,7 @@ from ._errors import (
     RequestRejectedError,
     ResourceError,
     SourceError,
+    TicketUnknownError,
     TransportError,
     UnknownAccountError,
     ValidationError,
@@ -39,6 +40,7 @@ from ._pool import PoolStats, PushPool
 from ._results import PushResult, StatusCode
 from ._serde import resource_from_json
 from ._settings import PipelineSettings
+from ._tickets import TicketLedger, TicketRef
 from ._version import __version__
 
 __all__ = [
@@ -78,6 +80,9 @@ __all__ = [
     "RetryPolicy",
     "SourceError",
     "StatusCode",
+    "TicketLedger",
+    "TicketRef",
+    "TicketUnknownError",
     "TransportError",
     "UnknownAccountError",
     "ValidationError",

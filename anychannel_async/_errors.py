@@ -279,3 +279,18 @@ class InactiveAccountError(UnknownAccountError):
 
     def __str__(self) -> str:
         return f"the account of instance push id {self.instance_push_id!r} is inactive"
+
+
+class TicketUnknownError(AnyChannelError):
+    """No ``resources_created_from_external_ids`` event named the ticket of a resource within
+    ``ticket_of``'s timeout: Zendesk sends none for a resource it already held, the
+    integration's event callback may not be configured (or serves another process), or the
+    event came after the ledger forgot the request."""
+
+    def __init__(self, instance_push_id: str, external_id: str, timeout: float) -> None:
+        super().__init__(
+            f"no event named the ticket of {external_id!r} (instance push id"
+            f" {instance_push_id!r}) within {timeout:g} s"
+        )
+        self.instance_push_id = instance_push_id
+        self.external_id = external_id

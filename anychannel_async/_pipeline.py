@@ -19,7 +19,7 @@ from typing import Self, Unpack
 import attrs
 
 from ._batcher import Batcher
-from ._client import AnyChannelClient
+from ._client import AnyChannelClient, Pushed
 from ._errors import (
     AnyChannelError,
     ClosedError,
@@ -38,6 +38,7 @@ from ._sender import Sender
 from ._serde import encode_body, push_body_overhead
 from ._settings import PipelineOptions, PipelineSettings, settings_of
 from ._submission import Submission
+from ._tickets import REQUEST_ID_LENGTH, TicketLedger
 
 __all__ = ["PipelineStats", "PushPipeline"]
 
@@ -96,6 +97,8 @@ class PushPipeline:
 
     ``metrics`` (a `Metrics`, default None) records what the pipeline does, labelled with its
     instance push id.
+    ``tickets``: a `TicketLedger`; each push request then carries a ``request_id`` it issued,
+    so the ticket each resource became can be learnt from Zendesk's event (`TicketLedger`).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class PushPipeline:
         settings: PipelineSettings | None = None,
         shared_outbox: Share | None = None,
         metrics: Metrics | None = None,
+        tickets: TicketLedger | None = None,
         **options: Unpack[PipelineOptions],
     ) -> None:
         if metrics is not None and not isinstance(metrics, Metrics):
@@ -115,7 +119,14 @@ class PushPipeline:
         settings = settings_of(settings, options)
         if shared_outbox is not None and settings.outbox is not None:
             raise ConfigurationError("outbox: give a path or a shared outbox, not both")
-        overhead = push_body_overhead(instance_push_id)
+        if tickets is not None and not isinstance(tickets, TicketLedger):
+            raise ConfigurationError(
+                f"tickets must be a TicketLedger, got {type(tickets).__name__}"
+            )
+        # A request id the ledger issues is part of each body: room is left for it.
+        overhead = push_body_overhead(
+            instance_push_id, None if tickets is None else "x" * REQUEST_ID_LENGTH
+        )
         if settings.max_batch_bytes <= overhead:
             raise ConfigurationError(
                 f"max_batch_bytes must be above {overhead}, got {settings.max_batch_bytes}"
@@ -151,7 +162,9 @@ class PushPipeline:
             batcher=self._batcher,
             router=self._router,
             pace=client.pace,
-            push=functools.partial(client.push_batch, instance_push_id),
+            push=functools.partial(client.push_batch, instance_push_id)
+            if tickets is None
+            else functools.partial(_push_issued, client, instance_push_id, tickets),
             max_in_flight=settings.max_in_flight,
             metrics=recorder,
         )
@@ -470,3 +483,14 @@ class PushPipeline:
             replayed=self._replay.count,
             replay_outcomes=dict(self._replay.outcomes),
         )
+
+
+async def _push_issued(
+    client: AnyChannelClient,
+    instance_push_id: str,
+    tickets: TicketLedger,
+    batch: Sequence[Submission],
+) -> Pushed:
+    """One push with a request id the ledger issued (the client's retries send it again)."""
+    request_id = tickets.issue(instance_push_id)
+    return await client.push_batch(instance_push_id, batch, request_id=request_id)

@@ -52,6 +52,7 @@ from ._pipeline import PipelineStats, PushPipeline
 from ._ratelimit import AccountPace
 from ._results import PushResult
 from ._settings import PipelineOptions, PipelineSettings, settings_of
+from ._tickets import TicketLedger, TicketRef
 
 __all__ = ["PoolStats", "PushPool"]
 
@@ -163,6 +164,9 @@ class PushPool:
       of the pool's one session (default 32).
     - ``metrics``: a `Metrics` (default None): each pipeline records labelled with its
       instance push id (bounded, see `Metrics`), and the outbox its rows.
+    - ``tickets``: a `TicketLedger` shared with the `ChannelIntegration` whose event callback
+      Zendesk calls (default None): each push carries a request id it issued, and
+      ``ticket_of`` answers which ticket a resource became.
 
     Zendesk's rate limit is per host: the accounts of one host share one pace (a 429's
     ``Retry-After`` pauses them all, and them only). A token Zendesk refuses (401, 403) fails
@@ -188,6 +192,7 @@ class PushPool:
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
         metrics: Metrics | None = None,
+        tickets: TicketLedger | None = None,
         **options: Unpack[PoolPipelineOptions],
     ) -> None:
         if not isinstance(accounts, AccountStore | Mapping):
@@ -232,6 +237,11 @@ class PushPool:
             max_connections=max_connections,
         )
         self._accounts = accounts
+        if tickets is not None and not isinstance(tickets, TicketLedger):
+            raise ConfigurationError(
+                f"tickets must be a TicketLedger, got {type(tickets).__name__}"
+            )
+        self._tickets = tickets
         self._timeout = timeout
         self._retry = retry
         self._max_connections = max_connections
@@ -378,6 +388,21 @@ class PushPool:
     async def push(self, instance_push_id: str, resource: ExternalResource) -> PushResult:
         """Submit a resource for an account and wait for its result."""
         return await (await self.submit(instance_push_id, resource))
+
+    async def ticket_of(
+        self,
+        instance_push_id: str,
+        external_id: str,
+        *,
+        timeout: float = 60.0,  # noqa: ASYNC109 - the wait's end is TicketUnknownError, ours
+    ) -> TicketRef:
+        """The ticket and comment a resource pushed by this pool became, as Zendesk's
+        ``resources_created_from_external_ids`` event names them; waits up to ``timeout``
+        seconds, then raises `TicketUnknownError`. Only with ``tickets=`` a `TicketLedger` that
+        the integration's event callback, served in this process, is given too."""
+        if self._tickets is None:
+            raise ConfigurationError("ticket_of needs PushPool(..., tickets=TicketLedger())")
+        return await self._tickets.ticket_of(instance_push_id, external_id, timeout=timeout)
 
     async def _admit(
         self, member: _Member, submit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
@@ -532,6 +557,7 @@ class PushPool:
             settings=self._settings,
             shared_outbox=self._share(account.instance_push_id),
             metrics=self._metrics,
+            tickets=self._tickets,
         )
         return _Member(account, client, pipeline, self._max_pending_per_account, revision)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -22,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from anychannel_async import AccountStore
 from anychannel_async.integration import ChannelIntegration
 from anychannel_async.testing import DEFAULT_INSTANCE_PUSH_ID, DEFAULT_TOKEN, ZendeskEmulator
+from anychannel_async.testing._browser import Page, parse_page
 
 #: The integration's secret: distinctive, so a leak into any text is easy to spot.
 SECRET = "integration-secret-7f3a9c1e-never-shown-anywhere"
@@ -69,83 +69,6 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
-
-
-# -- HTML, as a browser reads it ---------------------------------------------------------
-
-
-@attrs.define
-class Form:
-    action: str
-    method: str
-    id: str | None
-    #: (type, name, value) of each input, in page order.
-    inputs: list[tuple[str, str, str]] = attrs.field(factory=list)
-    buttons: int = 0
-
-    def values(self) -> dict[str, str]:
-        return {name: value for _, name, value in self.inputs}
-
-    def of_type(self, kind: str) -> dict[str, str]:
-        return {name: value for type_, name, value in self.inputs if type_ == kind}
-
-
-class _PageParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[Form] = []
-        self.scripts: list[str] = []
-        self.text: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs_}
-        if tag == "form":
-            self.forms.append(
-                Form(
-                    action=found.get("action", ""),
-                    method=found.get("method", "get").lower(),
-                    id=found.get("id"),
-                )
-            )
-        elif tag == "input" and self.forms:
-            self.forms[-1].inputs.append(
-                (found.get("type", "text"), found.get("name", ""), found.get("value", ""))
-            )
-        elif tag == "button" and self.forms:
-            self.forms[-1].buttons += 1
-        elif tag == "script":
-            self._in_script = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script":
-            self._in_script = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_script:
-            self.scripts.append(data)
-        else:
-            self.text.append(data)
-
-
-@attrs.frozen
-class Page:
-    url: str
-    status: int
-    html: str
-    forms: list[Form]
-    scripts: list[str]
-    text: str
-    headers: Mapping[str, str]
-
-
-def parse_page(url: str, status: int, html: str, headers: Mapping[str, str]) -> Page:
-    parser = _PageParser()
-    parser.feed(html)
-    parser.close()
-    return Page(
-        url, status, html, parser.forms, parser.scripts, " ".join(parser.text), dict(headers)
-    )
 
 
 # -- Zendesk and the administrator's browser -------------------------------------------------
@@ -219,7 +142,7 @@ class ZendeskSide:
         assert form.method == "post"
         assert form.action == self.return_url
         assert form.buttons == 1  # for a browser that runs no script
-        assert any(f'getElementById("{form.id}").submit()' in script for script in page.scripts)
+        assert page.posts_itself(form)
         posted = form.values()
         assert set(posted) == {"name", "metadata"}
         async with self.session.post(form.action, data=posted) as response:

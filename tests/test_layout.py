@@ -14,6 +14,7 @@ ORDER = (
     "_errors",
     "_metrics",
     "_lifecycle",
+    "_tickets",
     "_models",
     "_serde",
     "_settings",

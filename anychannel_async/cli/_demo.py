@@ -111,17 +111,34 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser(
         "demo", help="ingest generated conversations into an in-process emulator"
     )
-    parser.add_argument("--count", type=int, default=5000, help="resources (default 5000)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="resources (default 5000); with --two-way, posts per account (default 12)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the generator and faults")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--two-way",
+        action="store_true",
+        help="both directions: an integration installed twice, posts in, agents' replies out",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """The demo command: 0 when everything it announced came true."""
-    if args.count < 1:
+    if args.count is not None and args.count < 1:
         raise UsageError(f"--count must be at least 1, got {args.count}")
+    if args.two_way:
+        from ._demo_two_way import run_two_way  # the integration's imports, only when asked
+
+        posts = 12 if args.count is None else args.count
+        as_announced = asyncio.run(run_two_way(posts_per_account=posts, seed=args.seed))
+        return 0 if as_announced else 1
+    count = 5000 if args.count is None else args.count
     progress = not args.quiet and sys.stderr.isatty()
-    as_announced = asyncio.run(run_demo(args.count, seed=args.seed, progress=progress))
+    as_announced = asyncio.run(run_demo(count, seed=args.seed, progress=progress))
     return 0 if as_announced else 1
 
 

@@ -32,6 +32,7 @@ from anychannel_async._errors import (
     ValidationError,
 )
 from anychannel_async._serde import encode_body
+from anychannel_async._tickets import CREATED_EVENT, TicketLedger
 
 from ._admin import HIDDEN_FIELDS, error_page, return_page, settings_page
 from ._answers import Answers, Reply
@@ -131,6 +132,9 @@ class ChannelIntegration:
       False) tells Zendesk to send a reply's attachments as ``file_urls``.
     - ``timeout``: seconds for one try of a call to Zendesk (validate_token, report_error;
       default 30).
+    - ``tickets``: a `TicketLedger` shared with the `PushPool` of this process (default None):
+      each ``resources_created_from_external_ids`` event is handed to it, so
+      ``pool.ticket_of`` learns which ticket a pushed resource became.
 
     Register handlers with the decorators `channelback`, `pull`, `clickthrough` and
     `on_event`; a route whose handler is absent is left out of the manifest and answers 404.
@@ -150,6 +154,7 @@ class ChannelIntegration:
         push_client_id: str | None = None,
         channelback_files: bool = False,
         timeout: float = 30.0,
+        tickets: TicketLedger | None = None,
     ) -> None:
         self._signer = Signer(secret)
         self.name = _check_text("name", name, _NAME_MAX)
@@ -183,6 +188,11 @@ class ChannelIntegration:
         # The client's own checks of timeout, once.
         AnyChannelClient(token="check", base_url="http://127.0.0.1", timeout=timeout)  # noqa: S106
         self._timeout = timeout
+        if tickets is not None and not isinstance(tickets, TicketLedger):
+            raise ConfigurationError(
+                f"tickets must be a TicketLedger, got {type(tickets).__name__}"
+            )
+        self._tickets = tickets
         self._on_channelback: ChannelbackHandler | None = None
         self._on_pull: PullHandler | None = None
         self._on_clickthrough: ClickthroughHandler | None = None
@@ -441,6 +451,8 @@ class ChannelIntegration:
                 await self._apply(raw.type_id, instance_push_id)
                 if raw.type_id != DESTROY:
                     account = await self._accounts.get(instance_push_id)
+            if raw.type_id == CREATED_EVENT and self._tickets is not None:
+                self._tickets.created(raw.data, instance_push_id=instance_push_id)
             event = IntegrationEvent(
                 type_id=raw.type_id,
                 data=raw.data,

@@ -22,12 +22,15 @@ from ._auth import Credentials, authenticate
 from ._faults import Fault, FaultDice, Faults
 from ._ratelimit import FixedWindow
 from ._records import ReportedError
-from ._state import AccountState, Outcome, PushPlan, RequestHandle
+from ._state import AccountState, Created, Outcome, PushPlan, RequestHandle
 from ._validation import RejectionError, check_push, check_report_error, check_validate_token
 
-__all__ = ["Service", "build_app"]
+__all__ = ["RETURN_PATH", "Service", "build_app"]
 
 _PREFIX = "/api/v2/any_channel/"
+#: Where an integration's admin UI posts the administrator back to (``return_url``), as on
+#: Zendesk; the query names the install under way.
+RETURN_PATH = "/zendesk/channels/integration_service_instances/editor_finalizer"
 _JSON = "application/json"
 
 
@@ -60,6 +63,14 @@ def _error_answer(rejection: RejectionError) -> _Answer:
     )
 
 
+def _nobody(_instance_push_id: str, _request_id: str | None, _created: list[Created]) -> None:
+    """The default listener of created resources: nobody."""
+
+
+def _no_install(_install: str, _form: Mapping[str, str]) -> bool:
+    return False
+
+
 def _reject_constant(name: str) -> object:
     # Python's json reads NaN and Infinity; Zendesk's JSON parser does not.
     raise ValueError(f"{name} is not valid JSON")
@@ -76,6 +87,10 @@ class Service:
     get_faults: Callable[[], Faults]
     max_resources: int
     max_body_bytes: int
+    #: Told of what each committed push created (its instance, request id and resources).
+    created: Callable[[str, str | None, list[Created]], None] = _nobody
+    #: Takes what an admin UI posted back to ``RETURN_PATH?install=...``; False if unknown.
+    returned: Callable[[str, Mapping[str, str]], bool] = _no_install
 
     async def push(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._push)
@@ -202,7 +217,28 @@ class Service:
             resources,
             lambda external_id: self.dice.processing_error(faults, external_id),
         )
-        return _push_answer(plan, fault, commit=lambda: self.state.commit(plan))
+        request_id = body.get("request_id")
+        return _push_answer(
+            plan,
+            fault,
+            commit=lambda: self.commit(plan, request_id if isinstance(request_id, str) else None),
+        )
+
+    def commit(self, plan: PushPlan, request_id: str | None) -> None:
+        """Apply a push's (or a pull's) plan, and tell what it created."""
+        if self.state.commit(plan) and plan.created:
+            self.created(plan.instance_push_id, request_id, plan.created)
+
+    async def finalizer(self, request: web.Request) -> web.Response:
+        """The admin UI's return: the browser posts ``name`` and ``metadata`` here."""
+        try:
+            posted = await request.post()
+        except ValueError:
+            posted = None
+        form = {k: v for k, v in posted.items() if isinstance(v, str)} if posted else {}
+        if not self.returned(request.query.get("install", ""), form):
+            return web.Response(status=404, text="no install under way here")
+        return web.Response(text="Zendesk: the account is saved", content_type="text/html")
 
 
 def _push_answer(plan: PushPlan, fault: Fault | None, commit: Callable[[], None]) -> _Answer:
@@ -269,4 +305,5 @@ def build_app(service: Service) -> web.Application:
     ):
         app.router.add_post(_PREFIX + name, handler)
         app.router.add_post(_PREFIX + name + ".json", handler)
+    app.router.add_post(RETURN_PATH, service.finalizer)
     return app

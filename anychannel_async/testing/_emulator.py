@@ -8,18 +8,20 @@ inspection API tests read back. Request handling lives in `_app`, bookkeeping in
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
 from ._app import Service, build_app
 from ._auth import Credentials
-from ._faults import Fault, FaultDice, Faults
+from ._faults import ChannelbackFault, Fault, FaultDice, Faults
+from ._integrations import ZendeskSide
 from ._ratelimit import FixedWindow
-from ._records import RecordedRequest, ReportedError, Ticket
+from ._records import AgentReply, EventCallback, Instance, RecordedRequest, ReportedError, Ticket
 from ._state import AccountState
 
 __all__ = ["DEFAULT_INSTANCE_PUSH_ID", "DEFAULT_TOKEN", "ZendeskEmulator"]
@@ -30,6 +32,8 @@ DEFAULT_TOKEN = "emulator-token"  # noqa: S105 - a well-known test token, not a 
 # How long closing waits for requests in flight (some may be sleeping out a latency) before it
 # cancels them: long enough for a graceful finish, short enough not to stall a test's teardown.
 _SHUTDOWN_TIMEOUT = 0.25
+
+_T = TypeVar("_T")
 
 
 def _check_accounts(accounts: Mapping[str, Credentials]) -> dict[str, Credentials]:
@@ -58,6 +62,11 @@ class ZendeskEmulator:
     kept: a test can take Zendesk down and bring it back. `record_bodies=True` keeps each
     request's parsed JSON body in `requests` (`RecordedRequest.body`), for tests of the wire
     format; it is off by default, so a long run does not hold every body in memory.
+
+    It plays Zendesk's side toward an integration too, over real HTTP from its own loop:
+    `install` an integration through its admin UI, `agent_reply` through its channelback,
+    `pull` (or `poll`) it, and tell it events (`uninstall`, `deactivate`, `activate`, and
+    ``resources_created_from_external_ids`` after each push that created comments).
     """
 
     def __init__(
@@ -87,6 +96,15 @@ class ZendeskEmulator:
         self._state = AccountState(record_bodies=record_bodies)
         self._dice = FaultDice()
         self._limiter = FixedWindow()
+        self._zendesk = ZendeskSide(
+            state=self._state,
+            accounts=self._accounts,
+            dice=self._dice,
+            get_faults=lambda: self.faults,
+            base_url=lambda: self.base_url,
+        )
+        #: The loop serving requests (the caller's, or the thread's), set while it runs.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._thread: threading.Thread | None = None
@@ -128,6 +146,8 @@ class ZendeskEmulator:
             get_faults=lambda: self.faults,
             max_resources=self._max_resources,
             max_body_bytes=self._max_body_bytes,
+            created=self._zendesk.created,
+            returned=self._zendesk.returned,
         )
         runner = web.AppRunner(
             build_app(service),
@@ -146,12 +166,18 @@ class ZendeskEmulator:
         self._port = port
         self._base_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._runner = runner
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        """Stop listening; requests still in flight get a short grace period. Idempotent."""
+        """Stop listening; requests still in flight get a short grace period; calls on
+        integrations under way (polls, event callbacks) are cancelled. Idempotent."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            await runner.cleanup()
+            try:
+                await self._zendesk.close()
+            finally:
+                self._loop = None
+                await runner.cleanup()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -222,9 +248,15 @@ class ZendeskEmulator:
         """Queue faults for the next push requests, one per request, before any random fault."""
         self._dice.script(faults)
 
+    def script_channelback(self, *faults: ChannelbackFault) -> None:
+        """Queue faults for the next channelback tries (`agent_reply`), one per try."""
+        self._dice.script_channelbacks(faults)
+
     def reset(self) -> None:
-        """Forget tickets, imports, requests, reported errors, scripted faults and the rate
-        window; restart the random sequence from the seed. `faults` itself is kept."""
+        """Forget tickets, imports, requests, reported errors, scripted faults, the rate
+        window, installed instances (their tokens no longer push) and event callbacks; restart
+        the random sequence from the seed. `faults` itself is kept."""
+        self._zendesk.reset()
         self._state.reset()
         self._dice.reset()
         self._limiter.reset()
@@ -263,3 +295,112 @@ class ZendeskEmulator:
     def import_count(self, external_id: str) -> int:
         """How many times that external_id was imported: more than 1 reveals a duplicate."""
         return self._state.import_count(external_id)
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Every instance installed with `install` and not uninstalled, in install order."""
+        return self._zendesk.instances()
+
+    def instance(self, instance_push_id: str) -> Instance | None:
+        """What the emulator holds for an installed instance (metadata, state, ...), or None."""
+        return self._zendesk.instance(instance_push_id)
+
+    @property
+    def event_callbacks(self) -> list[EventCallback]:
+        """Every request made to an integration's event_callback_url, in order."""
+        return self._zendesk.callbacks()
+
+    # -- Zendesk's side: calls on an integration ----------------------------------------------
+
+    async def _on_loop(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run work in the emulator's loop (a call on an integration is Zendesk's, and its
+        tasks are the emulator's), awaited from the caller's loop."""
+        loop = self._loop
+        if loop is None or self._runner is None:
+            work.close()
+            raise RuntimeError("the emulator has not been started")
+        if asyncio.get_running_loop() is loop:
+            return await work
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+
+    async def install(
+        self,
+        manifest_url: str,
+        *,
+        subdomain: str = "emulated",
+        name: str = "Emulated account",
+        settings: Mapping[str, str] | None = None,
+        locale: str = "en-US",
+    ) -> Instance:
+        """Install an integration as an administrator does: read its manifest, open its admin
+        UI (Zendesk's form post, with a new instance push id and token), fill in ``name`` and
+        ``settings`` (the form's field names) and save, as a browser would, and follow the page
+        that posts back to Zendesk; then send it ``create_integration_instance``.
+
+        Returns the new `Instance`: its token is one the emulator's push accepts for its
+        instance push id, and its metadata what the admin UI posted back. Raises
+        `IntegrationCallError` (an `AnyChannelError`) when the integration fails a step.
+        """
+        return await self._on_loop(
+            self._zendesk.install(
+                manifest_url,
+                subdomain=subdomain,
+                name=name,
+                settings=dict(settings or {}),
+                locale=locale,
+            )
+        )
+
+    async def agent_reply(self, ticket_id: int, message: str) -> AgentReply:
+        """An agent answers a ticket: POST the channelback (the metadata and state Zendesk
+        holds, a fresh ``request_unique_identifier``, ``parent_id`` the ticket's latest
+        external id, its ``thread_id``) and add the comment under the external id answered.
+
+        A network error, a lost answer (`ChannelbackFault.TIMEOUT`, or slower than
+        `Faults.channelback_timeout`) or a 5xx is repeated with the same
+        ``request_unique_identifier``, up to `Faults.channelback_tries` tries. Raises
+        `IntegrationCallError` for a refusal (4xx) or when the tries are used up."""
+        return await self._on_loop(self._zendesk.agent_reply(ticket_id, message))
+
+    async def pull(self, instance_push_id: str) -> dict[str, str]:
+        """Pull an installed instance now (``metadata`` and ``state`` posted to its pull_url)
+        and import what it answers as a push would; returns each resource's status code by
+        external id. The answer's ``state`` is kept for the next pull and channelback."""
+        return await self._on_loop(self._zendesk.pull(instance_push_id))
+
+    async def poll(self, instance_push_id: str, *, every: float = 120.0) -> None:
+        """Pull the instance every ``every`` seconds (Zendesk: about 2 minutes) from now on,
+        until `stop_polling`, its uninstall, a reset or close. A failed pull is logged."""
+        if type(every) not in (int, float) or not 0 < every < math.inf:
+            raise ValueError(f"every must be a finite number of seconds > 0, got {every!r}")
+        await self._on_loop(self._start_poll(instance_push_id, float(every)))
+
+    async def _start_poll(self, instance_push_id: str, every: float) -> None:
+        self._zendesk.poll(instance_push_id, every)
+
+    async def stop_polling(self, instance_push_id: str) -> None:
+        """Stop polling the instance (nothing if it is not polled)."""
+        await self._on_loop(self._stop_poll(instance_push_id))
+
+    async def _stop_poll(self, instance_push_id: str) -> None:
+        self._zendesk.stop_polling(instance_push_id)
+
+    async def uninstall(self, instance_push_id: str) -> None:
+        """Remove an installed instance, as an administrator does: its token no longer pushes
+        (401), and its integration gets ``destroy_integration_instance`` (awaited)."""
+        await self._on_loop(self._zendesk.uninstall(instance_push_id))
+
+    async def deactivate(self, instance_push_id: str, *, error: str | None = None) -> None:
+        """Deactivate an instance: ``deactivate_integration_instance`` to its integration,
+        ``deactivated_by`` "error" with ``deactivating_error`` when an error is given, else
+        "api"."""
+        await self._on_loop(self._zendesk.set_active(instance_push_id, False, error))
+
+    async def activate(self, instance_push_id: str) -> None:
+        """Activate an instance again: ``activate_integration_instance`` to its integration."""
+        await self._on_loop(self._zendesk.set_active(instance_push_id, True, None))
+
+    async def settle(self) -> None:
+        """Wait until every event callback started so far reached its integration (or
+        failed): what a test reads after a push is then complete."""
+        await self._on_loop(self._zendesk.settle())

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["Fault", "FaultDice", "Faults"]
+__all__ = ["ChannelbackFault", "Fault", "FaultDice", "Faults"]
 
 
 class Fault(enum.Enum):
@@ -42,6 +42,19 @@ class Fault(enum.Enum):
     #: Answer 400 with a long body quoting the request's Authorization header, as a careless
     #: proxy might, and process nothing.
     ECHO_CREDENTIALS = "echo_credentials"
+
+
+class ChannelbackFault(enum.Enum):
+    """One fault for one try of a channelback the emulator sends to an integration
+    (`ZendeskEmulator.agent_reply`), scripted with `ZendeskEmulator.script_channelback` or drawn
+    with `Faults.channelback_timeout_rate`. Either way the emulator then repeats the request,
+    with the same ``request_unique_identifier``, as Zendesk does after a network error."""
+
+    #: The integration gets the request and answers, but the answer is lost on the way back,
+    #: as on a timeout: a repeat that runs the reply again would post it twice.
+    TIMEOUT = "timeout"
+    #: The request never reaches the integration: a proxy in front of it answers 502.
+    BAD_GATEWAY = "bad_gateway"
 
 
 _unit_interval = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
@@ -81,6 +94,13 @@ class Faults:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
     rate_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
+    #: The emulator's calls to an integration (`ZendeskEmulator.agent_reply`): the chance that
+    #: a channelback try's answer is lost (`ChannelbackFault.TIMEOUT`); seconds it waits for an
+    #: answer (slower counts as a network error); tries in all, a network error or a 5xx being
+    #: repeated with the same ``request_unique_identifier``.
+    channelback_timeout_rate: float = attrs.field(default=0.0, validator=_unit_interval)
+    channelback_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
+    channelback_tries: int = attrs.field(default=3, validator=attrs.validators.ge(1))
 
 
 class FaultDice:
@@ -93,6 +113,7 @@ class FaultDice:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._scripted: deque[Fault] = deque()
+        self._channelbacks: deque[ChannelbackFault] = deque()
         self._rng = random.Random(0)
         # The seed the RNG was last seeded with: a changed `Faults.seed` (or a replaced Faults)
         # reseeds on the next draw, so a test that sets a seed gets the run that seed promises.
@@ -103,10 +124,16 @@ class FaultDice:
         with self._lock:
             self._scripted.extend(faults)
 
+    def script_channelbacks(self, faults: Iterable[ChannelbackFault]) -> None:
+        """Queue faults for the next channelback tries, one each, in order."""
+        with self._lock:
+            self._channelbacks.extend(faults)
+
     def reset(self) -> None:
         """Forget scripted faults and restart the random sequence from the seed."""
         with self._lock:
             self._scripted.clear()
+            self._channelbacks.clear()
             self._seeded_with = None
 
     def next_fault(self, faults: Faults) -> Fault | None:
@@ -128,6 +155,16 @@ class FaultDice:
             ):
                 if rate > 0.0 and rng.random() < rate:
                     return fault
+            return None
+
+    def next_channelback_fault(self, faults: Faults) -> ChannelbackFault | None:
+        """The fault for this channelback try: the next scripted one, else a random draw."""
+        with self._lock:
+            if self._channelbacks:
+                return self._channelbacks.popleft()
+            rate = faults.channelback_timeout_rate
+            if rate > 0.0 and self._rng_for(faults).random() < rate:
+                return ChannelbackFault.TIMEOUT
             return None
 
     def latency(self, faults: Faults) -> float:

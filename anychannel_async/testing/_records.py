@@ -10,12 +10,23 @@ from collections.abc import Mapping
 
 import attrs
 
-__all__ = ["Comment", "RecordedRequest", "ReportedError", "Ticket"]
+__all__ = [
+    "AgentReply",
+    "Comment",
+    "EventCallback",
+    "Instance",
+    "Manifest",
+    "RecordedRequest",
+    "ReportedError",
+    "Ticket",
+]
 
 
 @attrs.frozen
 class Comment:
-    """One imported resource as Zendesk keeps it: a ticket's opening message or a reply to it."""
+    """One imported resource as Zendesk keeps it: a ticket's opening message or a reply to it;
+    or an agent's reply (`ZendeskEmulator.agent_reply`), whose ``external_id`` is the one the
+    integration's channelback answered. ``id`` is the comment's Zendesk id, as events name it."""
 
     external_id: str
     message: str
@@ -24,6 +35,9 @@ class Comment:
     created_at: str
     internal_note: bool
     html_message: str | None
+    id: int | None = None
+    #: True for an agent's reply sent out through the channelback.
+    by_agent: bool = False
 
 
 @attrs.frozen
@@ -76,3 +90,58 @@ class RecordedRequest:
     user_agent: str | None
     # Left out of eq and hash (a dict has none) and of repr (it may be megabytes).
     body: Mapping[str, object] | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Manifest:
+    """An integration's manifest as the emulator read it: its name, id and URLs."""
+
+    url: str
+    name: str
+    id: str
+    #: ``admin_ui``, ``channelback_url``, ``pull_url``, ``event_callback_url``, ...
+    urls: Mapping[str, str]
+
+
+@attrs.frozen
+class Instance:
+    """An integration installed with `ZendeskEmulator.install`: what Zendesk holds for it.
+
+    ``token`` is the one the emulator's push accepts for ``instance_push_id``; ``metadata`` is
+    what the integration's admin UI posted back, sent with every later call; ``state`` what
+    its last pull answer left. None of the three is shown in a repr.
+    """
+
+    instance_push_id: str
+    token: str = attrs.field(repr=False)
+    subdomain: str
+    name: str
+    metadata: str = attrs.field(repr=False)
+    state: str | None = attrs.field(repr=False)
+    active: bool
+    manifest: Manifest
+    #: Set when a pull or channelback answer asked the administrator to save the account again.
+    metadata_needs_update: bool = False
+
+
+@attrs.frozen
+class AgentReply:
+    """An agent's reply sent out through the integration's channelback."""
+
+    ticket_id: int
+    #: What the channelback answered: the id of the message created in the origin.
+    external_id: str
+    comment_id: int
+    request_unique_identifier: str
+    #: Requests sent for it: more than 1 after a network error, a timeout or a 5xx.
+    tries: int
+
+
+@attrs.frozen
+class EventCallback:
+    """One request the emulator made to an integration's ``event_callback_url``."""
+
+    instance_push_id: str
+    type_ids: tuple[str, ...]
+    #: The integration's answer; 0 when none came (unreachable, timed out).
+    status: int

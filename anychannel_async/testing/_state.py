@@ -20,13 +20,15 @@ import attrs
 
 from ._records import Comment, RecordedRequest, ReportedError, Ticket
 
-__all__ = ["AccountState", "Outcome", "PushPlan", "RequestHandle"]
+__all__ = ["AccountState", "Created", "Outcome", "PushPlan", "RequestHandle"]
 
 SUCCESS = "success"
 ALREADY_IMPORTED = "already_imported"
 PARENT_NOT_FOUND = "could_not_locate_parent_external_resource"
 PROCESSING_ERROR = "processing_error"
 HALTED = "halted"
+NEW_TICKET = "comment_on_new_ticket"
+EXISTING_TICKET = "comment_on_existing_ticket"
 
 
 @attrs.frozen
@@ -36,6 +38,16 @@ class Outcome:
     external_id: str
     code: str
     description: str | None = None
+
+
+@attrs.frozen
+class Created:
+    """One resource a push (or pull) created: a comment on a new or an existing ticket."""
+
+    kind: str
+    external_id: str
+    ticket_id: int
+    comment_id: int
 
 
 @attrs.define
@@ -71,6 +83,9 @@ class PushPlan:
     # external_id -> id of the ticket that holds it, for every resource this request imports.
     imports: dict[str, int] = attrs.Factory(dict)
     threads: dict[str, int] = attrs.Factory(dict)
+    #: What each imported resource became, in request order, as Zendesk's
+    #: ``resources_created_from_external_ids`` event tells it.
+    created: list[Created] = attrs.Factory(list)
 
 
 @attrs.define
@@ -118,6 +133,9 @@ class AccountState:
         # commit into the fresh state.
         self._generation += 1
         self._next_ticket_id = 1
+        # Comment ids are Zendesk's own sequence, apart from tickets' (as in Zendesk): they
+        # start far from ticket ids so that a test mixing the two up fails.
+        self._next_comment_id = 10_001
         self._tickets: dict[int, _TicketDraft] = {}
         self._imports: dict[tuple[str, str], int] = {}
         self._import_counts: Counter[tuple[str, str]] = Counter()
@@ -220,7 +238,8 @@ class AccountState:
             return Outcome(external_id, ALREADY_IMPORTED)
         if fails(external_id):
             return Outcome(external_id, PROCESSING_ERROR, "Injected processing error")
-        comment = _comment_from(resource)
+        comment = _comment_from(resource, self._next_comment_id)
+        self._next_comment_id += 1
         parent_id = resource.get("parent_id")
         thread_id = resource.get("thread_id")
         if isinstance(parent_id, str):
@@ -228,17 +247,21 @@ class AccountState:
             if ticket_id is None:
                 # Zendesk names the missing parent in the description and goes on with the rest.
                 return Outcome(external_id, PARENT_NOT_FOUND, parent_id)
-            self._reply(plan, ticket_id, comment)
+            kind = self._reply(plan, ticket_id, comment)
         elif isinstance(thread_id, str):
             ticket_id = self._threads.get((ipid, thread_id), plan.threads.get(thread_id))
             if ticket_id is None:
                 ticket_id = self._open(plan, resource, comment, thread_id)
                 plan.threads[thread_id] = ticket_id
+                kind = NEW_TICKET
             else:
-                self._reply(plan, ticket_id, comment)
+                kind = self._reply(plan, ticket_id, comment)
         else:
             ticket_id = self._open(plan, resource, comment, None)
+            kind = NEW_TICKET
         plan.imports[external_id] = ticket_id
+        assert comment.id is not None
+        plan.created.append(Created(kind, external_id, ticket_id, comment.id))
         return Outcome(external_id, SUCCESS)
 
     def _open(
@@ -262,18 +285,19 @@ class AccountState:
         return ticket_id
 
     @staticmethod
-    def _reply(plan: PushPlan, ticket_id: int, comment: Comment) -> None:
+    def _reply(plan: PushPlan, ticket_id: int, comment: Comment) -> str:
         draft = plan.new_tickets.get(ticket_id)
         if draft is not None:
             draft.comments.append(comment)
-        else:
-            plan.replies.append((ticket_id, comment))
+            return NEW_TICKET  # the ticket is new in this same request: so is the comment
+        plan.replies.append((ticket_id, comment))
+        return EXISTING_TICKET
 
-    def commit(self, plan: PushPlan) -> None:
-        """Apply a plan's changes; a plan made before the last reset is dropped."""
+    def commit(self, plan: PushPlan) -> bool:
+        """Apply a plan's changes; a plan made before the last reset is dropped (False)."""
         with self._lock:
             if plan.generation != self._generation:
-                return
+                return False
             ipid = plan.instance_push_id
             self._tickets.update(plan.new_tickets)
             for ticket_id, comment in plan.replies:
@@ -285,6 +309,41 @@ class AccountState:
                 self._import_counts[ipid, external_id] += 1
             for thread_id, ticket_id in plan.threads.items():
                 self._threads.setdefault((ipid, thread_id), ticket_id)
+            return True
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def latest(self, ticket_id: int) -> tuple[Ticket, int] | None:
+        """A ticket and the generation it was read in, or None when there is no such ticket."""
+        with self._lock:
+            draft = self._tickets.get(ticket_id)
+            return None if draft is None else (draft.freeze(), self._generation)
+
+    def agent_comment(
+        self, ticket_id: int, external_id: str, message: str, generation: int
+    ) -> Comment | None:
+        """Add an agent's reply, sent out as external_id, to a ticket; the id is the ticket's
+        from now on, as Zendesk associates it (a resource pushed later with it as parent_id
+        threads here, and pushing it again is ``already_imported``). None after a reset."""
+        with self._lock:
+            draft = self._tickets.get(ticket_id)
+            if draft is None or generation != self._generation:
+                return None
+            comment = Comment(
+                external_id=external_id,
+                message=message,
+                author_external_id="zendesk-agent",
+                author_name="Agent",
+                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                internal_note=False,
+                html_message=None,
+                id=self._next_comment_id,
+                by_agent=True,
+            )
+            self._next_comment_id += 1
+            draft.comments.append(comment)
+            self._imports.setdefault((draft.instance_push_id, external_id), ticket_id)
+            return comment
 
     # -- report_error ------------------------------------------------------------------------
 
@@ -336,7 +395,7 @@ class AccountState:
             return sum(n for (_, eid), n in self._import_counts.items() if eid == external_id)
 
 
-def _comment_from(resource: Mapping[str, object]) -> Comment:
+def _comment_from(resource: Mapping[str, object], comment_id: int) -> Comment:
     author = resource["author"]
     assert isinstance(author, dict)  # guaranteed by validation
     name = author.get("name")
@@ -349,6 +408,7 @@ def _comment_from(resource: Mapping[str, object]) -> Comment:
         created_at=str(resource["created_at"]),
         internal_note=resource.get("internal_note") is True,
         html_message=html if isinstance(html, str) else None,
+        id=comment_id,
     )
 
 
