@@ -1,0 +1,57 @@
+"""What a hostile or careless caller does to the integration service: slow bodies, forged
+installs that try to write the log, requests that are not HTTP carrying metadata."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import pytest
+
+from anychannel_async.integration import ChannelbackRequest, ChannelIntegration
+from anychannel_async.integration import _app as app_module
+
+from .integration_support import ZendeskSide
+
+
+async def _half_sent(url: str, path: str, content_type: str) -> bytes:
+    """Send a request's headers and a part of its body, then nothing: what comes back."""
+    where = urlsplit(url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            "Content-Length: 1000\r\n\r\nmetadata=v1.".encode()
+        )
+        await writer.drain()
+        # A guard against a hang, not a timing: the server answers well before.
+        return await asyncio.wait_for(reader.read(200), 30.0)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/channelback", "application/x-www-form-urlencoded"),
+        ("/admin_ui", "application/x-www-form-urlencoded"),
+        ("/event_callback", "application/json"),
+    ],
+)
+async def test_a_body_that_never_arrives_whole_is_answered_408(
+    integration: ChannelIntegration,
+    zendesk: ZendeskSide,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    content_type: str,
+) -> None:
+    """A client that sends a part of a body and stops (slowloris) gets a 408 once the body
+    time is up, instead of holding a handler (and a stop of the server) for ever."""
+    monkeypatch.setattr(app_module, "BODY_SECONDS", 0.2)
+
+    @integration.channelback
+    async def reply(request: ChannelbackRequest) -> str:
+        raise AssertionError("not reached")
+
+    answer = await _half_sent(zendesk.url, path, content_type)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
