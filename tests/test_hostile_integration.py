@@ -4,6 +4,7 @@ installs that try to write the log, requests that are not HTTP carrying metadata
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,3 +56,18 @@ async def test_a_body_that_never_arrives_whole_is_answered_408(
 
     answer = await _half_sent(zendesk.url, path, content_type)
     assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+async def test_a_forged_install_cannot_write_lines_into_the_log(
+    zendesk: ZendeskSide, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The instance push id of an unauthenticated admin form is the forger's text: logged
+    quoted, a newline in it makes no line of its own."""
+    caplog.set_level(logging.INFO, logger="anychannel_async")
+    forged = "x\n2026-11-29 anychannel_async.integration INFO instance victim saved"
+    page = await zendesk.open_admin(instance_push_id=forged, token="forged-token")
+    saved = await zendesk.submit(page, {"name": "Forged"})
+    assert saved.status == 403
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("anychannel_async")]
+    assert messages
+    assert not any("\n" in message for message in messages)

@@ -593,8 +593,9 @@ class ChannelIntegration:
             async with client:
                 await client.validate_token(instance_push_id)
         except AuthenticationError:
+            # Quoted: the id is whatever an unauthenticated form said, a newline included.
             logger.warning(
-                "refused an admin form: Zendesk did not accept its token for instance %s",
+                "refused an admin form: Zendesk did not accept its token for instance %r",
                 instance_push_id,
             )
             return self._error(
