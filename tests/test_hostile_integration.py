@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from anychannel_async.integration import ChannelbackRequest, ChannelIntegration
 from anychannel_async.integration import _app as app_module
+from anychannel_async.testing import ZendeskEmulator
 
-from .integration_support import ZendeskSide
+from .integration_support import SECRET, ZendeskSide
+from .test_integration_serve import APP, LEAKY_METADATA, listening_url, start_serve, stop
 
 
 async def _half_sent(url: str, path: str, content_type: str) -> bytes:
@@ -71,3 +75,29 @@ async def test_a_forged_install_cannot_write_lines_into_the_log(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("anychannel_async")]
     assert messages
     assert not any("\n" in message for message in messages)
+
+
+def test_serve_logs_no_metadata_of_a_request_that_is_not_http(
+    tmp_path: Path, emulator: ZendeskEmulator
+) -> None:
+    """aiohttp quotes the request line it cannot parse; the query's metadata is cut from
+    what serve logs of it."""
+    (tmp_path / "served_app.py").write_text(APP.format(secret=SECRET, zendesk=emulator.base_url))
+    process = start_serve(tmp_path, "served_app:make")
+    try:
+        url = urlsplit(listening_url(process))
+        assert url.hostname is not None
+        assert url.port is not None
+        for line in (
+            f"GET /clickthrough?metadata={LEAKY_METADATA}\x01 HTTP/1.1",
+            f"GET /clickthrough?metadata={LEAKY_METADATA}&x={'a' * 9000} HTTP/1.1",
+        ):
+            with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+                sock.sendall(f"{line}\r\nHost: x\r\n\r\n".encode())
+                assert sock.recv(100).startswith(b"HTTP/1.0 400")
+    finally:
+        returncode, stderr = stop(process)
+    assert returncode == 143
+    assert "Error handling request" in stderr  # logged, without the request line
+    for secret in (LEAKY_METADATA, "sig-never-logged"):
+        assert secret not in stderr
