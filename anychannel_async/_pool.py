@@ -41,6 +41,7 @@ from ._errors import (
     InactiveAccountError,
     OutboxError,
     UnknownAccountError,
+    ValidationError,
     copies,
 )
 from ._flow import FlowControl
@@ -343,11 +344,16 @@ class PushPool:
     ) -> asyncio.Future[PushResult]:
         """Accept a resource for an account; returns the future of its `PushResult`.
 
-        Raises `UnknownAccountError` at once when the accounts hold no account for
-        ``instance_push_id``, `ClosedError` once the pool is closing, and what
-        `PushPipeline.submit` raises. Waits while the account's share or the pool is full.
+        Raises `ValidationError` when ``instance_push_id`` is not a string,
+        `UnknownAccountError` at once when the accounts hold no account for it, `ClosedError`
+        once the pool is closing, and what `PushPipeline.submit` raises. Waits while the
+        account's share or the pool is full.
         """
         self._check_open()
+        if not isinstance(instance_push_id, str):  # a list would be a TypeError of a dict's
+            raise ValidationError(
+                "instance_push_id", f"must be a string, got {type(instance_push_id).__name__}"
+            )
         if self._outbox is not None and not self._outbox_open:
             await self._open_outbox()
         while True:

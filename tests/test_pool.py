@@ -264,7 +264,9 @@ async def test_clients_given_one_pace_share_a_retry_after(host_a: ZendeskEmulato
     )
     async with one, two:
         first = asyncio.ensure_future(one.push("a1", [resource("r1")]))
-        await wait_until(lambda: host_a.rate_limited_count == 1)
+        # The emulator counts the 429 before the client has read its Retry-After: wait for
+        # the pause itself, or the second request may go out in between.
+        await wait_until(lambda: host_a.rate_limited_count == 1 and one.pace.delay() > 1.0)
         second = asyncio.ensure_future(two.push("a2", [resource("r2")]))
         await asyncio.sleep(0.2)
         assert len(host_a.requests) == 1

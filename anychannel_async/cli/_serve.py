@@ -19,6 +19,7 @@ import sys
 from aiohttp import web
 
 from anychannel_async.integration import AccessLogger, ChannelIntegration
+from anychannel_async.integration._access import RequestErrorFilter
 
 from ._common import UsageError
 from ._metrics import add_metrics_option, check_metrics_port, serving_metrics
@@ -86,6 +87,8 @@ def _log_to_stderr() -> None:
         log = logging.getLogger(name)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    # aiohttp's own errors reach standard error too: not the request lines they quote.
+    logging.getLogger("aiohttp.server").addFilter(RequestErrorFilter())
 
 
 async def _serve(integration: ChannelIntegration, host: str, port: int) -> int:

@@ -10,6 +10,7 @@ logged and never quoted in an answer.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -73,6 +74,10 @@ _RESERVED_FIELDS = frozenset({"name", "signature", *HIDDEN_FIELDS})
 # Checking a token or reporting an error is a diagnosis for a person waiting: a few quick tries.
 _QUICK_RETRY = RetryPolicy(max_tries=3, max_time=10.0)
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+#: Seconds a request's body may take to arrive: Zendesk sends a form or an event batch at
+#: once; a client trickling one (slowloris) would otherwise hold its handler, and a stop of
+#: the server, for ever. Beyond it the answer is a 408.
+BODY_SECONDS = 30.0
 
 
 def _check_text(name: str, value: object, limit: int) -> str:
@@ -433,7 +438,7 @@ class ChannelIntegration:
 
     async def _event_callback(self, request: web.Request) -> web.Response:
         try:
-            raw_events = parse_events(await request.read())
+            raw_events = parse_events(await _read_body(request))
         except ValidationError as exc:
             return _json(400, {"error": "invalid_request", "description": str(exc)})
         refused = 0
@@ -600,8 +605,9 @@ class ChannelIntegration:
             async with client:
                 await client.validate_token(instance_push_id)
         except AuthenticationError:
+            # Quoted: the id is whatever an unauthenticated form said, a newline included.
             logger.warning(
-                "refused an admin form: Zendesk did not accept its token for instance %s",
+                "refused an admin form: Zendesk did not accept its token for instance %r",
                 instance_push_id,
             )
             return self._error(
@@ -678,13 +684,25 @@ def _pull_body(answer: PullResponse) -> bytes:
     return b'{"external_resources":[' + resources + b"]" + (b"," + rest if rest else b"") + b"}"
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The request's body, within `BODY_SECONDS` (a 408 beyond)."""
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+
+
 async def _read_form(
     request: web.Request, *, many: str | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """A form's text fields (the first value of each) and every value of ``many``; an upload
     where text belongs counts as absent, and so does a body that is no form."""
     try:
-        posted = await request.post()
+        async with asyncio.timeout(BODY_SECONDS):
+            posted = await request.post()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
     except ValueError:
         return {}, []
     first: dict[str, str] = {}
