@@ -1,13 +1,19 @@
-"""The programs in examples/ run as a user runs them, so they never rot: the bot and the
-ingestion service against the emulator (and a real redis-server), the fixture's example test
-under each async test plugin."""
+"""The programs in examples/ and the README's walk-through run as a user runs them, so they
+never rot: the bot and the ingestion service against the emulator (and a real redis-server),
+the fixture's example test under each async test plugin, the walk-through's commands and the
+README's copy-paste test."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -162,3 +168,87 @@ def test_without_an_async_plugin_the_example_s_async_tests_fail(tmp_path: Path) 
     assert output.startswith("exit status 1\n"), output
     assert "async def functions are not natively supported" in output
     assert "1 passed" in output, output
+
+
+# -- the README's walk-through and its test, as a newcomer pastes them --------------------------
+
+README = EXAMPLES.parent / "README.md"
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _walk_through() -> tuple[str, str, list[str]]:
+    """The README walk-through's blocks: the first terminal's, the second's (joined), and the
+    output it shows, in order."""
+    blocks = re.findall(
+        r"<!-- walk-through: ([\w ]+) -->\n```\w+\n(.*?)```", README.read_text(), flags=re.DOTALL
+    )
+    first = [text for kind, text in blocks if kind == "terminal 1"]
+    second = [text for kind, text in blocks if kind == "terminal 2"]
+    shown = [text for kind, text in blocks if kind == "output"]
+    assert len(first) == 1, blocks
+    assert len(second) >= 3, blocks
+    assert shown, blocks
+    return first[0], "".join(second), shown
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_the_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
+    """The walk-through's commands, taken from the README, run in a shell: the emulator in one,
+    the rest in another, in a fresh directory, with the installed command on the PATH (the
+    port swapped for a free one). Each output it shows is printed, but the times."""
+    first, second, shown = _walk_through()
+    port = str(_free_port())
+    env = cli_env(None) | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    emulator = subprocess.Popen(
+        [BASH, "-c", first.replace("8080", port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # bash and the emulator: one group, stopped together
+    )
+    try:
+        assert emulator.stdout is not None
+        assert emulator.stdout.readline().strip() == f"http://127.0.0.1:{port}"
+        done = subprocess.run(
+            [BASH, "-c", second.replace("8080", port)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.killpg(emulator.pid, signal.SIGTERM)
+        emulator.communicate(timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = done.stdout.splitlines()
+    for block in shown:
+        for line in block.replace("8080", port).splitlines():
+            if not re.fullmatch(r"in [\d.]+ s, [\d,]+ resources/s", line):
+                assert line in printed, f"{line!r} not in:\n{done.stdout}{done.stderr}"
+    assert (tmp_path / "again.jsonl").read_text() == ""
+    assert "Traceback" not in done.stderr
+
+
+def test_the_readme_s_copy_paste_test_passes(tmp_path: Path) -> None:
+    """The test the README's Testing section gives, in a project configured as it says
+    (pytest-asyncio, auto mode), passes."""
+    text = README.read_text()
+    section = text[text.index("## Testing your code against the emulator") :]
+    test = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0]
+    config = re.findall(r"```toml\n(.*?)```", section, flags=re.DOTALL)[0]
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(config) + 'filterwarnings = ["error"]\n'
+    )
+    (tmp_path / "test_mine.py").write_text(test)
+    done = run_python("-m", "pytest", "-p", "no:cacheprovider", "-p", "no:anyio", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

@@ -8,6 +8,10 @@ With ``--accounts PATH``, entries carry ``instance_push_id`` beside ``resource``
 through a `PushPool` over the accounts store at PATH: an entry for an account the store does not
 hold is a dead letter saying so; one account's refused token leaves its entries pending (see
 `consume_stream`) while the others go on.
+
+Several streams (``--stream`` repeated, or ``--shards N``) are read by one `consume_stream` each,
+into one pipeline. The command logs at INFO by default: its start, a progress line a minute
+(the pipeline's counts) and its counts when it stops.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ and skipped, and the exit status is 1.
 
 A line ``{"instance_push_id": ID, "resource": {...}}`` (the input of ``push --accounts``) becomes
 an entry with both fields, for ``consume --accounts``.
+
+With ``--shards N`` the entries go to ``STREAM:0`` ... ``STREAM:N-1``, each conversation to one
+stream by a stable hash of its key (see `Shards`), so that ``consume --shards N`` reads each
+conversation in order from one stream.
 """
 
 from __future__ import annotations
