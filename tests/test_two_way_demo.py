@@ -36,8 +36,8 @@ def test_the_two_way_demo_takes_a_count_of_posts() -> None:
 
 
 def test_the_two_way_example_runs() -> None:
-    """examples/two_way/run.py, the integration a user copies, runs the loop to its end."""
-    done = run_python(str(EXAMPLE / "run.py"), token=None, cwd=EXAMPLE, timeout=120)
+    """examples/two_way/main.py, the integration a user copies, runs the loop to its end."""
+    done = run_python(str(EXAMPLE / "main.py"), token=None, cwd=EXAMPLE, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "agent replied in 2 tries" in done.stdout
     assert done.stdout.rstrip().endswith("all as expected")

@@ -1,4 +1,4 @@
-"""Options every command that talks to Zendesk shares: where, which account, which credential.
+"""Options commands share: where, which account, which credential; and how every command logs.
 
 The token is read from the environment only: a command-line flag would land in shell history
 and in the process list, where other users of the machine can read it.
@@ -7,22 +7,31 @@ and in the process list, where other users of the machine can read it.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
+from collections.abc import Mapping
+
+import orjson
 
 from anychannel_async._client import RefusalStopClient as CommandClient
 from anychannel_async._errors import AuthenticationError
 
 __all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "TOKEN_ENV",
     "CommandClient",
+    "JsonFormatter",
     "UsageError",
     "add_connection_options",
+    "add_logging_options",
     "check_accounts_options",
     "client_from_args",
+    "configure_logging",
     "connection_options_given",
-    "log_to_stderr",
+    "log_level",
     "per_account_limit",
     "refusal_message",
 ]
@@ -139,6 +148,119 @@ def refusal_message(refusal: AuthenticationError, instance_push_id: str) -> str:
     )
 
 
+# -- logging: one configuration for every command ---------------------------------------------
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+# Long-running services log their progress and requests at INFO; a one-shot command prints its
+# own summary and shows the library's warnings only.
+_DEFAULT_LEVEL = {"consume": logging.INFO, "serve": logging.INFO}
+# The loggers the level applies to: the package's (``anychannel_async`` and its children, the
+# README's "Logging" lists them) and serve's access log. Every other logger keeps the root's
+# WARNING: -vv shows the package's debug lines, not aiohttp's or asyncio's.
+_LOGGERS = ("anychannel_async", "aiohttp.access")
+
+
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """-v/--verbose, --log-level, --log-format. Their defaults are SUPPRESS: the options are on
+    the top-level parser and on every subcommand's, and a subcommand must not overwrite with
+    its default what was given before the command's name."""
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help=(
+            "log more: -v adds info lines, -vv debug lines (default: warnings and errors;"
+            " consume and serve: info)"
+        ),
+    )
+    group.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="the level of the package's loggers, instead of -v (default: warning; consume and"
+        " serve: info)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=argparse.SUPPRESS,
+        help=(
+            "text: one line per event on stderr; json: one JSON object per line, for a log"
+            " collector (default: text)"
+        ),
+    )
+
+
+def log_level(command: str, args: argparse.Namespace) -> int:
+    """The level the options ask for: --log-level, else the command's default lowered one step
+    per -v. UsageError when both are given."""
+    verbose: int = getattr(args, "verbose", 0)
+    named: str | None = getattr(args, "log_level", None)
+    if named is not None:
+        if verbose:
+            raise UsageError("give -v or --log-level, not both")
+        return logging.getLevelNamesMapping()[named.upper()]
+    return max(logging.DEBUG, _DEFAULT_LEVEL.get(command, logging.WARNING) - 10 * verbose)
+
+
+def configure_logging(command: str, args: argparse.Namespace) -> None:
+    """Send log records to stderr, as the options say (see `add_logging_options`).
+
+    One handler, on the root logger; nothing is logged before this runs, since every command
+    is dispatched after it."""
+    level = log_level(command, args)
+    handler = logging.StreamHandler(sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(JsonFormatter(command))
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s anychannel-async {command} %(name)s: %(message)s"
+            )
+        )
+    handler.addFilter(_NotTheRefusal())
+    root = logging.getLogger()
+    # A program that runs `main` more than once (a test) gets one handler, not one per run.
+    for earlier in list(root.handlers):
+        if any(isinstance(f, _NotTheRefusal) for f in earlier.filters):
+            root.removeHandler(earlier)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, command, message, the
+    record's ``data`` (a mapping given as ``extra={"data": {...}}``: counts a collector can
+    graph) and, for a record with an exception, its traceback as ``exception``."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self._command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "command": self._command,
+            "message": record.getMessage(),
+        }
+        data = getattr(record, "data", None)
+        if isinstance(data, Mapping):
+            entry.update({str(key): value for key, value in data.items() if key not in entry})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
 class _NotTheRefusal(logging.Filter):
     """Drops the pipeline's per-request reports of a refused token: the command says it once,
     in its own words, instead of once per request that was in flight."""
@@ -146,15 +268,3 @@ class _NotTheRefusal(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         return not any(isinstance(arg, AuthenticationError) for arg in args)
-
-
-def log_to_stderr(command: str) -> None:
-    """Show the library's warnings (Zendesk unreachable, replays, entries left pending) on
-    stderr, prefixed with the command."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"anychannel-async {command}: %(message)s"))
-    handler.addFilter(_NotTheRefusal())
-    log = logging.getLogger("anychannel_async")
-    log.addHandler(handler)
-    if log.level == logging.NOTSET:
-        log.setLevel(logging.WARNING)

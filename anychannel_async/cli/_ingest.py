@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import IO, NamedTuple
 
 import orjson
@@ -50,7 +50,7 @@ from anychannel_async._serde import converter, encode_body, resource_from_json
 from ._failed import FailedFile
 from ._stop import Stop
 
-__all__ = ["Ingest", "decode_line", "raw_text", "read_chunks"]
+__all__ = ["Ingest", "decode_line", "outcome_table", "raw_text", "read_chunks"]
 
 logger = logging.getLogger("anychannel_async.cli")
 
@@ -704,11 +704,17 @@ class Ingest:
 
     def summary(self) -> str:
         """A table of outcomes, then the total and the rate."""
-        elapsed = time.perf_counter() - self.started
-        total = sum(self.outcomes.values())
-        width = max([len(o) for o in self.outcomes] + [len("total")])
-        rows = [f"  {o:<{width}}  {n:>9,}" for o, n in self.outcomes.most_common()]
-        rows.append(f"  {'total':<{width}}  {total:>9,}")
-        rate = total / elapsed if elapsed > 0 else 0.0
-        rows.append(f"in {elapsed:.2f} s, {rate:,.0f} resources/s")
-        return "\n".join(rows)
+        return outcome_table(self.outcomes, time.perf_counter() - self.started)
+
+
+def outcome_table(outcomes: Mapping[str, int], elapsed: float) -> str:
+    """The table of outcomes `push` prints (and `outbox retry`): a row per outcome, most
+    frequent first, then the total and the rate."""
+    total = sum(outcomes.values())
+    width = max([len(o) for o in outcomes] + [len("total")])
+    ranked = sorted(outcomes.items(), key=lambda item: -item[1])
+    rows = [f"  {o:<{width}}  {n:>9,}" for o, n in ranked]
+    rows.append(f"  {'total':<{width}}  {total:>9,}")
+    rate = total / elapsed if elapsed > 0 else 0.0
+    rows.append(f"in {elapsed:.2f} s, {rate:,.0f} resources/s")
+    return "\n".join(rows)

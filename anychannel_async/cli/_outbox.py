@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 
 from anychannel_async._errors import OutboxError
 from anychannel_async._outbox import pending_count, purge, revive, summary
@@ -25,14 +26,14 @@ from ._common import (
     add_connection_options,
     client_from_args,
     connection_options_given,
-    log_to_stderr,
     refusal_message,
 )
+from ._ingest import outcome_table
 from ._push import (
     add_batch_options,
     batch_options_given,
     pipeline_from_args,
-    replay_line,
+    replay_labels,
     settings_from_args,
 )
 from ._stop import Stop, close_on_halt, stop_on_signals
@@ -124,9 +125,9 @@ def _retry(args: argparse.Namespace) -> int:
     if connection is None:
         return 0
     client, instance_push_id, pipeline = connection
-    log_to_stderr("outbox retry")
     stop = Stop()
     client.on_refusal = stop.refused
+    started = time.perf_counter()
     with contextlib.suppress(asyncio.CancelledError):  # a second signal: given up at once
         asyncio.run(_push_now(client, pipeline, stop))
     if stop.refusal is not None:
@@ -136,7 +137,8 @@ def _retry(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     replays = dict(pipeline.stats.replay_outcomes)
-    print(f"pushed pending rows: {replay_line(replays)}")
+    print(f"pushed the pending rows of {instance_push_id}:")
+    print(outcome_table(replay_labels(replays), time.perf_counter() - started))
     try:  # this instance's rows only: a PushPool's file holds other accounts' too
         pending = pending_count(args.path, instance_push_id)
     except OutboxError:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import sys
+from collections.abc import Mapping
 from typing import IO
 
 import attrs
@@ -47,7 +49,6 @@ from ._common import (
     add_connection_options,
     check_accounts_options,
     client_from_args,
-    log_to_stderr,
     per_account_limit,
     refusal_message,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "pending_in",
     "pipeline_from_args",
     "pool_from_args",
+    "replay_labels",
     "replay_line",
     "run",
     "settings_from_args",
@@ -198,7 +200,6 @@ def run(args: argparse.Namespace) -> int:
         instance_push_id = ""
         store = AccountStore(accounts)
         target = pool_from_args(store, args)
-    log_to_stderr("push")
     with contextlib.ExitStack() as files:
         source = _open_input(args.file, files)
         failed = None
@@ -327,14 +328,21 @@ async def _push(
 _REPLAY_LABELS = {ClosedError.__name__: "not pushed (stopped)"}
 
 
-def replay_line(replays: dict[str, int]) -> str:
+def replay_labels(replays: Mapping[str, int]) -> dict[str, int]:
+    """The outcomes of rows replayed from an outbox, by the names a summary shows."""
+    labelled: collections.Counter[str] = collections.Counter()
+    for outcome, count in replays.items():
+        labelled[_REPLAY_LABELS.get(outcome, outcome)] += count
+    return dict(labelled)
+
+
+def replay_line(replays: Mapping[str, int]) -> str:
     """How the rows replayed from an outbox ended, as one summary line."""
-    total = sum(replays.values())
+    labelled = replay_labels(replays)
     parts = ", ".join(
-        f"{_REPLAY_LABELS.get(outcome, outcome)} {count:,}"
-        for outcome, count in sorted(replays.items(), key=lambda i: -i[1])
+        f"{outcome} {count:,}" for outcome, count in sorted(labelled.items(), key=lambda i: -i[1])
     )
-    return f"replayed from the outbox: {total:,} ({parts})"
+    return f"replayed from the outbox: {sum(labelled.values()):,} ({parts})"
 
 
 def pending_in(outbox: str) -> int | None:

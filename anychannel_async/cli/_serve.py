@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     check_metrics_port(args.metrics_port)
     integration = _load(args.target)
-    _log_to_stderr()
+    _keep_request_lines_out_of_the_log()
     with serving_metrics(args.metrics_port):
         return asyncio.run(_serve(integration, args.host, args.port))
 
@@ -80,14 +80,10 @@ def _load(target: str) -> ChannelIntegration:
     return found
 
 
-def _log_to_stderr() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in ("aiohttp.access", "anychannel_async"):
-        log = logging.getLogger(name)
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    # aiohttp's own errors reach standard error too: not the request lines they quote.
+def _keep_request_lines_out_of_the_log() -> None:
+    # aiohttp's own errors reach standard error too: not the request lines they quote (their
+    # query strings carry metadata). The handlers and levels are the command line's (-v,
+    # --log-level, --log-format), set up once for every command.
     logging.getLogger("aiohttp.server").addFilter(RequestErrorFilter())
 
 

@@ -100,7 +100,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free one)")
     parser.add_argument(
         "--account",
         type=_account,
@@ -117,7 +117,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help='a JSON object of accounts, {"IPID": "TOKEN", ...}',
     )
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before every answer (default 0)"
+    )
     parser.add_argument("--rate-limit", type=int, help="requests allowed per window (default none)")
     parser.add_argument(
         "--rate-window", type=float, default=60.0, help="rate limit window in seconds (default 60)"
@@ -125,7 +127,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-resources", type=int, default=100, help="external_resources per push (default 100)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random decision")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every random decision (default 0)"
+    )
     return parser
 
 

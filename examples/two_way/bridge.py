@@ -47,7 +47,7 @@ def make_integration(
 
     @integration.pull
     async def pull(request: PullRequest) -> PullResponse:
-        # Zendesk asks every 2 minutes: hand over what is new (or push it, as run.py does).
+        # Zendesk asks every 2 minutes: hand over what is new (or push it, as main.py does).
         return PullResponse(await network.fetch_new(), state=request.state)
 
     return integration

@@ -1,5 +1,5 @@
 """The whole loop, both directions, in one process and without a Zendesk account: the package's
-emulator plays Zendesk. Run it: ``python examples/two_way/run.py``.
+emulator plays Zendesk. Run it: ``python examples/two_way/main.py``.
 
 1. Zendesk installs the integration (its admin UI, driven as a browser would).
 2. Posts on the network go to Zendesk through a `PushPool`; Zendesk's event names the ticket
