@@ -344,8 +344,9 @@ class PushPool:
     ) -> asyncio.Future[PushResult]:
         """Accept a resource for an account; returns the future of its `PushResult`.
 
-        Raises `ValidationError` when ``instance_push_id`` is not a string,
-        `UnknownAccountError` at once when the accounts hold no account for it, `ClosedError`
+        Raises `ValidationError` when ``instance_push_id`` is not a string of 1..255
+        characters, `UnknownAccountError` at once when the accounts hold no account for it,
+        `ClosedError`
         once the pool is closing, and what `PushPipeline.submit` raises. Waits while the
         account's share or the pool is full.
         """
@@ -353,6 +354,10 @@ class PushPool:
         if not isinstance(instance_push_id, str):  # a list would be a TypeError of a dict's
             raise ValidationError(
                 "instance_push_id", f"must be a string, got {type(instance_push_id).__name__}"
+            )
+        if not 0 < len(instance_push_id) <= 255:  # Zendesk's limit: no account can have it
+            raise ValidationError(
+                "instance_push_id", f"must be 1..255 characters, got {len(instance_push_id)}"
             )
         if self._outbox is not None and not self._outbox_open:
             await self._open_outbox()

@@ -309,3 +309,19 @@ def test_sigint_during_a_push_to_many_accounts_settles_and_keeps_every_line(
         (host_a if accounts[n % 3] in HOST_A else host_b).import_count(f"r-{n}") == 1
         for n in range(1, 6_001)
     )
+
+
+def test_an_unknown_id_with_control_characters_is_shown_escaped(
+    host_a: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """An id read from the input that would drive the terminal (an escape sequence) reaches
+    standard error quoted and escaped, never raw."""
+    store = tmp_path / "accounts.sqlite"
+    store_accounts(store, {"a1": (host_a.base_url, token("a1"))})
+    source = tmp_path / "in.jsonl"
+    source.write_text(line("evil\x1b[2J\x07", "r1") + "\n" + line("a1", "r2") + "\n")
+    done = push_accounts(source, store)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "\x1b" not in done.stderr
+    assert "'evil\\x1b[2J\\x07'" in done.stderr
+    assert imported(host_a) == {"r2"}

@@ -35,3 +35,13 @@ async def test_an_instance_push_id_that_is_no_string_is_a_validation_error(
             with pytest.raises(ValidationError, match="instance_push_id"):
                 await pool.submit(instance_push_id, resource("r1"))  # type: ignore[arg-type]
             assert (await pool.push("a1", resource("r1"))).imported
+
+
+@pytest.mark.parametrize("instance_push_id", ["", "x" * 256])
+async def test_an_instance_push_id_no_account_can_have_is_a_validation_error(
+    host: ZendeskEmulator, instance_push_id: str
+) -> None:
+    """Empty or beyond Zendesk's 255 characters: the call is wrong, not the account unknown."""
+    async with quick_pool(accounts_on(host, "a1")) as pool:
+        with pytest.raises(ValidationError, match=r"1\.\.255"):
+            await pool.submit(instance_push_id, resource("r1"))

@@ -430,7 +430,9 @@ _NAMED = 10
 
 
 def _named(ids: list[str]) -> str:
-    shown = ", ".join(ids[:_NAMED])
+    # Ids come from the input file: one with control characters (an escape sequence that
+    # would drive the terminal) is shown quoted and escaped.
+    shown = ", ".join(i if i.isprintable() else repr(i) for i in ids[:_NAMED])
     return shown if len(ids) <= _NAMED else f"{shown} and {len(ids) - _NAMED:,} more"
 
 
