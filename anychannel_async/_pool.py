@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -120,9 +121,6 @@ class _Member:
         self.retired = False
 
 
-# Open pipelines beyond this many are closed as soon as they are idle (about 20 kB each): the
-# busy ones are bounded by max_pending already.
-_MAX_IDLE_OPEN = 1_000
 # Accounts whose outbox rows are being queued at once when the pool opens: an account whose
 # rows wait for room (its host down) holds one of these, not the others' replay.
 _REPLAYS_AT_ONCE = 64
@@ -154,6 +152,10 @@ class PushPool:
       on while the pool has room.
     - ``idle_timeout``: seconds an account's pipeline stays open with nothing pending
       (default 60); the next submit opens a new one.
+    - ``max_open_accounts``: pipelines open at once (default 1,000; each ~9 kB), so memory
+      stays flat whatever the number of accounts: beyond, idle ones close longest idle first,
+      and a submit for another account waits until one is idle. Keep it above the number of
+      accounts that may be stuck at once (a host down), as ``max_pending`` is.
     - ``outbox``: a SQLite file for every account (default None): ``submit`` returns once the
       resource is in it, each row with its instance push id; opening the pool (``async with``,
       or the first submit) replays what an earlier run left pending, each account's rows
@@ -187,6 +189,7 @@ class PushPool:
         max_pending: int = 10_000,
         max_pending_per_account: int = 2_000,
         idle_timeout: float = 60.0,
+        max_open_accounts: int = 1_000,
         outbox: str | os.PathLike[str] | None = None,
         settings: PipelineSettings | None = None,
         timeout: float = 30.0,
@@ -202,6 +205,7 @@ class PushPool:
             )
         _check_count("max_pending", max_pending)
         _check_count("max_pending_per_account", max_pending_per_account)
+        _check_count("max_open_accounts", max_open_accounts)
         if type(idle_timeout) not in (int, float) or not 0 <= idle_timeout < math.inf:
             raise ConfigurationError(
                 f"idle_timeout must be a finite number of seconds >= 0, got {idle_timeout!r}"
@@ -246,6 +250,9 @@ class PushPool:
         self._timeout = timeout
         self._retry = retry
         self._max_connections = max_connections
+        self._max_open = max_open_accounts
+        # Submits (and replays) waiting for a pipeline to open, max_open_accounts being open.
+        self._openers: collections.deque[asyncio.Future[None]] = collections.deque()
         self._max_pending_per_account = max_pending_per_account
         self._idle_timeout = float(idle_timeout)
         self._flow = FlowControl(max_pending)
@@ -317,6 +324,10 @@ class PushPool:
             return
         self._state = State.CLOSING
         self._flow.wake_all(lambda: ClosedError("this PushPool is closed"))
+        while self._openers:
+            opener = self._openers.popleft()
+            if not opener.done():
+                opener.set_exception(ClosedError("this PushPool is closed"))
         if self._replayer is not None:
             self._replayer.cancel()  # the rows it did not queue stay pending
         members = list(self._members.values())
@@ -473,6 +484,9 @@ class PushPool:
                             # Its rows stay pending: the pipeline of the next token replays them.
                             self._to_replay.add(ipid)
         if member.busy == 0 and not member.retired and self._loop is not None:
+            if self._openers and self._state is State.OPEN:
+                self._retire(member)  # its place goes to an account waiting to open
+                return
             member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
             self._idle_members[member.account.instance_push_id] = member
 
@@ -531,11 +545,37 @@ class PushPool:
             self._retire(member)
             member = None
         if member is None:
+            self._close_idle_beyond(self._max_open - 1)
+            if len(self._members) >= self._max_open:
+                await self._wait_to_open()
+                return await self._member(instance_push_id)  # read again: time passed
             member = self._open(account, revision)
             self._members[instance_push_id] = member
-            self._close_idle_beyond(_MAX_IDLE_OPEN)
         member.revision = revision
         return member
+
+    async def _wait_to_open(self) -> None:
+        """Until an open pipeline goes idle and closes (`_settled`, `_retire`)."""
+        assert self._loop is not None
+        opener = self._loop.create_future()
+        self._openers.append(opener)
+        try:
+            await opener
+        except asyncio.CancelledError:
+            if opener.done() and not opener.cancelled() and opener.exception() is None:
+                self._let_one_open()  # woken as it was cancelled: the next one goes
+            else:
+                with contextlib.suppress(ValueError):
+                    self._openers.remove(opener)
+            raise
+        self._check_open()
+
+    def _let_one_open(self) -> None:
+        while self._openers:
+            opener = self._openers.popleft()
+            if not opener.done():
+                opener.set_result(None)
+                return
 
     def _open(self, account: Account, revision: int) -> _Member:
         if self._session is None:
@@ -729,6 +769,7 @@ class PushPool:
         member.flow.wake_all(_Retired)
         if self._members.get(member.account.instance_push_id) is member:
             del self._members[member.account.instance_push_id]
+            self._let_one_open()
         task = asyncio.get_running_loop().create_task(self._close_member(member, flush=True))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

@@ -358,19 +358,42 @@ async def test_submits_waiting_on_a_refused_account_go_out_with_its_new_token(
 
 
 async def test_idle_pipelines_beyond_the_cap_close_longest_idle_first(
-    host_a: ZendeskEmulator, monkeypatch: pytest.MonkeyPatch
+    host_a: ZendeskEmulator,
 ) -> None:
-    """Touching more accounts than the cap within idle_timeout closes the longest idle
-    pipelines: memory stays bounded by a count, not only by time."""
-    from anychannel_async import _pool
-
-    monkeypatch.setattr(_pool, "_MAX_IDLE_OPEN", 2)
-    async with quick_pool(accounts_on(host_a, "a1", "a2", "a3")) as pool:
+    """Touching more accounts than max_open_accounts closes the longest idle pipelines:
+    memory stays bounded by a count, not only by time."""
+    accounts = accounts_on(host_a, "a1", "a2", "a3")
+    async with PushPool(accounts, max_open_accounts=2, retry=FAST_RETRY) as pool:
         for ipid in ("a1", "a2", "a3"):
             await pool.push(ipid, resource(f"r-{ipid}"))
         assert sorted(pool.stats.accounts) == ["a2", "a3"]
         assert (await pool.push("a1", resource("again"))).imported
     assert all(host_a.import_count(f"r-{i}") == 1 for i in ("a1", "a2", "a3"))
+
+
+async def test_with_every_open_account_busy_a_new_one_waits_for_a_place() -> None:
+    """max_open_accounts pipelines busy (a slow host): a submit for another account waits
+    until one is idle, then goes; one cancelled while it waits takes no place."""
+    ipids = [f"w{n}" for n in range(5)]
+    async with ZendeskEmulator(
+        accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.2)
+    ) as emu:
+        async with PushPool(
+            accounts_on(emu, *ipids), max_open_accounts=2, max_latency=0.0, retry=FAST_RETRY
+        ) as pool:
+            first = [await pool.submit(i, resource(f"{i}-0")) for i in ipids[:2]]
+            waiting = asyncio.create_task(pool.submit("w2", resource("w2-0")))
+            cancelled = asyncio.create_task(pool.submit("w3", resource("w3-0")))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            assert not cancelled.done()
+            assert len(pool.stats.accounts) == 2
+            cancelled.cancel()
+            later = await waiting  # a place freed once w0 or w1 settled
+            assert {r.code for r in await asyncio.gather(*first, later)} == {StatusCode.SUCCESS}
+            assert (await pool.push("w4", resource("w4-0"))).imported
+            assert len(pool.stats.accounts) <= 2
+        assert emu.ticket_for("w3-0") is None
 
 
 async def test_accounts_of_one_host_take_turns_and_send_fuller_requests() -> None:
