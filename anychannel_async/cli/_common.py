@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import sys
@@ -258,7 +259,13 @@ class JsonFormatter(logging.Formatter):
             entry.update({str(key): value for key, value in data.items() if key not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:
+            # orjson refuses a lone surrogate (JSON's \ud800 escape puts one in a forged
+            # request's text) and an integer beyond 64 bits; the stdlib escapes both, so the
+            # line is not lost to a "Logging error" traceback.
+            return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 class _NotTheRefusal(logging.Filter):
