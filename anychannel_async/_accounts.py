@@ -585,19 +585,26 @@ return 0
 
 
 def _redacted(url: str) -> str:
-    """url without its password (a Redis URL carries it in clear)."""
+    """url without its password (a Redis URL carries it in clear: in its userinfo, or as
+    redis-py also reads it, ``?password=``)."""
     try:
         parsed = URL(url)
     except (ValueError, TypeError):
         return "redis://<unreadable URL>"
-    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+    if parsed.password:
+        parsed = parsed.with_password("***")
+    if "password" in parsed.query:
+        parsed = parsed.update_query(password="***")  # noqa: S106 - the mask
+    return str(parsed)
 
 
 def _password_of(url: str) -> str | None:
+    """The password redis-py uses: ``?password=`` wins over the userinfo's, as there."""
     try:
-        return URL(url).password
+        parsed = URL(url)
     except (ValueError, TypeError):
         return None
+    return parsed.query.get("password") or parsed.password
 
 
 class RedisAccountStore(AccountStore):
