@@ -30,10 +30,11 @@ from yarl import URL
 from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
 
-__all__ = ["Account", "AccountStore", "Claim", "RedisAccountStore"]
+__all__ = ["REDIS_SCHEMES", "Account", "AccountStore", "Claim", "RedisAccountStore"]
 
 _T = TypeVar("_T")
-_REDIS_SCHEMES = ("redis://", "rediss://")
+#: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`).
+REDIS_SCHEMES = ("redis://", "rediss://")
 # Zendesk's schema: an instance_push_id is 1..255 characters.
 _ID_MAX = 255
 
@@ -237,7 +238,7 @@ class AccountStore:
     def __new__(cls, path: str | os.PathLike[str]) -> AccountStore:
         # A URL selects the Redis store; a path, as ever, the SQLite file. Both are
         # AccountStores, so whatever takes one (PushPool, ChannelIntegration) takes either.
-        if cls is AccountStore and isinstance(path, str) and path.startswith(_REDIS_SCHEMES):
+        if cls is AccountStore and isinstance(path, str) and path.startswith(REDIS_SCHEMES):
             return super().__new__(RedisAccountStore)
         return super().__new__(cls)
 

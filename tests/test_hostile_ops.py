@@ -7,13 +7,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
+from pathlib import Path
 
 import pytest
 import redis
 
 from anychannel_async import Account, AccountStore, AccountStoreError
 from anychannel_async.cli._common import JsonFormatter
+from anychannel_async.testing import ZendeskEmulator
 
+from .conftest import IPID, TOKEN, cli, raw_resource, start_cli, wait_for
 from .redis_support import RedisServer
 
 #: Distinctive, so its showing up in any text is easy to spot.
@@ -60,3 +64,42 @@ async def test_a_password_given_in_the_url_s_query_is_never_shown(
         async with AccountStore(f"redis://127.0.0.1:1/0?password={PASSWORD}") as store:
             pass
     assert PASSWORD not in str(caught.value) + repr(store)
+
+
+def test_the_commands_take_a_redis_accounts_store_and_never_show_its_password(
+    redis_server: RedisServer, rdb: redis.Redis, emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The README: ``consume --accounts`` takes ``redis://…`` as it takes a path; so do
+    ``push --accounts`` and ``accounts``, which fill the store. None refuses the URL as a
+    missing file, and none prints its password."""
+    rdb.config_set("requirepass", PASSWORD)
+    url = f"redis://:{PASSWORD}@127.0.0.1:{redis_server.port}/1"
+    added = cli("accounts", "add", url, "--instance-push-id", IPID, "--base-url", emulator.base_url)
+    listed = cli("accounts", "list", url, token=None)
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text(json.dumps({"instance_push_id": IPID, "resource": raw_resource("p-1")}))
+    pushed = cli("push", str(lines), "--accounts", url, token=None)
+    for done in (added, listed, pushed):
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+    assert IPID in listed.stdout
+    assert emulator.import_count("p-1") == 1
+    assert TOKEN not in listed.stdout + pushed.stdout + pushed.stderr
+    # consume logs (at INFO, its default) which accounts it pushes to.
+    with redis.Redis(port=redis_server.port, password=PASSWORD) as conn:
+        entry = {"instance_push_id": IPID, "resource": json.dumps(raw_resource("c-1"))}
+        conn.xadd("s", entry)
+    process = start_cli(
+        *("consume", "--redis", f"redis://127.0.0.1:{redis_server.port}/0?password={PASSWORD}"),
+        *("--stream", "s", "--group", "g", "--consumer", "c", "--accounts", url),
+        *("--max-latency", "0.01", "--block-ms", "200"),
+        token=None,
+    )
+    try:
+        wait_for(lambda: emulator.import_count("c-1") == 1, "consume imported c-1")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stdout + stderr
+    assert "consuming s" in stderr
+    assert PASSWORD not in stdout + stderr
