@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import signal
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_the_commands_take_a_redis_accounts_store_and_never_show_its_password(
     assert process.returncode == 0, stdout + stderr
     assert "consuming s" in stderr
     assert PASSWORD not in stdout + stderr
+
+
+def test_the_readme_s_logging_section_names_every_logger_of_the_package() -> None:
+    """Issue 13: the README's "Logging" names the loggers; one the code adds later (the ticket
+    ledger's, the emulator's) must be there too, or its lines come from nowhere a reader knows."""
+    root = Path(__file__).parent.parent
+    names = {
+        found
+        for module in (root / "anychannel_async").rglob("*.py")
+        for found in re.findall(r'getLogger\("(anychannel_async[\w.]*)"\)', module.read_text())
+    }
+    readme = root.joinpath("README.md").read_text()
+    section = readme.split("## Logging", 1)[1].split("\n## ", 1)[0]
+    assert names
+    assert sorted(n for n in names if f"| `{n}` |" not in section) == []
