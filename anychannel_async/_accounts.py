@@ -30,10 +30,11 @@ from yarl import URL
 from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
 
-__all__ = ["Account", "AccountStore", "Claim", "RedisAccountStore"]
+__all__ = ["REDIS_SCHEMES", "Account", "AccountStore", "Claim", "RedisAccountStore"]
 
 _T = TypeVar("_T")
-_REDIS_SCHEMES = ("redis://", "rediss://")
+#: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`).
+REDIS_SCHEMES = ("redis://", "rediss://")
 # Zendesk's schema: an instance_push_id is 1..255 characters.
 _ID_MAX = 255
 
@@ -237,7 +238,7 @@ class AccountStore:
     def __new__(cls, path: str | os.PathLike[str]) -> AccountStore:
         # A URL selects the Redis store; a path, as ever, the SQLite file. Both are
         # AccountStores, so whatever takes one (PushPool, ChannelIntegration) takes either.
-        if cls is AccountStore and isinstance(path, str) and path.startswith(_REDIS_SCHEMES):
+        if cls is AccountStore and isinstance(path, str) and path.startswith(REDIS_SCHEMES):
             return super().__new__(RedisAccountStore)
         return super().__new__(cls)
 
@@ -585,19 +586,26 @@ return 0
 
 
 def _redacted(url: str) -> str:
-    """url without its password (a Redis URL carries it in clear)."""
+    """url without its password (a Redis URL carries it in clear: in its userinfo, or as
+    redis-py also reads it, ``?password=``)."""
     try:
         parsed = URL(url)
     except (ValueError, TypeError):
         return "redis://<unreadable URL>"
-    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+    if parsed.password:
+        parsed = parsed.with_password("***")
+    if "password" in parsed.query:
+        parsed = parsed.update_query(password="***")  # noqa: S106 - the mask
+    return str(parsed)
 
 
 def _password_of(url: str) -> str | None:
+    """The password redis-py uses: ``?password=`` wins over the userinfo's, as there."""
     try:
-        return URL(url).password
+        parsed = URL(url)
     except (ValueError, TypeError):
         return None
+    return parsed.query.get("password") or parsed.password
 
 
 class RedisAccountStore(AccountStore):

@@ -20,7 +20,7 @@ from anychannel_async._accounts import Account, AccountStore
 from anychannel_async._client import AnyChannelClient, RetryPolicy
 from anychannel_async._errors import AnyChannelError, AuthenticationError, ConfigurationError
 
-from ._common import TOKEN_ENV, UsageError
+from ._common import TOKEN_ENV, UsageError, store_missing
 
 __all__ = ["add_parser", "run"]
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "add":
         return asyncio.run(_add(args.path, _account_from_args(args)))
     # Opening a missing path would create an empty store: a typo would read as "no accounts".
-    if not os.path.exists(args.path):
+    if store_missing(args.path):
         raise UsageError(f"no accounts store at {args.path}")
     if args.action == "list":
         return asyncio.run(_list(args.path))
@@ -112,7 +112,7 @@ async def _add(path: str, account: Account) -> int:
         replaced = await store.get(account.instance_push_id) is not None
         await store.put(account)
     verb = "replaced" if replaced else "added"
-    print(f"{verb} {account.instance_push_id} ({account.base_url}) in {path}")
+    print(f"{verb} {account.instance_push_id} ({account.base_url}) in {store.path}")
     return 0
 
 
@@ -120,7 +120,7 @@ async def _list(path: str) -> int:
     async with AccountStore(path) as store:
         accounts = await store.list()
     if not accounts:
-        print(f"no accounts in {path}")
+        print(f"no accounts in {store.path}")
         return 0
     _print_table(
         ("instance push id", "base URL"), [(a.instance_push_id, a.base_url) for a in accounts]
@@ -132,9 +132,9 @@ async def _remove(path: str, instance_push_id: str) -> int:
     async with AccountStore(path) as store:
         removed = await store.remove(instance_push_id)
     if not removed:
-        print(f"no account {instance_push_id} in {path}; nothing removed", file=sys.stderr)
+        print(f"no account {instance_push_id} in {store.path}; nothing removed", file=sys.stderr)
         return 1
-    print(f"removed {instance_push_id} from {path}")
+    print(f"removed {instance_push_id} from {store.path}")
     return 0
 
 
@@ -142,7 +142,7 @@ async def _check(path: str, *, concurrency: int, seconds_per_try: float) -> int:
     async with AccountStore(path) as store:
         accounts = await store.list()
     if not accounts:
-        print(f"no accounts in {path}")
+        print(f"no accounts in {store.path}")
         return 0
     room = asyncio.Semaphore(concurrency)
 

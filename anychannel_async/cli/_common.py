@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 
 import orjson
 
+from anychannel_async._accounts import REDIS_SCHEMES
 from anychannel_async._client import RefusalStopClient as CommandClient
 from anychannel_async._errors import AuthenticationError
 
@@ -34,6 +36,7 @@ __all__ = [
     "log_level",
     "per_account_limit",
     "refusal_message",
+    "store_missing",
 ]
 
 TOKEN_ENV = "ANYCHANNEL_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -100,9 +103,15 @@ def check_accounts_options(args: argparse.Namespace) -> str | None:
             "--accounts and --instance-push-id are mutually exclusive: with --accounts, each"
             " input names its own instance_push_id"
         )
-    if not os.path.exists(path):
+    if store_missing(path):
         raise UsageError(f"--accounts: no accounts store at {path} (see `accounts add`)")
     return path
+
+
+def store_missing(path: str) -> bool:
+    """Whether path names an accounts file that is not there (a ``redis://`` URL names none:
+    it is `AccountStore`'s to reach, and its errors hide the URL's password)."""
+    return not path.startswith(REDIS_SCHEMES) and not os.path.exists(path)
 
 
 def per_account_limit(args: argparse.Namespace) -> int:
@@ -258,7 +267,13 @@ class JsonFormatter(logging.Formatter):
             entry.update({str(key): value for key, value in data.items() if key not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:
+            # orjson refuses a lone surrogate (JSON's \ud800 escape puts one in a forged
+            # request's text) and an integer beyond 64 bits; the stdlib escapes both, so the
+            # line is not lost to a "Logging error" traceback.
+            return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 class _NotTheRefusal(logging.Filter):

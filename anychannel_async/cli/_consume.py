@@ -210,7 +210,7 @@ async def _consume(
                     pipeline_from_args(client, instance_push_id, args, metrics=metrics)
                 )
             where = (
-                f"the accounts of {args.accounts}"
+                f"the accounts of {target.path}"  # a Redis URL's password hidden
                 if isinstance(target, AccountStore)
                 else f"{target[1]} at {target[0].base_url}"
             )

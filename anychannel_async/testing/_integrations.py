@@ -116,6 +116,8 @@ class ZendeskSide:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._polls: dict[str, asyncio.Task[None]] = {}
+        # Counts resets: a delivery that began before the last one is not recorded.
+        self._generation = 0
 
     # -- lifecycle (in the emulator's loop) ------------------------------------------------------
 
@@ -140,6 +142,7 @@ class ZendeskSide:
         """Forget every instance (their tokens no longer push) and every callback. Polls end at
         their next turn; deliveries under way finish unrecorded."""
         with self._lock:
+            self._generation += 1
             for instance_push_id in self._installed:
                 self._accounts.pop(instance_push_id, None)
             self._installed.clear()
@@ -546,6 +549,8 @@ class ZendeskSide:
         url = installed.manifest.urls.get("event_callback_url")
         if url is None:
             return
+        with self._lock:
+            generation = self._generation
         status = 0
         try:
             async with self._open_session().post(
@@ -564,7 +569,8 @@ class ZendeskSide:
             status=status,
         )
         with self._lock:
-            self._callbacks.append(record)
+            if self._generation == generation:
+                self._callbacks.append(record)
 
 
 def _event(installed: _Installed, type_id: str, data: Mapping[str, object]) -> dict[str, object]:
