@@ -121,6 +121,8 @@ class _Member:
         self.retired = False
 
 
+# Without max_open_accounts, idle pipelines beyond this many close, longest idle first.
+_MAX_IDLE_OPEN = 1_000
 # Accounts whose outbox rows are being queued at once when the pool opens: an account whose
 # rows wait for room (its host down) holds one of these, not the others' replay.
 _REPLAYS_AT_ONCE = 64
@@ -152,10 +154,12 @@ class PushPool:
       on while the pool has room.
     - ``idle_timeout``: seconds an account's pipeline stays open with nothing pending
       (default 60); the next submit opens a new one.
-    - ``max_open_accounts``: pipelines open at once (default 1,000; each ~9 kB), so memory
-      stays flat whatever the number of accounts: beyond, idle ones close longest idle first,
-      and a submit for another account waits until one is idle. Keep it above the number of
-      accounts that may be stuck at once (a host down), as ``max_pending`` is.
+    - ``max_open_accounts``: pipelines open at once (default None: as many as have work,
+      at most ``max_pending``; idle ones beyond 1,000 close, longest idle first). Given, memory
+      stays flat whatever the number of accounts (a busy pipeline holds ~10-25 kB): beyond it,
+      idle ones close and a submit for another account waits until one is idle. That costs
+      throughput when more accounts than that are busy at once (each waits for another to
+      empty), so give it where memory matters more, above the number of accounts busy at once.
     - ``outbox``: a SQLite file for every account (default None): ``submit`` returns once the
       resource is in it, each row with its instance push id; opening the pool (``async with``,
       or the first submit) replays what an earlier run left pending, each account's rows
@@ -189,7 +193,7 @@ class PushPool:
         max_pending: int = 10_000,
         max_pending_per_account: int = 2_000,
         idle_timeout: float = 60.0,
-        max_open_accounts: int = 1_000,
+        max_open_accounts: int | None = None,
         outbox: str | os.PathLike[str] | None = None,
         settings: PipelineSettings | None = None,
         timeout: float = 30.0,
@@ -205,7 +209,8 @@ class PushPool:
             )
         _check_count("max_pending", max_pending)
         _check_count("max_pending_per_account", max_pending_per_account)
-        _check_count("max_open_accounts", max_open_accounts)
+        if max_open_accounts is not None:
+            _check_count("max_open_accounts", max_open_accounts)
         if type(idle_timeout) not in (int, float) or not 0 <= idle_timeout < math.inf:
             raise ConfigurationError(
                 f"idle_timeout must be a finite number of seconds >= 0, got {idle_timeout!r}"
@@ -251,6 +256,8 @@ class PushPool:
         self._retry = retry
         self._max_connections = max_connections
         self._max_open = max_open_accounts
+        # Idle pipelines kept open beyond this many are closed, longest idle first.
+        self._max_idle_open = _MAX_IDLE_OPEN if max_open_accounts is None else max_open_accounts
         # Submits (and replays) waiting for a pipeline to open, max_open_accounts being open.
         self._openers: collections.deque[asyncio.Future[None]] = collections.deque()
         self._max_pending_per_account = max_pending_per_account
@@ -545,8 +552,8 @@ class PushPool:
             self._retire(member)
             member = None
         if member is None:
-            self._close_idle_beyond(self._max_open - 1)
-            if len(self._members) >= self._max_open:
+            self._close_idle_beyond(self._max_idle_open - 1)
+            if self._max_open is not None and len(self._members) >= self._max_open:
                 await self._wait_to_open()
                 return await self._member(instance_push_id)  # read again: time passed
             member = self._open(account, revision)

@@ -34,6 +34,20 @@ _SECOND = timedelta(seconds=1)
 _run_ids = itertools.count()
 
 
+def vm_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MiB: ``VmRSS`` (now) or
+    ``VmHWM`` (its peak).
+
+    The peak is read here rather than from ``ru_maxrss``: Linux keeps ``ru_maxrss`` across
+    ``exec``, so a child started by a large parent (run.py after the throughput rows) reports
+    the parent's peak when its own is lower. ``VmHWM`` belongs to the new image.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_prefix(label: str) -> str:
     """A prefix for external ids that no earlier run against the same emulator used."""
     return f"{label}-{os.getpid()}-{next(_run_ids)}-"

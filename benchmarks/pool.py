@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import resource
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping
 
 import attrs
-from _common import Emulator, emulator, make_resource, run_prefix
+from _common import Emulator, emulator, make_resource, run_prefix, vm_mib
 from throughput import Measure, Tally
 
 from anychannel_async import Account, PushPool, PushResult
@@ -183,34 +182,31 @@ class PoolRss:
     imported: int
 
 
-def _vm_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _rss_child(base_url: str, count: int, total: int) -> dict[str, float | int]:
+async def _rss_child(
+    base_url: str, count: int, total: int, max_open: int | None
+) -> dict[str, float | int]:
     accounts = accounts_on(base_url, 0, count)
     # Warm up imports and converters (one account) before the baseline sample.
     await pool_run(accounts_on(base_url, 0, 1), 10)
-    start_mib = _vm_rss_mib()
-    measure = await pool_run(accounts, total // count)
+    start_mib = vm_mib("VmRSS")
+    measure = await pool_run(accounts, total // count, max_open_accounts=max_open)
     return {
         "accounts": count,
         "total": measure.resources,
         "seconds": measure.wall,
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mib": vm_mib("VmHWM"),
         "start_mib": start_mib,
         "imported": measure.resources,
     }
 
 
-def measure_pool_rss(base_url: str, count: int, total: int) -> PoolRss:
-    """Push total resources over count accounts in a fresh child process; its figures."""
+def measure_pool_rss(
+    base_url: str, count: int, total: int, *, max_open: int | None = None
+) -> PoolRss:
+    """Push total resources over count accounts (the pool given max_open_accounts) in a fresh
+    child process; its figures."""
     out = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, __file__, base_url, str(count), str(total)],
+        [sys.executable, __file__, base_url, str(count), str(total), str(max_open or 0)],
         check=True,
         capture_output=True,
         text=True,
@@ -228,4 +224,5 @@ def measure_pool_rss(base_url: str, count: int, total: int) -> PoolRss:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(asyncio.run(_rss_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))))
+    base_url, count, total, max_open = sys.argv[1], *map(int, sys.argv[2:5])
+    print(json.dumps(asyncio.run(_rss_child(base_url, count, total, max_open or None))))

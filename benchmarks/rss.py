@@ -1,6 +1,6 @@
 """Row 5: the client's peak RSS while streaming resources from a generator through the pipeline.
 
-Each count runs in a fresh child process (this file run as a script), so ru_maxrss is that
+Each count runs in a fresh child process (this file run as a script), so its VmHWM is that
 count's own peak. The child also samples VmRSS every 0.25 s to show the curve is flat.
 The emulator (another process) keeps every ticket in memory; only the client is measured here.
 """
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
-from _common import IPID, TOKEN, make_resource, run_prefix
+from _common import IPID, TOKEN, make_resource, run_prefix, vm_mib
 
 from anychannel_async import AnyChannelClient, ExternalResource, PushPipeline, PushResult
 
@@ -28,20 +26,13 @@ __all__ = ["RssResult", "measure_rss"]
 class RssResult:
     count: int
     seconds: float
-    #: ru_maxrss of the child, MiB.
+    #: VmHWM (peak RSS) of the child, MiB.
     peak_mib: float
     #: VmRSS sampled just before streaming started, MiB.
     start_mib: float
     #: VmRSS samples at 25 %, 50 %, 75 % and 100 % of the count, MiB.
     quartiles_mib: tuple[float, ...]
     imported: int
-
-
-def _vm_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _posts(prefix: str, count: int) -> Iterator[ExternalResource]:
@@ -64,21 +55,20 @@ async def _stream(base_url: str, count: int) -> dict[str, float | int | list[flo
         # Warm up imports, the connection and the converter before the baseline sample.
         async with PushPipeline(client, IPID) as pipe:
             await pipe.push(make_resource(prefix + "warm-", 0))
-        start_mib = _vm_rss_mib()
+        start_mib = vm_mib("VmRSS")
         t0 = time.perf_counter()
         async with PushPipeline(client, IPID) as pipe:
             for i, post in enumerate(_posts(prefix, count), start=1):
                 future = await pipe.submit(post)
                 future.add_done_callback(tally)
                 if i in marks:
-                    quartiles.append(_vm_rss_mib())
+                    quartiles.append(vm_mib("VmRSS"))
             await pipe.flush()
         seconds = time.perf_counter() - t0
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "count": count,
         "seconds": seconds,
-        "peak_mib": peak_kib / 1024,
+        "peak_mib": vm_mib("VmHWM"),
         "start_mib": start_mib,
         "quartiles_mib": quartiles,
         "imported": ok,
