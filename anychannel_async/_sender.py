@@ -139,12 +139,7 @@ class Sender:
                     if due is None or self._hurry or batcher.full() or due <= now:
                         if self._turn or pace.try_start():
                             self._turn = False
-                            dropped: list[Submission] = []
-                            batch = batcher.take(dropped)
-                            for submission in dropped:  # cancelled by their owners before
-                                self._router.dropped(submission)
-                            if batch:
-                                self._start_send(batch)  # the request finishes the turn
+                            if self._cut():  # the request finishes the turn
                                 # Let the request take its slot of the account's pace before
                                 # the next cut: a batch cut now, sent later, would leave half full.
                                 await asyncio.sleep(0)
@@ -170,6 +165,19 @@ class Sender:
             except TimeoutError:
                 pass
             self._idle = False
+
+    def _cut(self) -> bool:
+        """Take a batch and start its request; False if none was left (all cancelled by their
+        owners). A method of its own so that no local of the loop keeps the batch alive while
+        the loop sleeps: a pool of 1,000 accounts held 18,000 resolved resources that way."""
+        dropped: list[Submission] = []
+        batch = self._batcher.take(dropped)
+        for submission in dropped:  # cancelled by their owners before sending
+            self._router.dropped(submission)
+        if not batch:
+            return False
+        self._start_send(batch)
+        return True
 
     def _offered(self) -> bool:
         """The host offers a turn: take it while this loop runs and may send."""
