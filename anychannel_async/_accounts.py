@@ -255,12 +255,16 @@ class AccountStore:
     def __repr__(self) -> str:
         return f"<AccountStore {self.path!r} state={self._state}>"
 
-    async def __aenter__(self) -> Self:
+    def _opening(self) -> None:
+        """Once only: a closed store is not opened again, an open one not twice."""
         if self._state == _State.CLOSED:
             raise ClosedError("this AccountStore is closed; create a new one")
         if self._state == _State.OPENED:
             raise AccountStoreError(f"accounts store {self.path!r} is already open")
         self._state = _State.OPENED
+
+    async def __aenter__(self) -> Self:
+        self._opening()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="anychannel-accounts"
         )
@@ -649,15 +653,8 @@ class RedisAccountStore(AccountStore):
         except ValueError as exc:
             raise ConfigurationError(f"accounts store {self.path!r}: {self._hide(exc)}") from None
 
-    def __repr__(self) -> str:
-        return f"<AccountStore {self.path!r} state={self._state}>"
-
     async def __aenter__(self) -> Self:
-        if self._state == _State.CLOSED:
-            raise ClosedError("this AccountStore is closed; create a new one")
-        if self._state == _State.OPENED:
-            raise AccountStoreError(f"accounts store {self.path!r} is already open")
-        self._state = _State.OPENED
+        self._opening()
         try:
             await self._call(self._redis.ping())
         except BaseException:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,8 @@ def quick_pool(
     max_pending: int = 10_000,
     max_pending_per_account: int = 2_000,
     idle_timeout: float = 60.0,
+    close_timeout: float = 0.5,
+    **options: Any,
 ) -> PushPool:
     """A pool with small bounds, so that it settles or gives up fast."""
     return PushPool(
@@ -47,10 +50,11 @@ def quick_pool(
         retry=retry,
         timeout=5.0,
         max_latency=0.01,
-        close_timeout=0.5,
+        close_timeout=close_timeout,
         max_pending=max_pending,
         max_pending_per_account=max_pending_per_account,
         idle_timeout=idle_timeout,
+        **options,
     )
 
 

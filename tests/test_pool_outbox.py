@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,8 @@ from anychannel_async import (
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, Outbox, Share, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import FAST_RETRY, cli, comment_ids, pushes, resource, settle, wait_until
+from .conftest import cli, comment_ids, pushes, resource, settle, wait_until
+from .test_pool import quick_pool
 
 ONE_TRY = RetryPolicy(max_tries=1)
 
@@ -50,30 +52,9 @@ def unreachable(*ipids: str) -> dict[str, Account]:
     return {i: Account(i, base_url=url, token=token(i)) for i in ipids}
 
 
-def pool_on(
-    accounts: Mapping[str, Account],
-    path: Path,
-    *,
-    retry: RetryPolicy = FAST_RETRY,
-    max_in_flight: int = 4,
-    max_batch_size: int = 100,
-    max_pending: int = 10_000,
-    max_pending_per_account: int = 2_000,
-    idle_timeout: float = 60.0,
-) -> PushPool:
-    return PushPool(
-        accounts,
-        outbox=path,
-        retry=retry,
-        timeout=5.0,
-        max_latency=0.01,
-        close_timeout=2.0,
-        max_in_flight=max_in_flight,
-        max_batch_size=max_batch_size,
-        max_pending=max_pending,
-        max_pending_per_account=max_pending_per_account,
-        idle_timeout=idle_timeout,
-    )
+def pool_on(accounts: Mapping[str, Account], path: Path, **options: Any) -> PushPool:
+    """quick_pool with the outbox at path, and time for close to write every outcome."""
+    return quick_pool(accounts, outbox=path, close_timeout=2.0, **options)
 
 
 def thread(ipid: str, count: int, start: int = 0) -> list[ExternalResource]:
