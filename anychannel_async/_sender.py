@@ -50,7 +50,9 @@ class Sender:
         self._max_in_flight = max_in_flight
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
-        self._wakeup = asyncio.Event()
+        # What the loop sleeps on, while it sleeps: a future of its own rather than an Event
+        # (whose deque a pool would hold per account), woken by _wake or its own timer.
+        self._sleep: asyncio.Future[None] | None = None
         self._idle = False
         self._hurry = 0
         self._sending = True
@@ -87,16 +89,18 @@ class Sender:
         if it sleeps with nothing to wait for, or if a batch filled while it waited out
         max_latency."""
         if full or self._idle:
-            self._wakeup.set()
+            self.wake()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        """Wake the loop if it sleeps (a wake while it runs is moot: it looks again anyway)."""
+        if self._sleep is not None:
+            _end_sleep(self._sleep)
 
     @contextlib.contextmanager
     def hurry(self) -> Iterator[None]:
         """While inside, queued resources go at once instead of waiting out max_latency."""
         self._hurry += 1
-        self._wakeup.set()
+        self.wake()
         try:
             yield
         finally:
@@ -155,15 +159,17 @@ class Sender:
                     else:
                         wait = due - now
             self._hand_back()  # a turn granted but not usable now (paused, nothing to send)
-            self._wakeup.clear()
             # Only an empty queue needs a submit to wake the loop; a full set of requests in
             # flight is woken by the request that completes.
             self._idle = not batcher.has_sendable
+            sleep = self._sleep = loop.create_future()
+            timer = None if wait is None else loop.call_later(wait, _end_sleep, sleep)
             try:
-                async with asyncio.timeout(wait):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                pass
+                await sleep
+            finally:
+                self._sleep = None
+                if timer is not None:
+                    timer.cancel()
             self._idle = False
 
     def _cut(self) -> bool:
@@ -185,7 +191,7 @@ class Sender:
         if not self._sending or self._task is None or self._task.done():
             return False
         self._turn = True
-        self._wakeup.set()
+        self.wake()
         return True
 
     def _hand_back(self) -> None:
@@ -233,7 +239,7 @@ class Sender:
             self._sends.discard(asyncio.current_task())
             self._pace.finish()
             self._batcher.release({submission.key for submission in batch}, again)
-            self._wakeup.set()
+            self.wake()
 
     async def _deliver(self, batch: list[Submission]) -> list[Submission]:
         """Push a batch and hand the answer to the router; returns what to push again."""
@@ -277,3 +283,8 @@ class Sender:
             return await self._deliver(batch[middle:])
         logger.warning("push of %d resources: %s", len(batch), error)
         return self._router.error(batch, error)
+
+
+def _end_sleep(sleep: asyncio.Future[None]) -> None:
+    if not sleep.done():
+        sleep.set_result(None)

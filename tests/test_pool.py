@@ -475,3 +475,24 @@ async def test_what_a_refused_account_holds_fails_without_a_request_more(
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
     assert all(isinstance(o, AuthenticationError) for o in outcomes)
     assert len(pushes(host_a)) == 1
+
+
+async def test_a_submit_waiting_for_a_place_fails_with_closed_error_when_the_pool_closes() -> None:
+    """Closing the pool while a submit waits for max_open_accounts to free a place: the submit
+    raises ClosedError, and what the open account held still settles."""
+    ipids = ["c0", "c1"]
+    async with ZendeskEmulator(
+        accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.3)
+    ) as emu:
+        pool = PushPool(
+            accounts_on(emu, *ipids), max_open_accounts=1, max_latency=0.0, retry=FAST_RETRY
+        )
+        held = await pool.submit("c0", resource("c0-0"))
+        waiting = asyncio.create_task(pool.submit("c1", resource("c1-0")))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await pool.close()
+        with pytest.raises(ClosedError):
+            await waiting
+        assert (await held).imported
+        assert emu.ticket_for("c1-0") is None
