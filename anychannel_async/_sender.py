@@ -51,7 +51,7 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         # What the loop sleeps on, while it sleeps: a future of its own rather than an Event
-        # (whose deque a pool would hold per account), woken by _wake or its own timer.
+        # (whose deque a pool would hold per account), woken by wake() or its own timer.
         self._sleep: asyncio.Future[None] | None = None
         self._idle = False
         self._hurry = 0
