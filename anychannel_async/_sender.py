@@ -1,11 +1,11 @@
 """Sender: cuts batches when a request can go, owns the requests in flight, splits refusals.
 
 It decides *when* to send (a free slot of ``max_in_flight``, the account's pace and a turn of
-its host's requests, a full batch or a due one) and *what* to send again after a refusal of the size (split, bisect). What an
-answer means for each resource is the router's to say; the sender only hands the answer over
-and queues again what the router gives back. It knows the client only through the two things
-it is given: ``pace`` (may a request start now) and ``push`` (send one request, report how it
-went by return value).
+its host's requests, a full batch or a due one) and *what* to send again after a refusal of
+the size (split, bisect). What an answer means for each resource is the router's to say; the
+sender only hands the answer over and queues again what the router gives back. It knows the
+client only through the two things it is given: ``pace`` (may a request start now) and
+``push`` (send one request, report how it went by return value).
 """
 
 from __future__ import annotations
