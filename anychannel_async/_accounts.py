@@ -29,14 +29,13 @@ from yarl import URL
 
 from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
+from ._models import ID_MAX
 
 __all__ = ["REDIS_SCHEMES", "Account", "AccountStore", "Claim", "RedisAccountStore"]
 
 _T = TypeVar("_T")
 #: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`).
 REDIS_SCHEMES = ("redis://", "rediss://")
-# Zendesk's schema: an instance_push_id is 1..255 characters.
-_ID_MAX = 255
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -89,8 +88,8 @@ _Row = tuple[
 
 
 def _check_instance_push_id(_account: Account, _field: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= _ID_MAX:
-        raise ConfigurationError(f"instance_push_id must be a string of 1..{_ID_MAX} characters")
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX:
+        raise ConfigurationError(f"instance_push_id must be a string of 1..{ID_MAX} characters")
 
 
 def _check_credentials(
@@ -100,8 +99,8 @@ def _check_credentials(
 
 
 def _check_name(_account: Account, _field: attrs.Attribute[str | None], value: object) -> None:
-    if value is not None and (not isinstance(value, str) or len(value) > _ID_MAX):
-        raise ConfigurationError(f"name must be None or a string of at most {_ID_MAX} characters")
+    if value is not None and (not isinstance(value, str) or len(value) > ID_MAX):
+        raise ConfigurationError(f"name must be None or a string of at most {ID_MAX} characters")
 
 
 def _check_active(_account: Account, _field: attrs.Attribute[bool], value: object) -> None:

@@ -40,10 +40,9 @@ from ._errors import (
     RedirectError,
     RequestRejectedError,
     TransportError,
-    ValidationError,
 )
 from ._lifecycle import bind_loop
-from ._models import ExternalResource, as_resources, check_request_id
+from ._models import ExternalResource, as_resources, check_id, check_request_id
 from ._ratelimit import AccountPace, parse_retry_after
 from ._results import PushResult
 from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
@@ -284,7 +283,7 @@ class AnyChannelClient:
         it took (the pipeline's entry point: it counts retries without being called back)."""
         tries = _Tries()
         try:
-            _check_id("instance_push_id", instance_push_id)
+            check_id("instance_push_id", instance_push_id)
             check_request_id(request_id)
             body = encode_push_body(instance_push_id, resources, request_id)
             payload = await self._request(_PUSH, body, tries)
@@ -295,7 +294,7 @@ class AnyChannelClient:
 
     async def validate_token(self, instance_push_id: str) -> None:
         """Check the credentials for the account; raises `AuthenticationError` if refused."""
-        _check_id("instance_push_id", instance_push_id)
+        check_id("instance_push_id", instance_push_id)
         await self._request(_VALIDATE, _json({"instance_push_id": instance_push_id}))
 
     async def report_channelback_error(
@@ -307,8 +306,8 @@ class AnyChannelClient:
         request_id: str | None = None,
     ) -> None:
         """Tell Zendesk that the channelback of external_id failed after the fact."""
-        _check_id("instance_push_id", instance_push_id)
-        _check_id("external_id", external_id)
+        check_id("instance_push_id", instance_push_id)
+        check_id("external_id", external_id)
         check_request_id(request_id)
         body: dict[str, str] = {"instance_push_id": instance_push_id, "external_id": external_id}
         if description is not None:
@@ -435,12 +434,6 @@ def _host_of(location: str | None) -> str | None:
 
 def _not_retriable(exc: Exception) -> bool:
     return not getattr(exc, "retriable", False)
-
-
-def _check_id(field: str, value: object) -> None:
-    # Zendesk's schema: instance_push_id and external_id are 1..255 characters.
-    if not isinstance(value, str) or not 0 < len(value) <= 255:
-        raise ValidationError(field, "must be a string of 1..255 characters")
 
 
 def _json(body: Mapping[str, str]) -> bytes:

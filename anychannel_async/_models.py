@@ -20,11 +20,13 @@ import attrs
 from ._errors import ValidationError
 
 __all__ = [
+    "ID_MAX",
     "Author",
     "DisplayInfo",
     "ExternalResource",
     "FieldValue",
     "as_resources",
+    "check_id",
     "check_request_id",
 ]
 
@@ -34,7 +36,9 @@ FieldData: TypeAlias = FieldScalar | list[str]
 _T = TypeVar("_T")
 
 # Limits from the push API reference and Zendesk's JSON schemas, in characters or items.
-_ID_MAX = 255
+#: An external_id, or an instance_push_id: 1..255 characters.
+ID_MAX = 255
+_ID_MAX = ID_MAX
 _MESSAGE_MAX = 65_535
 _PARENT_ID_MAX = 511
 _THREAD_ID_MAX = 255
@@ -63,6 +67,12 @@ def _check_text(field: str, value: object, limit: int, *, required: bool = False
 def _check_count(field: str, items: tuple[object, ...], limit: int) -> None:
     if len(items) > limit:
         raise ValidationError(field, f"{len(items)} items exceed the limit of {limit}")
+
+
+def check_id(field: str, value: object) -> None:
+    """Raise `ValidationError` unless value is a str of 1..255 characters: an external_id or
+    an instance_push_id given to a call."""
+    _check_text(field, value, ID_MAX, required=True)
 
 
 def check_request_id(request_id: object) -> None:

@@ -30,7 +30,7 @@ from ._errors import (
 from ._flow import FlowControl
 from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Gauges, Metrics
-from ._models import ExternalResource
+from ._models import ID_MAX, ExternalResource
 from ._outbox import Outbox, Replay, Share
 from ._results import PushResult
 from ._router import Router
@@ -114,8 +114,8 @@ class PushPipeline:
     ) -> None:
         if metrics is not None and not isinstance(metrics, Metrics):
             raise ConfigurationError(f"metrics must be a Metrics, got {type(metrics).__name__}")
-        if not isinstance(instance_push_id, str) or not 1 <= len(instance_push_id) <= 255:
-            raise ConfigurationError("instance_push_id must be a string of 1..255 characters")
+        if not isinstance(instance_push_id, str) or not 0 < len(instance_push_id) <= ID_MAX:
+            raise ConfigurationError(f"instance_push_id must be a string of 1..{ID_MAX} characters")
         settings = settings_of(settings, options)
         if shared_outbox is not None and settings.outbox is not None:
             raise ConfigurationError("outbox: give a path or a shared outbox, not both")

@@ -42,13 +42,12 @@ from ._errors import (
     InactiveAccountError,
     OutboxError,
     UnknownAccountError,
-    ValidationError,
     copies,
 )
 from ._flow import FlowControl
 from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Metrics
-from ._models import ExternalResource
+from ._models import ExternalResource, check_id
 from ._outbox import Outbox, Share
 from ._pipeline import PipelineStats, PushPipeline
 from ._ratelimit import AccountPace
@@ -247,6 +246,8 @@ class PushPool:
             max_connections=max_connections,
         )
         self._accounts = accounts
+        # The store whose revision every submit compares (a Mapping has none: read on open).
+        self._store = accounts if isinstance(accounts, AccountStore) else None
         if tickets is not None and not isinstance(tickets, TicketLedger):
             raise ConfigurationError(
                 f"tickets must be a TicketLedger, got {type(tickets).__name__}"
@@ -369,14 +370,9 @@ class PushPool:
         account's share or the pool is full.
         """
         self._check_open()
-        if not isinstance(instance_push_id, str):  # a list would be a TypeError of a dict's
-            raise ValidationError(
-                "instance_push_id", f"must be a string, got {type(instance_push_id).__name__}"
-            )
-        if not 0 < len(instance_push_id) <= 255:  # Zendesk's limit: no account can have it
-            raise ValidationError(
-                "instance_push_id", f"must be 1..255 characters, got {len(instance_push_id)}"
-            )
+        # Not a KeyError of an unknown account (nor a TypeError of a dict, for a list): the
+        # call is wrong, and no account can have such an id.
+        check_id("instance_push_id", instance_push_id)
         if self._outbox is not None and not self._outbox_open:
             await self._open_outbox()
         while True:
@@ -525,8 +521,7 @@ class PushPool:
         return account
 
     def _revision(self) -> int:
-        accounts = self._accounts
-        return accounts.revision if isinstance(accounts, AccountStore) else 0
+        return self._store.revision if self._store is not None else 0
 
     async def _member(self, instance_push_id: str) -> _Member | AuthenticationError:
         """The account's member, opened if needed; or the refusal still in force for it (the
