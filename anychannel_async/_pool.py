@@ -365,9 +365,9 @@ class PushPool:
 
         Raises `ValidationError` when ``instance_push_id`` is not a string of 1..255
         characters, `UnknownAccountError` at once when the accounts hold no account for it,
-        `ClosedError`
-        once the pool is closing, and what `PushPipeline.submit` raises. Waits while the
-        account's share or the pool is full.
+        `ClosedError` once the pool is closing, and what `PushPipeline.submit` raises. Waits
+        while the account's share or the pool is full (or, with ``max_open_accounts``, for a
+        place to open the account's pipeline).
         """
         self._check_open()
         # Not a KeyError of an unknown account (nor a TypeError of a dict, for a list): the
