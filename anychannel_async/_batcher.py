@@ -14,7 +14,6 @@ never resolves a future.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 
 from ._submission import Submission
@@ -25,14 +24,27 @@ __all__ = ["Batcher"]
 class Batcher:
     """A FIFO of items to send, with keys held by in-flight requests parked aside."""
 
+    __slots__ = (
+        "_busy",
+        "_max_bytes",
+        "_max_size",
+        "_parked",
+        "_parked_count",
+        "_queue",
+        "_queued_bytes",
+    )
+
     def __init__(self, *, max_batch_size: int, max_batch_bytes: int) -> None:
         self._max_size = max_batch_size
         # Budget for the resources themselves; the caller subtracts the body's fixed overhead.
         self._max_bytes = max_batch_bytes
-        self._queue: deque[Submission] = deque()
+        # Lists and dicts, not a deque and a set: a pool holds one batcher per account, and
+        # an empty deque costs ~600 bytes, an empty set 216. A cut removes its batch from the
+        # head in one slice.
+        self._queue: list[Submission] = []
         self._queued_bytes = 0
-        self._busy: set[str] = set()
-        self._parked: dict[str, deque[Submission]] = {}
+        self._busy: dict[str, None] = {}
+        self._parked: dict[str, list[Submission]] = {}
         self._parked_count = 0
 
     def __len__(self) -> int:
@@ -59,21 +71,22 @@ class Batcher:
 
     def add_front(self, items: Iterable[Submission]) -> None:
         """Queue items at the head, in the given order, due at once (halted, released ones)."""
-        batch = list(items)
-        for item in reversed(batch):
+        front: list[Submission] = []
+        parked: dict[str, list[Submission]] = {}
+        for item in items:
             item.due = 0.0
             if item.key in self._busy:
-                self._park(item, front=True)
+                parked.setdefault(item.key, []).append(item)
             else:
-                self._queue.appendleft(item)
+                front.append(item)
                 self._queued_bytes += item.size
+        self._queue[:0] = front
+        for key, group in parked.items():
+            self._parked.setdefault(key, [])[:0] = group
+            self._parked_count += len(group)
 
-    def _park(self, item: Submission, *, front: bool = False) -> None:
-        parked = self._parked.setdefault(item.key, deque())
-        if front:
-            parked.appendleft(item)
-        else:
-            parked.append(item)
+    def _park(self, item: Submission) -> None:
+        self._parked.setdefault(item.key, []).append(item)
         self._parked_count += 1
 
     def full(self) -> bool:
@@ -94,25 +107,25 @@ class Batcher:
         size = 0
         queue = self._queue
         busy = self._busy
-        while queue and len(batch) < self._max_size:
-            item = queue[0]
+        taken = 0  # items leaving the queue: in the batch, dropped or parked
+        taken_bytes = 0
+        while taken < len(queue) and len(batch) < self._max_size:
+            item = queue[taken]
             if item.future.done():
-                queue.popleft()
-                self._queued_bytes -= item.size
                 dropped.append(item)
-                continue
-            if item.key in busy:
-                queue.popleft()
-                self._queued_bytes -= item.size
+            elif item.key in busy:
                 self._park(item)
-                continue
-            if batch and size + item.size > self._max_bytes:
+            elif batch and size + item.size > self._max_bytes:
                 break
-            queue.popleft()
-            self._queued_bytes -= item.size
-            size += item.size
-            batch.append(item)
-        busy.update(item.key for item in batch)
+            else:
+                size += item.size
+                batch.append(item)
+            taken += 1
+            taken_bytes += item.size
+        del queue[:taken]
+        self._queued_bytes -= taken_bytes
+        for item in batch:
+            busy[item.key] = None
         return batch
 
     def release(self, keys: Iterable[str], requeue: Iterable[Submission] = ()) -> None:
@@ -120,7 +133,7 @@ class Batcher:
         parked on its keys, go back to the head, in that order, ahead of newer work."""
         unparked: list[Submission] = list(requeue)
         for key in keys:
-            self._busy.discard(key)
+            self._busy.pop(key, None)
             parked = self._parked.pop(key, None)
             if parked:
                 self._parked_count -= len(parked)

@@ -10,7 +10,6 @@ nothing (the sender does).
 
 from __future__ import annotations
 
-import collections
 import enum
 from typing import Generic, Protocol, TypeVar
 
@@ -55,14 +54,15 @@ class Parent(enum.Enum):
 class Conversations(Generic[M]):
     """The pipeline's view of conversations in progress."""
 
+    __slots__ = ("_failed", "_failed_memory", "_pending", "_waiting")
+
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
         self._pending: dict[str, M] = {}
         self._waiting: dict[str, list[M]] = {}
         # id -> None when it failed for good (its children fail as not found), or the error
         # that stopped it without a final answer (its children fail with a copy of that).
-        self._failed: collections.OrderedDict[str, AnyChannelError | None] = (
-            collections.OrderedDict()
-        )
+        # Oldest first (a dict keeps insertion order; an OrderedDict costs twice as much).
+        self._failed: dict[str, AnyChannelError | None] = {}
         self._failed_memory = failed_memory
 
     def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
@@ -133,10 +133,10 @@ class Conversations(Generic[M]):
             # Another submission of the same id is still pending: its children wait for it.
             return []
         if not imported:
+            self._failed.pop(external_id, None)  # inserted again: the newest
             self._failed[external_id] = cause
-            self._failed.move_to_end(external_id)
             if len(self._failed) > self._failed_memory:
-                self._failed.popitem(last=False)
+                del self._failed[next(iter(self._failed))]
         elif self._failed:
             self._failed.pop(external_id, None)  # it failed once, and now went through
         if not self._waiting:

@@ -17,6 +17,8 @@ __all__ = ["FlowControl"]
 class FlowControl:
     """Counts accepted resources against a limit; ``acquire`` waits while the limit is reached."""
 
+    __slots__ = ("_limit", "_used", "_waiters")
+
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0

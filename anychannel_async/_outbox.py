@@ -302,6 +302,19 @@ class Replay:
     not own (``owned=False``) is open already: only rows up to ``through`` are replayed.
     """
 
+    __slots__ = (
+        "_admit",
+        "_instance_push_id",
+        "_opening",
+        "_outbox",
+        "_owned",
+        "_queued",
+        "_task",
+        "_through",
+        "count",
+        "outcomes",
+    )
+
     def __init__(
         self,
         outbox: Outbox | None,

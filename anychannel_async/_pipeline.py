@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -158,13 +158,13 @@ class PushPipeline:
             requeue=self._requeue,
             metrics=recorder,
         )
+        self._client = client
+        self._tickets = tickets
         self._sender = Sender(
             batcher=self._batcher,
             router=self._router,
             pace=client.pace,
-            push=functools.partial(client.push_batch, instance_push_id)
-            if tickets is None
-            else functools.partial(_push_issued, client, instance_push_id, tickets),
+            push=self._push,
             max_in_flight=settings.max_in_flight,
             metrics=recorder,
         )
@@ -452,6 +452,12 @@ class PushPipeline:
         """A replayed row of a shared outbox: admitted through its owner, who counts it."""
         assert self._share is not None
         return await self._share.admit(functools.partial(self._admit_replayed, resource, body, seq))
+
+    def _push(self, batch: Sequence[Submission]) -> Awaitable[Pushed]:
+        """The sender's one request (a method, not a partial: a pool holds one per account)."""
+        if self._tickets is None:
+            return self._client.push_batch(self._instance_push_id, batch)
+        return _push_issued(self._client, self._instance_push_id, self._tickets, batch)
 
     # -- stats -------------------------------------------------------------------------------
 

@@ -45,6 +45,20 @@ _ORPHAN_MAX_WAIT = 5.0
 class Router:
     """Settles submissions: resolves or fails their futures, once, and does the bookkeeping."""
 
+    __slots__ = (
+        "_conversations",
+        "_flow",
+        "_max_attempts",
+        "_metrics",
+        "_outbox",
+        "_parent_timeout",
+        "_requeue",
+        "_timers",
+        "failed",
+        "outstanding",
+        "resolved",
+    )
+
     def __init__(
         self,
         *,
@@ -63,8 +77,9 @@ class Router:
         self._requeue = requeue
         self._conversations: Conversations[Submission] = Conversations()
         self._timers: dict[Submission, asyncio.TimerHandle] = {}
-        #: Submissions accepted and not yet finished.
-        self.outstanding: set[Submission] = set()
+        #: Submissions accepted and not yet finished (a dict as an ordered set: an empty set
+        #: costs 216 bytes, and a pool holds a router per account).
+        self.outstanding: dict[Submission, None] = {}
         #: Resources resolved, by status code; failed, by exception class name.
         self.resolved: collections.Counter[str] = collections.Counter()  # StatusCode is a str
         self.failed: collections.Counter[str] = collections.Counter()
@@ -77,7 +92,7 @@ class Router:
     def admit(self, submission: Submission) -> bool:
         """A submission whose flow-control unit is taken: it is the router's until finished.
         False (and its future failed) when it may not be queued."""
-        self.outstanding.add(submission)
+        self.outstanding[submission] = None
         clash = self._conversations.clash(submission)
         if clash is not None:
             self.fail(submission, ValidationError("external_id", clash))
@@ -295,7 +310,7 @@ class Router:
         unsent = cancelled and not submission.imported and not maybe
         if unsent and submission.seq is not None and outbox:
             outbox.bury(submission.seq, "cancelled by its owner before it was imported")
-        self.outstanding.discard(submission)
+        self.outstanding.pop(submission, None)
         self._flow.release()
         if self._timers:
             timer = self._timers.pop(submission, None)

@@ -40,6 +40,31 @@ class Sender:
     1,000 accounts went to the GC).
     """
 
+    __slots__ = (
+        "_batcher",
+        "_hurry",
+        "_idle",
+        "_loop",
+        "_max_in_flight",
+        "_metrics",
+        "_pace",
+        "_push",
+        "_queued",
+        "_router",
+        "_scheduled",
+        "_sending",
+        "_sends",
+        "_stopped",
+        "_timer",
+        "_turn",
+        "batched",
+        "broken",
+        "largest",
+        "requests",
+        "resent",
+        "retries",
+    )
+
     def __init__(
         self,
         *,

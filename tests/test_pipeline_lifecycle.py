@@ -20,6 +20,7 @@ from anychannel_async import (
     StatusCode,
     ValidationError,
 )
+from anychannel_async._batcher import Batcher
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import (
@@ -242,10 +243,11 @@ async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
     """If the sender loop dies of a bug, pending futures fail with AnyChannelError, none hang."""
     async with PushPipeline(client, IPID, max_latency=0.01) as pipe:
 
-        def broken_take(dropped: list[object]) -> list[object]:
+        def broken_take(self: Batcher, dropped: list[object]) -> list[object]:
             raise RuntimeError("simulated bug")
 
-        monkeypatch.setattr(pipe._batcher, "take", broken_take)
+        # On the class: a Batcher has __slots__ (a pool holds one per account).
+        monkeypatch.setattr(Batcher, "take", broken_take)
         future = await pipe.submit(resource("bug-1"))
         with pytest.raises(AnyChannelError, match="simulated bug"):
             await asyncio.wait_for(future, 5)
