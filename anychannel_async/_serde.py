@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import attrs
 import cattrs
 import orjson
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
 from ._errors import ProtocolError, ValidationError
@@ -39,12 +39,19 @@ __all__ = [
 ]
 
 converter = make_converter(omit_if_default=True)
-# Models hold created_at in UTC already (see _models._to_utc), so formatting is all that is left.
-# isoformat is C code and zero-pads the year (strftime's %Y does not below 1000 on Linux);
-# its first 19 characters are YYYY-MM-DDTHH:MM:SS.
-converter.register_unstructure_hook(
-    datetime, lambda dt: dt.isoformat(timespec="seconds")[:19] + "Z"
-)
+
+
+def _datetime_text(dt: datetime) -> str:
+    """A datetime as ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    Models hold created_at in UTC already (see _models._to_utc), so formatting is all that is
+    left. isoformat is C code and zero-pads the year (strftime's %Y does not below 1000 on
+    Linux); its first 19 characters are YYYY-MM-DDTHH:MM:SS.
+    """
+    return dt.isoformat(timespec="seconds")[:19] + "Z"
+
+
+converter.register_unstructure_hook(datetime, _datetime_text)
 # Incoming strings go to the model's own converter, which parses and checks them.
 converter.register_structure_hook(datetime, lambda value, _: value)
 # JSON strings and booleans are taken as they come, so the model's own checks refuse a wrong
@@ -111,6 +118,31 @@ if hasattr(orjson, "Fragment"):
         DisplayInfo, lambda info: {"type": info.type, "data": orjson.Fragment(info.data)}
     )
 
+# Every resource is encoded on its way in, and formatting created_at in Python was half of that
+# (~1.2 µs of ~2.5). orjson writes a datetime itself, in C, and with these options writes a UTC
+# one exactly as _datetime_text does (YYYY-MM-DDTHH:MM:SSZ, the year zero-padded).
+_NATIVE_DATETIME = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
+def _created_at_native(dt: datetime) -> datetime | str:
+    # Only a plain datetime in UTC goes to orjson as it is: it refuses subclasses, and the
+    # options above give the text above only for UTC. Anything else is formatted as ever.
+    if type(dt) is datetime and dt.tzinfo is UTC:
+        return dt
+    return _datetime_text(dt)
+
+
+# The wire converter's own function for a resource, but created_at left to orjson. The options
+# apply to the whole document, so this runs only for a resource without fields: created_at is
+# then the one datetime or time it can hold (a field's value may hide one where the converter
+# does not reach, in an Enum's value, say, and must keep the text orjson gives it by default).
+_unstructure_native = make_dict_unstructure_fn(
+    ExternalResource,
+    _wire,
+    _cattrs_omit_if_default=True,
+    created_at=override(unstruct_hook=_created_at_native),
+)
+
 
 class Encoded(Protocol):
     """Anything that carries a resource's JSON body and its external id."""
@@ -141,10 +173,20 @@ def encode_body(resource: ExternalResource) -> bytes:
     64 bits), before anything is sent.
     """
     try:
+        # The exact type: a subclass may have fields of its own, which the converter's
+        # dispatch finds and _unstructure_native would not.
+        if (
+            type(resource) is ExternalResource
+            and not resource.fields
+            and not resource.author.fields
+        ):
+            body = orjson.dumps(_unstructure_native(resource), option=_NATIVE_DATETIME)
+        else:
+            body = orjson.dumps(_wire.unstructure(resource))
         # orjson hands back its whole 4 KiB write buffer as the bytes object, however short
         # the JSON: a copy of the right size makes a pending resource hold ~250 bytes, not 4 KiB
         # (0.2 µs; with max_pending 10,000 resources, ~40 MB less).
-        return memoryview(orjson.dumps(_wire.unstructure(resource))).tobytes()
+        return memoryview(body).tobytes()
     except orjson.JSONEncodeError as exc:
         raise ValidationError("resource", f"cannot be encoded as JSON: {exc}") from None
     except RecursionError:  # a field's JSON value nested deeper than the converter can walk

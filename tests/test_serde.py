@@ -6,12 +6,15 @@ The expected shapes come from the spec's curl example and field tables
 
 from __future__ import annotations
 
+import enum
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anychannel_async import (
     AnyChannelError,
@@ -23,12 +26,14 @@ from anychannel_async import (
     PushResult,
     StatusCode,
     ValidationError,
+    _serde,
     resource_from_json,
 )
 from anychannel_async._serde import (
     EncodedResource,
     converter,
     decode_push_results,
+    encode_body,
     encode_push_body,
     encode_resource,
     push_body_overhead,
@@ -196,6 +201,119 @@ def test_non_ascii_text_is_sent_as_utf8_not_escaped() -> None:
     body = encode_resource(_resource(message="Grüße 👋")).body
     assert "Grüße 👋".encode() in body
     assert json.loads(body)["message"] == "Grüße 👋"
+
+
+# --- created_at written by orjson --------------------------------------------------------------
+# encode_body hands a UTC created_at to orjson to format (in C) when the resource has no fields;
+# the bytes must be those of the converter's own text, which every other resource still gets.
+
+
+def _generic_body(resource: ExternalResource) -> bytes:
+    """The body as the wire converter alone makes it: created_at formatted in Python."""
+    return orjson.dumps(_serde._wire.unstructure(resource))
+
+
+def _second_text(moment: datetime) -> str:
+    """YYYY-MM-DDTHH:MM:SSZ of an instant, written out field by field."""
+    utc = moment.astimezone(UTC)
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
+    )
+
+
+_OFFSETS = st.integers(-(14 * 60 - 1), 14 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_OFFSETS)
+    | st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999)
+    ).map(lambda naive: naive.replace(tzinfo=UTC))
+)
+def test_created_at_bytes_are_the_converters_for_any_datetime(moment: datetime) -> None:
+    """Any instant from year 1 to 9999, any offset, any microseconds: the body is byte for byte
+    the wire converter's, and created_at is the instant in UTC to the second."""
+    resource = _resource(created_at=moment)
+    body = encode_body(resource)
+    assert body == _generic_body(resource)
+    assert json.loads(body)["created_at"] == _second_text(moment)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param(datetime(1, 1, 1, tzinfo=UTC), id="year_1"),
+        pytest.param(datetime(5, 6, 7, 8, 9, 10, 11, tzinfo=UTC), id="year_5"),
+        pytest.param(datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), id="year_999"),
+        pytest.param(datetime(2026, 2, 3, 4, 5, 6, 500_000, tzinfo=UTC), id="microseconds"),
+        pytest.param(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), id="year_9999"),
+        pytest.param(
+            datetime(2026, 1, 1, 0, 30, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            id="offset_to_the_day_before",
+        ),
+        pytest.param("2026-01-01T00:00:00.123456-10:00", id="iso_string_with_offset"),
+    ],
+)
+def test_created_at_bytes_at_the_edges(moment: datetime | str) -> None:
+    """Years below 1000 and at 9999, microseconds, an offset crossing midnight: the same
+    bytes as the wire converter's."""
+    resource = _resource(created_at=moment)
+    assert encode_body(resource) == _generic_body(resource)
+    assert json.loads(encode_body(resource))["created_at"] == _second_text(resource.created_at)
+
+
+class _Moment(datetime):
+    """A datetime subclass, which orjson refuses to write."""
+
+
+@pytest.mark.parametrize("tz", [UTC, timezone(timedelta(hours=-3))], ids=["utc", "offset"])
+def test_a_datetime_subclass_is_still_sent_as_text(tz: timezone) -> None:
+    """A created_at of a datetime subclass (kept a subclass in UTC) is formatted as before."""
+    resource = _resource(created_at=_Moment(2026, 3, 4, 5, 6, 7, 8, tzinfo=tz))
+    assert type(resource.created_at) is _Moment
+    assert encode_body(resource) == _generic_body(resource)
+    assert json.loads(encode_body(resource))["created_at"] == _second_text(resource.created_at)
+
+
+@settings(database=None, deadline=None)
+@given(resources())
+def test_any_valid_resource_encodes_to_the_converters_bytes(resource: ExternalResource) -> None:
+    """Every shape of resource (display_info, fields, file_urls, author fields) gives the bytes
+    the wire converter gives."""
+    assert encode_body(resource) == _generic_body(resource)
+
+
+class _When(enum.Enum):
+    NOON = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param(time(1, 2, 3, 4), "01:02:03.000004", id="time"),
+        pytest.param(_When.NOON, "2026-01-01T12:00:00.000005+00:00", id="enum_of_datetime"),
+    ],
+)
+@pytest.mark.parametrize("where", ["resource", "author"])
+def test_a_field_value_orjson_writes_keeps_orjsons_default_text(
+    value: Any, text: str, where: str
+) -> None:
+    """A field value the converter passes through to orjson (outside FieldData's types, but
+    accepted) keeps the text orjson writes by default, microseconds and offset included: a
+    resource with fields is encoded without the datetime options that created_at uses."""
+    fields = (FieldValue("f", value),)
+    if where == "resource":
+        resource = _resource(fields=fields)
+        sent = json.loads(encode_body(resource))["fields"]
+    else:
+        resource = _resource(author=Author("456", fields=fields))
+        sent = json.loads(encode_body(resource))["author"]["fields"]
+    assert sent == [{"id": "f", "value": text}]
+    assert json.loads(encode_body(resource))["created_at"] == "2015-01-13T08:59:26Z"
 
 
 # --- encode_push_body -------------------------------------------------------------------------
