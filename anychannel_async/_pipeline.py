@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -99,6 +99,10 @@ class PushPipeline:
     instance push id.
     ``tickets``: a `TicketLedger`; each push request then carries a ``request_id`` it issued,
     so the ticket each resource became can be learnt from Zendesk's event (`TicketLedger`).
+    ``on_settled``: called with each resource's future once the pipeline is done with it (the
+    future settled, or cancelled by its owner and out of every request), synchronously, as its
+    unit of ``max_pending`` is freed; a `PushPool` counts its own room and outcomes with it,
+    without a callback per future. It must not raise.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class PushPipeline:
         shared_outbox: Share | None = None,
         metrics: Metrics | None = None,
         tickets: TicketLedger | None = None,
+        on_settled: Callable[[asyncio.Future[PushResult]], None] | None = None,
         **options: Unpack[PipelineOptions],
     ) -> None:
         if metrics is not None and not isinstance(metrics, Metrics):
@@ -157,6 +162,7 @@ class PushPipeline:
             parent_timeout=settings.parent_timeout,
             requeue=self._requeue,
             metrics=recorder,
+            on_finished=on_settled,
         )
         self._client = client
         self._tickets = tickets

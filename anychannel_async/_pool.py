@@ -103,7 +103,7 @@ class _Member:
         self,
         account: Account,
         client: AnyChannelClient,
-        pipeline: PushPipeline,
+        pipeline_of: Callable[[_Member], PushPipeline],
         limit: int,
         revision: int,
     ) -> None:
@@ -111,7 +111,7 @@ class _Member:
         #: The store's revision when the account was last read: another means read it again.
         self.revision = revision
         self.client = client
-        self.pipeline = pipeline
+        self.pipeline = pipeline_of(self)
         self.flow = FlowControl(limit)
         #: Submits under way plus futures not yet settled: idle when 0.
         self.busy = 0
@@ -271,6 +271,8 @@ class PushPool:
         self._paces: dict[str, AccountPace] = {}
         # Tokens Zendesk refused, by instance push id: the account as refused, and the error.
         self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
+        # The caller's future of each resource a pipeline holds, by the pipeline's future.
+        self._outers: dict[asyncio.Future[PushResult], asyncio.Future[PushResult]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._state = State.OPEN
@@ -404,10 +406,14 @@ class PushPool:
             break
         self._submitted += 1
         # The caller gets a future of its own: cancelling it lets go of the answer, not of
-        # the resource, whose units the pool holds until its pipeline has settled it.
+        # the resource, whose units the pool holds until its pipeline has settled it (the
+        # pipeline's on_settled hook, `_settled`, tells the caller's future then).
         assert self._loop is not None
         outer: asyncio.Future[PushResult] = self._loop.create_future()
-        inner.add_done_callback(functools.partial(self._settled, member, outer))
+        if inner.done():  # settled as it was admitted (refused): the hook found no answer yet
+            _tell(outer, inner)
+        else:
+            self._outers[inner] = outer
         return outer
 
     async def push(self, instance_push_id: str, resource: ExternalResource) -> PushResult:
@@ -454,32 +460,22 @@ class PushPool:
             self._flow.release()
             raise
 
-    def _settled(
-        self,
-        member: _Member,
-        outer: asyncio.Future[PushResult] | None,
-        future: asyncio.Future[PushResult] | None = None,
-    ) -> None:
-        """A submit ended: its pipeline settled the resource (units back, tallied, the
-        caller's future told) or the submit raised (no future)."""
+    def _settled(self, member: _Member, future: asyncio.Future[PushResult] | None) -> None:
+        """A submit or replayed row ended: its pipeline let go of the resource (its
+        on_settled hook: units back, tallied) or the submit raised (no future)."""
         member.busy -= 1
-        if future is not None:  # outer is None for a row replayed from the outbox
+        if future is not None:
             member.flow.release()
             self._flow.release()
-            if future.cancelled():
-                if outer is not None:
-                    outer.cancel()
-            else:
+            outer = self._outers.pop(future, None)  # None: a replayed row, or told by submit
+            if outer is not None:
+                _tell(outer, future)
+            if not future.cancelled():
                 error = future.exception()
                 if error is None:
-                    result = future.result()
-                    self._resolved[str(result.code)] += 1
-                    if outer is not None and not outer.done():
-                        outer.set_result(result)
+                    self._resolved[str(future.result().code)] += 1
                 else:
                     self._failed[type(error).__name__] += 1
-                    if outer is not None and not outer.done():
-                        outer.set_exception(error)
                     if isinstance(error, AuthenticationError) and not member.retired:
                         ipid = member.account.instance_push_id
                         self._refusals.setdefault(ipid, (member.account, error))
@@ -604,15 +600,20 @@ class PushPool:
             retry=self._retry,
             pace=pace,
         )
-        pipeline = PushPipeline(
-            client,
-            account.instance_push_id,
-            settings=self._settings,
-            shared_outbox=self._share(account.instance_push_id),
-            metrics=self._metrics,
-            tickets=self._tickets,
-        )
-        return _Member(account, client, pipeline, self._max_pending_per_account, revision)
+
+        def pipeline_of(member: _Member) -> PushPipeline:
+            return PushPipeline(
+                client,
+                account.instance_push_id,
+                settings=self._settings,
+                shared_outbox=self._share(account.instance_push_id),
+                metrics=self._metrics,
+                tickets=self._tickets,
+                # The pool's units and tallies, without a callback per future.
+                on_settled=functools.partial(self._settled, member),
+            )
+
+        return _Member(account, client, pipeline_of, self._max_pending_per_account, revision)
 
     # -- the outbox --------------------------------------------------------------------------
 
@@ -728,7 +729,6 @@ class PushPool:
             self._settled(member, None)
             raise
         self._replayed += 1
-        inner.add_done_callback(functools.partial(self._settled, member, None))
         return inner
 
     # -- idle pipelines ----------------------------------------------------------------------
@@ -800,3 +800,15 @@ class PushPool:
             accounts=accounts,
             replayed=self._replayed,
         )
+
+
+def _tell(outer: asyncio.Future[PushResult], inner: asyncio.Future[PushResult]) -> None:
+    """The caller's future learns what its pipeline's future says (unless it let go of it)."""
+    if outer.done():
+        return
+    if inner.cancelled():
+        outer.cancel()
+    elif (error := inner.exception()) is not None:
+        outer.set_exception(error)
+    else:
+        outer.set_result(inner.result())

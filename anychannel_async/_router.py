@@ -50,6 +50,7 @@ class Router:
         "_flow",
         "_max_attempts",
         "_metrics",
+        "_on_finished",
         "_outbox",
         "_parent_timeout",
         "_requeue",
@@ -68,8 +69,10 @@ class Router:
         parent_timeout: float,
         requeue: Callable[[list[Submission]], None],
         metrics: Recorder = NO_METRICS,
+        on_finished: Callable[[asyncio.Future[PushResult]], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        self._on_finished = on_finished
         self._flow = flow
         self._outbox = outbox
         self._max_attempts = max_attempts
@@ -312,6 +315,8 @@ class Router:
             outbox.bury(submission.seq, "cancelled by its owner before it was imported")
         self.outstanding.pop(submission, None)
         self._flow.release()
+        if self._on_finished is not None:
+            self._on_finished(submission.future)
         if self._timers:
             timer = self._timers.pop(submission, None)
             if timer is not None:
