@@ -371,7 +371,8 @@ class PushPool:
         while the account's share or the pool is full (or, with ``max_open_accounts``, for a
         place to open the account's pipeline).
         """
-        self._check_open()
+        if self._state is not State.OPEN or asyncio.get_running_loop() is not self._loop:
+            self._check_open()
         # Not a KeyError of an unknown account (nor a TypeError of a dict, for a list): the
         # call is wrong, and no account can have such an id.
         check_id("instance_push_id", instance_push_id)
@@ -473,7 +474,7 @@ class PushPool:
             if not future.cancelled():
                 error = future.exception()
                 if error is None:
-                    self._resolved[str(future.result().code)] += 1
+                    self._resolved[future.result().code] += 1  # a str: named at the snapshot
                 else:
                     self._failed[type(error).__name__] += 1
                     if isinstance(error, AuthenticationError) and not member.retired:
@@ -793,7 +794,7 @@ class PushPool:
         accounts = {ipid: member.pipeline.stats for ipid, member in self._members.items()}
         return PoolStats(
             submitted=self._submitted,
-            resolved=dict(self._resolved),
+            resolved={str(code): count for code, count in self._resolved.items()},
             failed=dict(self._failed),
             requests=self._requests_closed + sum(s.requests for s in accounts.values()),
             pending=self._flow.used,
