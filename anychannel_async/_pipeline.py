@@ -102,7 +102,7 @@ class PushPipeline:
     ``on_settled``: called with each resource's future once the pipeline is done with it (the
     future settled, or cancelled by its owner and out of every request), synchronously, as its
     unit of ``max_pending`` is freed; a `PushPool` counts its own room and outcomes with it,
-    without a callback per future. It must not raise.
+    without a callback per future. What it raises is logged, and the pipeline goes on.
     """
 
     def __init__(
