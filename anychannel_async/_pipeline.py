@@ -310,7 +310,7 @@ class PushPipeline:
                     await self._outbox.close()  # a shared outbox is its owner's to close
 
     async def _stop(self) -> None:
-        """Cancel every task (the send loop, requests in flight, the replay) and wait."""
+        """Stop the sender, cancel every task (requests in flight, the replay) and wait."""
         tasks = self._replay.tasks()
         for task in tasks:
             task.cancel()
