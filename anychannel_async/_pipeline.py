@@ -102,7 +102,7 @@ class PushPipeline:
     ``on_settled``: called with each resource's future once the pipeline is done with it (the
     future settled, or cancelled by its owner and out of every request), synchronously, as its
     unit of ``max_pending`` is freed; a `PushPool` counts its own room and outcomes with it,
-    without a callback per future. It must not raise.
+    without a callback per future. What it raises is logged, and the pipeline goes on.
     """
 
     def __init__(
@@ -310,7 +310,7 @@ class PushPipeline:
                     await self._outbox.close()  # a shared outbox is its owner's to close
 
     async def _stop(self) -> None:
-        """Cancel every task (the send loop, requests in flight, the replay) and wait."""
+        """Stop the sender, cancel every task (requests in flight, the replay) and wait."""
         tasks = self._replay.tasks()
         for task in tasks:
             task.cancel()

@@ -607,7 +607,7 @@ class PushPool:
                 client,
                 account.instance_push_id,
                 settings=self._settings,
-                shared_outbox=self._share(account.instance_push_id),
+                shared_outbox=self._share(member),
                 metrics=self._metrics,
                 tickets=self._tickets,
                 # The pool's units and tallies, without a callback per future.
@@ -646,19 +646,18 @@ class PushPool:
         if self._outbox is not None:
             await self._outbox.close()
 
-    def _share(self, instance_push_id: str) -> Share | None:
-        """The outbox for a new pipeline: the account's leftovers go to the first one only (two
-        pipelines replaying one row at once could race it into two tickets)."""
+    def _share(self, member: _Member) -> Share | None:
+        """The outbox for a member's new pipeline: the account's leftovers go to the first one
+        only (two pipelines replaying one row at once could race it into two tickets)."""
         if self._outbox is None:
             return None
+        instance_push_id = member.account.instance_push_id
         through = 0
         if instance_push_id in self._to_replay:
             self._to_replay.discard(instance_push_id)
             self._replays.add(instance_push_id)
             through = self._replay_through
-        return Share(
-            self._outbox, through, functools.partial(self._admit_replayed, instance_push_id)
-        )
+        return Share(self._outbox, through, functools.partial(self._admit_replayed, member))
 
     async def _replay_all(self, leftovers: list[tuple[str, int]]) -> None:
         """Replay every account's leftovers, oldest first, a bounded number at once; an account
@@ -707,14 +706,18 @@ class PushPool:
             raise
 
     async def _admit_replayed(
-        self, instance_push_id: str, admit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
+        self, member: _Member, admit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
     ) -> asyncio.Future[PushResult]:
-        """A row replayed by a pipeline: it takes the account's and the pool's room as a
+        """A row replayed by member's pipeline: it takes the member's and the pool's room as a
         submit does, and its outcome counts in the pool's stats. `ClosedError` stops the replay
-        (the rows not admitted stay pending)."""
-        member = self._members.get(instance_push_id)
-        if member is None or member.retired or self._state is not State.OPEN:
+        (the rows not admitted stay pending).
+
+        The member, not the account's member now: a replaced pipeline's replay may still read
+        rows before its close begins, and the successor (which replays them itself) would hold
+        room its predecessor's on_settled never gives back."""
+        if member.retired or self._state is not State.OPEN:
             raise ClosedError("this PushPool is closed")
+        instance_push_id = member.account.instance_push_id
         if instance_push_id in self._refusals:
             logger.warning(
                 "outbox: the token of %s was refused: its rows stay pending", instance_push_id

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
 
@@ -36,6 +37,8 @@ from ._results import PushResult, StatusCode
 from ._submission import Submission
 
 __all__ = ["Router"]
+
+logger = logging.getLogger("anychannel_async.pipeline")
 
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
@@ -316,7 +319,12 @@ class Router:
         self.outstanding.pop(submission, None)
         self._flow.release()
         if self._on_finished is not None:
-            self._on_finished(submission.future)
+            try:
+                self._on_finished(submission.future)
+            except Exception:
+                # The caller's bug: raised on, it would leave this submission's children and
+                # the rest of its batch pending for good.
+                logger.exception("on_settled raised; the pipeline goes on")
         if self._timers:
             timer = self._timers.pop(submission, None)
             if timer is not None:

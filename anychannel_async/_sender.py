@@ -233,7 +233,7 @@ class Sender:
         return True
 
     def _offered(self) -> bool:
-        """The host offers a turn: take it while this loop runs and may send."""
+        """The host offers a turn: take it unless this sender stopped or may not send."""
         self._queued = False
         if not self._sending or self._stopped or self._loop is None or self.broken is not None:
             return False
@@ -277,9 +277,9 @@ class Sender:
             internal = AnyChannelError(f"internal error: {type(exc).__name__}: {exc}")
             self._router.fail_all(batch, internal)
         finally:
-            # Leave the in-flight set and end the turn before waking the loop: the done
-            # callback would run a loop iteration late, and the loop would still count this
-            # request and sleep (and the host's next sender would wait).
+            # Leave the in-flight set and end the turn before the wake: the done callback
+            # runs a loop iteration late, and the look would still count this request and
+            # wait (and the host's next sender with it).
             current = asyncio.current_task()
             if current is not None:
                 self._sends.pop(current, None)

@@ -1,16 +1,17 @@
-"""What a hostile or careless caller does to a PushPool: ids that are no ids."""
+"""What a hostile or careless caller does to a PushPool: ids that are no ids, clashes, cancels."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from anychannel_async import AccountStore, PushPool, ValidationError
-from anychannel_async.testing import ZendeskEmulator
+from anychannel_async import Account, AccountStore, PushPool, StatusCode, ValidationError
+from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import resource
+from .conftest import codes, resource, settle, wait_until
 from .test_pool import accounts_on, quick_pool, token
 
 
@@ -45,3 +46,54 @@ async def test_an_instance_push_id_no_account_can_have_is_a_validation_error(
     async with quick_pool(accounts_on(host, "a1")) as pool:
         with pytest.raises(ValidationError, match=r"^instance_push_id: .*\b255 characters"):
             await pool.submit(instance_push_id, resource("r1"))
+
+
+async def test_a_resource_refused_as_it_is_admitted_is_told_and_gives_its_room_back(
+    host: ZendeskEmulator,
+) -> None:
+    """The same external id pending in another conversation: the caller's future fails at
+    once with ValidationError, its room comes back, and the account still goes idle."""
+    host.faults = Faults(latency=0.2)
+    async with quick_pool(
+        accounts_on(host, "a1"), max_pending_per_account=2, idle_timeout=0.05
+    ) as pool:
+        first = await pool.submit("a1", resource("r1", thread_id="t1"))
+        clash = await pool.submit("a1", resource("r1", thread_id="t2"))
+        assert clash.done()
+        assert isinstance(clash.exception(), ValidationError)
+        assert pool.stats.pending == 1
+        later = await pool.submit("a1", resource("r2"))  # the clash's room is free again
+        assert codes(await settle([first, later])) == [StatusCode.SUCCESS] * 2
+        await wait_until(lambda: "a1" not in pool.stats.accounts)  # idle, closed
+        assert pool.stats.pending == 0
+        assert pool.stats.failed == {"ValidationError": 1}
+
+
+async def test_submits_cancelled_while_waiting_for_room_leave_no_unit_behind() -> None:
+    """Cancelled while waiting for the account's room or the pool's: each caller's future
+    that was handed out is still told, and the pool's room is whole again."""
+    async with ZendeskEmulator(accounts={i: token(i) for i in ("a1", "a2")}) as host:
+        host.faults = Faults(latency=0.2)
+        await _cancel_waiting_submits(accounts_on(host, "a1", "a2"))
+
+
+async def _cancel_waiting_submits(accounts: dict[str, Account]) -> None:
+    async with quick_pool(
+        accounts, max_pending=3, max_pending_per_account=2, idle_timeout=0.05
+    ) as pool:
+        held = [await pool.submit("a1", resource(f"a1-{n}")) for n in range(2)]
+        held.append(await pool.submit("a2", resource("a2-0")))
+        waiting = [
+            asyncio.ensure_future(pool.submit(ipid, resource(f"{ipid}-w"))) for ipid in ("a1", "a2")
+        ]
+        await asyncio.sleep(0)  # both wait: a1 for its own room, a2 for the pool's
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        assert codes(await settle(held)) == [StatusCode.SUCCESS] * 3
+        await wait_until(lambda: pool.stats.accounts == {})  # both idle, closed
+        assert pool.stats.pending == 0
+        more = [
+            await pool.submit(i, resource(f"{i}-{n}")) for i, n in (("a1", 5), ("a1", 6), ("a2", 5))
+        ]
+        assert codes(await settle(more)) == [StatusCode.SUCCESS] * 3

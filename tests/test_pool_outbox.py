@@ -397,3 +397,38 @@ async def test_a_killed_process_s_accepted_resources_are_each_imported_once_by_t
         assert set(ids) >= {e for e in printed if e.startswith(f"{ipid}-")}
     assert {state for _, _, state in rows(path)} == {RESOLVED}
     assert DEAD not in {state for _, _, state in rows(path)}
+
+
+async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
+    host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused token's pipeline reads its next rows as a new token replaces it: those rows
+    are not admitted through the successor's room (its pipeline settles them, and the units
+    would never come back: the account would never go idle), and only the new pipeline
+    replays them."""
+    path = tmp_path / "outbox.sqlite"
+    await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
+    gate = asyncio.Event()
+    read = Outbox.pending
+
+    async def two_at_a_time(
+        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        found = await read(self, instance_push_id, after=after, through=through, limit=2)
+        if after:  # the second page waits until the test lets it go
+            await gate.wait()
+        return found
+
+    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    accounts = {"a1": Account("a1", base_url=host_a.base_url, token="wrong-token")}
+    async with pool_on(accounts, path, idle_timeout=0.05) as pool:
+        await wait_until(lambda: pool.stats.failed.get("AuthenticationError", 0) == 2)
+        gate.set()  # the old replay reads its next rows as the new token comes
+        accounts["a1"] = accounts_on(host_a, "a1")["a1"]
+        assert (await pool.push("a1", resource("new"))).imported
+        await pool.flush()
+        await wait_until(lambda: "a1" not in pool.stats.accounts)  # idle, closed
+        assert pool.stats.pending == 0
+    ids = ["a1-0", "a1-1", "a1-2", "a1-3", "new"]
+    assert [host_a.import_count(i) for i in ids] == [1] * 5
+    assert pending_of(path, "a1") == []
