@@ -139,18 +139,16 @@ def _as_tuple(field: str, items: Iterable[_T]) -> tuple[_T, ...]:
     return tuple(items)
 
 
-# attrs runs a converter on the default too, so each resource passes here three times (four
-# with its author): a tuple returns at once, without a second call.
 def _display_infos(items: Iterable[DisplayInfo]) -> tuple[DisplayInfo, ...]:
-    return items if type(items) is tuple else _as_tuple("display_info", items)
+    return _as_tuple("display_info", items)
 
 
 def _field_values(items: Iterable[FieldValue]) -> tuple[FieldValue, ...]:
-    return items if type(items) is tuple else _as_tuple("fields", items)
+    return _as_tuple("fields", items)
 
 
 def _file_urls(items: Iterable[str]) -> tuple[str, ...]:
-    return items if type(items) is tuple else _as_tuple("file_urls", items)
+    return _as_tuple("file_urls", items)
 
 
 def _refuse_constant(name: str) -> object:

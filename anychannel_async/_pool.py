@@ -99,19 +99,16 @@ class _Member:
 
     __slots__ = ("account", "busy", "client", "flow", "pipeline", "retired", "revision", "timer")
 
+    #: Set by the pool right after: its on_settled hook names this member.
+    pipeline: PushPipeline
+
     def __init__(
-        self,
-        account: Account,
-        client: AnyChannelClient,
-        pipeline_of: Callable[[_Member], PushPipeline],
-        limit: int,
-        revision: int,
+        self, account: Account, client: AnyChannelClient, limit: int, revision: int
     ) -> None:
         self.account = account
         #: The store's revision when the account was last read: another means read it again.
         self.revision = revision
         self.client = client
-        self.pipeline = pipeline_of(self)
         self.flow = FlowControl(limit)
         #: Submits under way plus futures not yet settled: idle when 0.
         self.busy = 0
@@ -602,19 +599,18 @@ class PushPool:
             pace=pace,
         )
 
-        def pipeline_of(member: _Member) -> PushPipeline:
-            return PushPipeline(
-                client,
-                account.instance_push_id,
-                settings=self._settings,
-                shared_outbox=self._share(member),
-                metrics=self._metrics,
-                tickets=self._tickets,
-                # The pool's units and tallies, without a callback per future.
-                on_settled=functools.partial(self._settled, member),
-            )
-
-        return _Member(account, client, pipeline_of, self._max_pending_per_account, revision)
+        member = _Member(account, client, self._max_pending_per_account, revision)
+        member.pipeline = PushPipeline(
+            client,
+            account.instance_push_id,
+            settings=self._settings,
+            shared_outbox=self._share(member),
+            metrics=self._metrics,
+            tickets=self._tickets,
+            # The pool's units and tallies, without a callback per future.
+            on_settled=functools.partial(self._settled, member),
+        )
+        return member
 
     # -- the outbox --------------------------------------------------------------------------
 
