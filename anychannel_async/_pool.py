@@ -152,7 +152,7 @@ class PushPool:
       (default 60); the next submit opens a new one.
     - ``max_open_accounts``: pipelines open at once (default None: as many as have work,
       at most ``max_pending``; idle ones beyond 1,000 close, longest idle first). Given, memory
-      stays flat whatever the number of accounts (a busy pipeline holds ~10-25 kB): beyond it,
+      stays flat whatever the number of accounts (a busy pipeline holds ~4 KiB): beyond it,
       idle ones close and a submit for another account waits until one is idle. That costs
       throughput when more accounts than that are busy at once (each waits for another to
       empty), so give it where memory matters more, above the number of accounts busy at once.
