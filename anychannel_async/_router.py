@@ -348,17 +348,26 @@ class Router:
         """The pipeline closes before these resolved: each fails with `ClosedError`, or with
         `OutcomeUnknownError` when a push of it may have reached Zendesk (never "nothing
         happened" for what Zendesk may hold)."""
+        self.give_up(batch, ClosedError(reason))
+
+    def give_up(self, batch: Iterable[Submission], error: AnyChannelError) -> None:
+        """These will not be pushed (again): each fails with its own copy of error, or with
+        `OutcomeUnknownError` when a push of it may have reached Zendesk."""
         for submission in list(batch):
             if submission.unknown is not None:
                 self.fail(submission, self._outcome_unknown(submission))
             else:
-                self.fail(submission, ClosedError(reason))
+                self.fail(submission, copies(error, 1)[0])
 
-    def close(self, reason: str) -> None:
-        """Abandon everything still here: timers, children waiting, outstanding."""
+    def stop_timers(self) -> list[Submission]:
+        """Cancel every orphan's timer; returns the orphans, which nothing will push again."""
         timers, self._timers = self._timers, {}
         for timer in timers.values():
             timer.cancel()
-        self.abandon(timers, reason)
+        return list(timers)
+
+    def close(self, reason: str) -> None:
+        """Abandon everything still here: timers, children waiting, outstanding."""
+        self.abandon(self.stop_timers(), reason)
         self.abandon(self._conversations.drain_waiting(), reason)
         self.abandon(self.outstanding, reason)

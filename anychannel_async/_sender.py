@@ -172,7 +172,12 @@ class Sender:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._stopped or self.broken is not None:
+        if self._stopped:
+            return
+        if self.broken is not None:
+            # What came back to the queue since the break (pushed again after an answer in
+            # flight, a child released, a replayed row): nothing will send it.
+            self._router.give_up(self._batcher.drain(), self.broken)
             return
         try:
             wait = self._look()
@@ -247,12 +252,17 @@ class Sender:
             self._pace.finish()
 
     def _break(self, error: Exception) -> None:
-        """A look failed with a bug: fail what is pending, refuse new work."""
+        """A look failed with a bug: fail what is queued, refuse new work.
+
+        The requests in flight are left to finish: Zendesk may import what they carry, so
+        their answers settle those futures. Whatever would then be pushed again fails at the
+        next look instead (`_poll`), as unknown if a push of it may have reached Zendesk.
+        """
         self._hand_back()
-        logger.error("the pipeline's sender stopped: %r; failing pending resources", error)
+        logger.error("the pipeline's sender stopped: %r; failing queued resources", error)
         self.broken = AnyChannelError(f"internal error: the pipeline's sender stopped: {error!r}")
-        self._router.fail_all(self._batcher.drain(), self.broken)
-        self._router.close(str(self.broken))
+        self._idle = True  # whatever is queued from now on wakes a look, which fails it
+        self._router.give_up([*self._router.stop_timers(), *self._batcher.drain()], self.broken)
 
     def _start_send(self, batch: list[Submission]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(batch))
@@ -290,8 +300,8 @@ class Sender:
     async def _deliver(self, batch: list[Submission]) -> list[Submission]:
         """Push a batch and hand the answer to the router; returns what to push again."""
         batch = [submission for submission in batch if not self._router.doomed(submission)]
-        if not batch:
-            return []
+        if not batch or self.broken is not None:
+            return batch  # broken (a split's next half): no new push, the next look fails it
         for submission in batch:
             if submission.sends:
                 self.resent += 1

@@ -21,6 +21,7 @@ from anychannel_async import (
     ValidationError,
 )
 from anychannel_async._batcher import Batcher
+from anychannel_async._submission import Submission
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import (
@@ -253,6 +254,65 @@ async def test_a_bug_in_the_sender_fails_futures_instead_of_hanging(
             await asyncio.wait_for(future, 5)
         with pytest.raises(AnyChannelError):
             await pipe.submit(resource("bug-2"))
+
+
+def _take_breaks_from_second_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batcher.take works once (a request goes in flight), then fails like a bug would."""
+    take = Batcher.take
+    calls = 0
+
+    def take_then_break(self: Batcher, dropped: list[Submission]) -> list[Submission]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("simulated bug")
+        return take(self, dropped)
+
+    # On the class: a Batcher has __slots__ (a pool holds one per account).
+    monkeypatch.setattr(Batcher, "take", take_then_break)
+
+
+async def test_a_bug_in_the_sender_lets_the_request_in_flight_tell_its_outcome(
+    emulator: ZendeskEmulator, client: AnyChannelClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender breaks while a request is in flight: what was queued fails at once, but the
+    resource in flight is not abandoned as "closed" (Zendesk may import it): its future waits
+    for the answer and resolves with it."""
+    emulator.faults = Faults(latency=0.3)
+    _take_breaks_from_second_call(monkeypatch)
+    async with PushPipeline(client, IPID, max_latency=0) as pipe:
+        sent = await pipe.submit(resource("sent"))
+        await wait_until(lambda: pipe.stats.in_flight == 1)
+        queued = await pipe.submit(resource("queued"))
+        with pytest.raises(AnyChannelError, match="simulated bug"):
+            await asyncio.wait_for(queued, 5)
+        assert not sent.done()  # its request is still in flight
+        result = await asyncio.wait_for(sent, 5)
+        assert pipe.stats.pending == 0
+    assert result.code is StatusCode.SUCCESS
+    assert emulator.import_count("sent") == 1
+    assert emulator.import_count("queued") == 0
+
+
+async def test_a_bug_in_the_sender_fails_an_unknown_outcome_in_flight_as_unknown(
+    emulator: ZendeskEmulator, client: AnyChannelClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer of the request in flight says nothing (Zendesk imported it, the body is
+    garbage): the broken sender cannot push it again, so it fails with OutcomeUnknownError,
+    never with ClosedError ("nothing happened")."""
+    emulator.faults = Faults(latency=0.3)
+    emulator.script(Fault.GARBAGE)
+    _take_breaks_from_second_call(monkeypatch)
+    async with PushPipeline(client, IPID, max_latency=0) as pipe:
+        sent = await pipe.submit(resource("sent"))
+        await wait_until(lambda: pipe.stats.in_flight == 1)
+        queued = await pipe.submit(resource("queued"))
+        with pytest.raises(AnyChannelError, match="simulated bug"):
+            await asyncio.wait_for(queued, 5)
+        with pytest.raises(OutcomeUnknownError):
+            await asyncio.wait_for(sent, 5)
+        assert pipe.stats.pending == 0
+    assert emulator.import_count("sent") == 1
 
 
 async def test_close_bound_with_children_waiting_on_children_resolves_everything(
