@@ -342,12 +342,24 @@ class PushPool:
         for member in members:
             member.flow.wake_all(lambda: ClosedError("this PushPool is closed"))
             self._drop(member)
+        loop = asyncio.get_running_loop()
+        closes = [loop.create_task(self._close_member(m, flush=flush)) for m in members]
+        closes.extend(self._closing)
         try:
-            await asyncio.gather(
-                *(self._close_member(m, flush=flush) for m in members), *list(self._closing)
-            )
+            # Not gather: cancelled, it would cancel these tasks before their first step, and
+            # a task cancelled then never runs its body: its pipeline would stay open, its
+            # futures pending, and a second close would return at once. By the time a
+            # cancelled close wakes up here, every one of them has started.
+            if closes:
+                await asyncio.wait(closes)
         finally:
             try:
+                # This close was cancelled: each pipeline's close is cut short as a cancelled
+                # PushPipeline.close is (requests in flight cut, nothing left pending).
+                for task in closes:
+                    task.cancel()
+                if closes:
+                    await asyncio.wait(closes)
                 await self._close_outbox()  # last: the pipelines wrote their outcomes to it
                 if self._session is not None:
                     await self._session.close()
@@ -778,8 +790,10 @@ class PushPool:
 
     async def _close_member(self, member: _Member, *, flush: bool) -> None:
         try:
-            await member.pipeline.close(flush=flush)
-            await member.client.close()
+            try:
+                await member.pipeline.close(flush=flush)
+            finally:
+                await member.client.close()  # a cancelled close too
         except Exception:  # a bug: logged, and the pool still closes the others
             logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
         finally:

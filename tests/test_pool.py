@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -496,3 +497,28 @@ async def test_a_submit_waiting_for_a_place_fails_with_closed_error_when_the_poo
             await waiting
         assert (await held).imported
         assert emu.ticket_for("c1-0") is None
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_a_cancelled_close_leaves_no_pipeline_open(turns: int) -> None:
+    """close() cancelled after a few loop turns (before, or just after, its per-account
+    closes start), then close() again: every future is done, nothing is pending, and no task
+    of the library is left running."""
+    ipids = ["d1", "d2", "d3"]
+    # In its own thread: its tasks are not on this loop.
+    with ZendeskEmulator(accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.5)) as emu:
+        ours = asyncio.all_tasks()
+        pool = PushPool(accounts_on(emu, *ipids), retry=FAST_RETRY, max_latency=0.0)
+        futures = [await pool.submit(i, resource(f"{i}-{n}")) for i in ipids for n in range(3)]
+        await wait_until(lambda: all(s.in_flight for s in pool.stats.accounts.values()))
+        closing = asyncio.create_task(pool.close())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+        await pool.close()
+        assert [f for f in futures if not f.done()] == []
+        assert pool.stats.pending == 0
+        assert asyncio.all_tasks() - ours == set()
+        await settle(futures)  # each outcome retrieved
