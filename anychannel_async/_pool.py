@@ -6,9 +6,9 @@ client (its own token) and a `PushPipeline`, opened on first use and closed once
 bounds memory twice: ``max_pending`` for the whole pool, and ``max_pending_per_account`` for
 each account, so an account that is slow, unreachable or rate limited fills only its own share.
 
-It decides nothing about a resource's outcome: the pipelines do. It reads one thing from the
-futures it hands out: an `AuthenticationError`, after which it sends nothing more with that
-token. It never shows a credential.
+It decides nothing about a resource's outcome: the pipelines do. It hears one thing from each
+account's client: a refusal of its token (`RefusalStopClient.on_refusal`), after which further
+submits for it fail at once until the accounts hold another token. It never shows a credential.
 
 With an outbox, it owns one `Outbox` for every account (each row carries its instance push
 id): it opens it first, hands each pipeline a `Share` of it, closes it last, and replays what
@@ -486,18 +486,23 @@ class PushPool:
                     self._resolved[future.result().code] += 1  # a str: named at the snapshot
                 else:
                     self._failed[type(error).__name__] += 1
-                    if isinstance(error, AuthenticationError) and not member.retired:
-                        ipid = member.account.instance_push_id
-                        self._refusals.setdefault(ipid, (member.account, error))
-                        if ipid in self._replays:
-                            # Its rows stay pending: the pipeline of the next token replays them.
-                            self._to_replay.add(ipid)
         if member.busy == 0 and not member.retired and self._loop is not None:
             if self._openers and self._state is State.OPEN:
                 self._retire(member)  # its place goes to an account waiting to open
                 return
             member.timer = self._loop.call_later(self._idle_timeout, self._idle, member)
             self._idle_members[member.account.instance_push_id] = member
+
+    def _refused_token(self, member: _Member, error: AuthenticationError) -> None:
+        """Zendesk refused a member's token (its client saw the 401/403, and sends nothing
+        more with it): further submits fail at once, until the accounts hold another."""
+        if member.retired:
+            return  # a token already replaced
+        ipid = member.account.instance_push_id
+        self._refusals.setdefault(ipid, (member.account, error))
+        if ipid in self._replays:
+            # Its rows stay pending: the pipeline of the next token replays them.
+            self._to_replay.add(ipid)
 
     def _refused(
         self, error: AuthenticationError, instance_push_id: str
@@ -612,6 +617,7 @@ class PushPool:
         )
 
         member = _Member(account, client, self._max_pending_per_account, revision)
+        client.on_refusal = functools.partial(self._refused_token, member)
         member.pipeline = PushPipeline(
             client,
             account.instance_push_id,
