@@ -51,6 +51,7 @@ from ._serde import encode_body, resource_from_json
 
 __all__ = [
     "DEAD",
+    "NO_REPLAY",
     "PENDING",
     "RESOLVED",
     "Outbox",
@@ -422,6 +423,15 @@ class Replay:
             self.outcomes[type(error).__name__] += 1
         else:
             self.outcomes[str(future.result().code)] += 1
+
+
+async def _no_rows(resource: ExternalResource, body: bytes, seq: int) -> asyncio.Future[PushResult]:
+    raise AssertionError("a pipeline without an outbox replays nothing")
+
+
+#: The replay of every pipeline without an outbox: nothing to open, wait for or count, so one
+#: instance serves them all (a pool holds a pipeline per busy account).
+NO_REPLAY = Replay(None, "", _no_rows)
 
 
 class _WriterConnection(sqlite3.Connection):

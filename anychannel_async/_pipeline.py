@@ -31,7 +31,7 @@ from ._flow import FlowControl
 from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Gauges, Metrics
 from ._models import ID_MAX, ExternalResource
-from ._outbox import Outbox, Replay, Share
+from ._outbox import NO_REPLAY, Outbox, Replay, Share
 from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
@@ -104,6 +104,30 @@ class PushPipeline:
     unit of ``max_pending`` is freed; a `PushPool` counts its own room and outcomes with it,
     without a callback per future. What it raises is logged, and the pipeline goes on.
     """
+
+    # A pool holds one per busy account: no instance dict (~100-200 bytes each).
+    __slots__ = (
+        "__weakref__",
+        "_batcher",
+        "_client",
+        "_closed",
+        "_flow",
+        "_instance_push_id",
+        "_loop",
+        "_max_item_bytes",
+        "_max_latency",
+        "_metrics",
+        "_outbox",
+        "_pace",
+        "_replay",
+        "_router",
+        "_sender",
+        "_share",
+        "_state",
+        "_submitted",
+        "_tickets",
+        "settings",
+    )
 
     def __init__(
         self,
@@ -179,7 +203,9 @@ class PushPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         # The outbox: opened once, then its leftovers queued before any new work.
-        if shared_outbox is None:
+        if self._outbox is None:
+            self._replay = NO_REPLAY  # nothing to replay, nothing that changes: one for all
+        elif shared_outbox is None:
             self._replay = Replay(self._outbox, instance_push_id, self._admit_replayed)
         else:
             self._replay = Replay(

@@ -97,14 +97,25 @@ class PoolStats:
 class _Member:
     """One instance push id's client, pipeline and share of the pool, while it is open."""
 
-    __slots__ = ("account", "busy", "client", "flow", "pipeline", "retired", "revision", "timer")
+    __slots__ = (
+        "account",
+        "busy",
+        "client",
+        "flow",
+        "pipeline",
+        "pool",
+        "retired",
+        "revision",
+        "timer",
+    )
 
     #: Set by the pool right after: its on_settled hook names this member.
     pipeline: PushPipeline
 
     def __init__(
-        self, account: Account, client: AnyChannelClient, limit: int, revision: int
+        self, pool: PushPool, account: Account, client: AnyChannelClient, limit: int, revision: int
     ) -> None:
+        self.pool = pool
         self.account = account
         #: The store's revision when the account was last read: another means read it again.
         self.revision = revision
@@ -115,6 +126,14 @@ class _Member:
         self.timer: asyncio.TimerHandle | None = None
         #: Set once the pool dropped it (idle, a new token, closing): never used again.
         self.retired = False
+
+    # The pipeline's and the client's hooks: bound methods, not partials (a pool holds one
+    # member per busy account).
+    def settled(self, future: asyncio.Future[PushResult]) -> None:
+        self.pool._settled(self, future)
+
+    def refused(self, error: AuthenticationError) -> None:
+        self.pool._refused_token(self, error)
 
 
 # Without max_open_accounts, idle pipelines beyond this many close, longest idle first.
@@ -616,8 +635,8 @@ class PushPool:
             pace=pace,
         )
 
-        member = _Member(account, client, self._max_pending_per_account, revision)
-        client.on_refusal = functools.partial(self._refused_token, member)
+        member = _Member(self, account, client, self._max_pending_per_account, revision)
+        client.on_refusal = member.refused
         member.pipeline = PushPipeline(
             client,
             account.instance_push_id,
@@ -626,7 +645,7 @@ class PushPool:
             metrics=self._metrics,
             tickets=self._tickets,
             # The pool's units and tallies, without a callback per future.
-            on_settled=functools.partial(self._settled, member),
+            on_settled=member.settled,
         )
         return member
 
