@@ -11,8 +11,9 @@ import pytest
 from anychannel_async import Account, AccountStore, PushPool, StatusCode, ValidationError
 from anychannel_async.testing import Faults, ZendeskEmulator
 
+from .accounts_support import token
 from .conftest import codes, resource, settle, wait_until
-from .test_pool import accounts_on, quick_pool, token
+from .test_pool import accounts_on, quick_pool
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from anychannel_async import (
 )
 from anychannel_async.testing import Faults, ZendeskEmulator
 
+from .accounts_support import closed_port_url, token
 from .conftest import FAST_RETRY, pushes, resource, settle, wait_until
 
 # Retries that take seconds: an unreachable host's resources stay pending through a test.
@@ -59,10 +59,6 @@ def quick_pool(
     )
 
 
-def token(ipid: str) -> str:
-    return f"token-{ipid}"
-
-
 def accounts_on(emulator: ZendeskEmulator, *ipids: str) -> dict[str, Account]:
     """An Account per instance push id, all on that emulator's host, with the right token."""
     return {i: Account(i, base_url=emulator.base_url, token=token(i)) for i in ipids}
@@ -78,14 +74,6 @@ async def host_a() -> AsyncIterator[ZendeskEmulator]:
 async def host_b() -> AsyncIterator[ZendeskEmulator]:
     async with ZendeskEmulator(accounts={i: token(i) for i in ("b1", "b2", "b3")}) as emu:
         yield emu
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens: every connection is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def unreachable(*ipids: str) -> dict[str, Account]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -30,26 +29,23 @@ from anychannel_async import (
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, Outbox, Share, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
 
+from .accounts_support import token
 from .conftest import cli, comment_ids, pushes, resource, settle, wait_until
-from .test_pool import quick_pool
+from .test_pool import accounts_on, quick_pool, unreachable
 
 ONE_TRY = RetryPolicy(max_tries=1)
 
 
-def token(ipid: str) -> str:
-    return f"token-{ipid}"
+@pytest.fixture
+async def host_a() -> AsyncIterator[ZendeskEmulator]:
+    async with ZendeskEmulator(accounts={i: token(i) for i in ("a1", "a2", "a3")}) as emu:
+        yield emu
 
 
-def accounts_on(emulator: ZendeskEmulator, *ipids: str) -> dict[str, Account]:
-    return {i: Account(i, base_url=emulator.base_url, token=token(i)) for i in ipids}
-
-
-def unreachable(*ipids: str) -> dict[str, Account]:
-    """Accounts on a loopback port where nothing listens: every connection is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    return {i: Account(i, base_url=url, token=token(i)) for i in ipids}
+@pytest.fixture
+async def host_b() -> AsyncIterator[ZendeskEmulator]:
+    async with ZendeskEmulator(accounts={i: token(i) for i in ("b1", "b2")}) as emu:
+        yield emu
 
 
 def pool_on(accounts: Mapping[str, Account], path: Path, **options: Any) -> PushPool:
@@ -86,18 +82,6 @@ async def leave_pending(path: Path, work: Mapping[str, Sequence[ExternalResource
         await pool.close(flush=False)
     assert all(isinstance(o, AnyChannelError) for o in await settle(futures))
     assert [state for _, _, state in rows(path)] == [PENDING] * len(futures)
-
-
-@pytest.fixture
-async def host_a() -> AsyncIterator[ZendeskEmulator]:
-    async with ZendeskEmulator(accounts={i: token(i) for i in ("a1", "a2", "a3")}) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def host_b() -> AsyncIterator[ZendeskEmulator]:
-    async with ZendeskEmulator(accounts={i: token(i) for i in ("b1", "b2")}) as emu:
-        yield emu
 
 
 async def test_a_stopped_pool_s_rows_not_imported_are_replayed_by_the_next_for_each_account(
