@@ -10,9 +10,10 @@ outbox's opening and replay, and the stats. It decides nothing about outcomes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -40,7 +41,7 @@ from ._settings import PipelineOptions, PipelineSettings, settings_of
 from ._submission import Submission
 from ._tickets import REQUEST_ID_LENGTH, TicketLedger
 
-__all__ = ["PipelineStats", "PushPipeline"]
+__all__ = ["PipelineStats", "PushPipeline", "flush_all"]
 
 logger = logging.getLogger("anychannel_async.pipeline")
 
@@ -285,11 +286,7 @@ class PushPipeline:
         """Send everything queued now, and wait until every resource submitted so far resolved
         (with an outbox, the rows an earlier run left pending included)."""
         self._bind_loop()
-        await self._replay.wait()
-        futures = [submission.future for submission in self._router.outstanding]
-        if futures:
-            with self._sender.hurry():
-                await asyncio.wait(futures)
+        await flush_all((self,))
 
     async def close(self, *, flush: bool = True) -> None:
         """Flush (waiting at most ``close_timeout``), then stop every task. Idempotent.
@@ -521,6 +518,26 @@ class PushPipeline:
             replayed=self._replay.count,
             replay_outcomes=dict(self._replay.outcomes),
         )
+
+
+async def flush_all(pipelines: Collection[PushPipeline]) -> None:
+    """Flush pipelines with one wait: each one's queue goes at once (its replay queued
+    first), and this returns when every resource they held when it began has resolved.
+
+    One wait, not a task per pipeline: a pool flushing 5,000 accounts at once held a task,
+    two coroutine frames and a waiter each, its peak memory's largest part.
+    """
+    for pipeline in pipelines:
+        await pipeline._replay.wait()
+    futures = [
+        submission.future for pipeline in pipelines for submission in pipeline._router.outstanding
+    ]
+    if not futures:
+        return
+    with contextlib.ExitStack() as hurried:
+        for pipeline in pipelines:
+            hurried.enter_context(pipeline._sender.hurry())
+        await asyncio.wait(futures)
 
 
 async def _push_issued(

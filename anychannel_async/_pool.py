@@ -49,7 +49,7 @@ from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Metrics
 from ._models import ExternalResource, check_id
 from ._outbox import Outbox, Share
-from ._pipeline import PipelineStats, PushPipeline
+from ._pipeline import PipelineStats, PushPipeline, flush_all
 from ._ratelimit import AccountPace
 from ._results import PushResult
 from ._settings import PipelineOptions, PipelineSettings, settings_of
@@ -339,7 +339,7 @@ class PushPool:
         self._bind_loop()
         if self._replayer is not None:
             await asyncio.wait([self._replayer])  # not cancelled with it when close() stops it
-        await asyncio.gather(*(m.pipeline.flush() for m in list(self._members.values())))
+        await flush_all([member.pipeline for member in self._members.values()])
 
     async def close(self, *, flush: bool = True) -> None:
         """Close every pipeline (each as `PushPipeline.close`, with ``flush``), then the
