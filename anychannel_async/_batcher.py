@@ -44,7 +44,8 @@ class Batcher:
         self._queue: list[Submission] = []
         self._queued_bytes = 0
         self._busy: dict[str, None] = {}
-        self._parked: dict[str, list[Submission]] = {}
+        # Made on first use: most accounts of a pool never park anything.
+        self._parked: dict[str, list[Submission]] | None = None
         self._parked_count = 0
 
     def __len__(self) -> int:
@@ -82,12 +83,17 @@ class Batcher:
                 self._queued_bytes += item.size
         self._queue[:0] = front
         for key, group in parked.items():
-            self._parked.setdefault(key, [])[:0] = group
+            self._parked_of(key)[:0] = group
             self._parked_count += len(group)
 
     def _park(self, item: Submission) -> None:
-        self._parked.setdefault(item.key, []).append(item)
+        self._parked_of(item.key).append(item)
         self._parked_count += 1
+
+    def _parked_of(self, key: str) -> list[Submission]:
+        if self._parked is None:
+            self._parked = {}
+        return self._parked.setdefault(key, [])
 
     def full(self) -> bool:
         """True when the queue holds at least one full batch."""
@@ -134,7 +140,7 @@ class Batcher:
         unparked: list[Submission] = list(requeue)
         for key in keys:
             self._busy.pop(key, None)
-            parked = self._parked.pop(key, None)
+            parked = self._parked.pop(key, None) if self._parked else None
             if parked:
                 self._parked_count -= len(parked)
                 unparked.extend(parked)
@@ -144,10 +150,10 @@ class Batcher:
     def drain(self) -> list[Submission]:
         """Remove and return every item, queued or parked (used when the pipeline closes)."""
         items = list(self._queue)
-        for parked in self._parked.values():
+        for parked in (self._parked or {}).values():
             items.extend(parked)
         self._queue.clear()
-        self._parked.clear()
+        self._parked = None
         self._parked_count = 0
         self._queued_bytes = 0
         return items

@@ -58,11 +58,13 @@ class Conversations(Generic[M]):
 
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
         self._pending: dict[str, M] = {}
-        self._waiting: dict[str, list[M]] = {}
+        # Children waiting for a pending parent, and what failed: made on first use (a pool
+        # holds a Conversations per busy account, and an empty dict is 64 bytes).
+        self._waiting: dict[str, list[M]] | None = None
         # id -> None when it failed for good (its children fail as not found), or the error
         # that stopped it without a final answer (its children fail with a copy of that).
         # Oldest first (a dict keeps insertion order; an OrderedDict costs twice as much).
-        self._failed: dict[str, AnyChannelError | None] = {}
+        self._failed: dict[str, AnyChannelError | None] | None = None
         self._failed_memory = failed_memory
 
     def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
@@ -97,13 +99,14 @@ class Conversations(Generic[M]):
         parent_id = member.parent_id
         return (
             parent_id is not None
+            and self._failed is not None
             and parent_id in self._failed
             and parent_id not in self._pending  # submitted again since: it may pass
         )
 
     def cause(self, external_id: str) -> AnyChannelError | None:
         """Why a failed resource failed: None when for good, else the error that stopped it."""
-        return self._failed.get(external_id)
+        return None if self._failed is None else self._failed.get(external_id)
 
     def place(self, child: M) -> Parent:
         """Zendesk could not locate child's parent: where it stands, and if it is pending
@@ -112,9 +115,11 @@ class Conversations(Generic[M]):
         if parent_id in self._pending:
             if self._descends(parent_id, child.external_id):
                 return Parent.CYCLE
+            if self._waiting is None:
+                self._waiting = {}
             self._waiting.setdefault(parent_id, []).append(child)
             return Parent.PENDING
-        if parent_id in self._failed:
+        if self._failed is not None and parent_id in self._failed:
             return Parent.FAILED
         return Parent.ABSENT
 
@@ -132,20 +137,25 @@ class Conversations(Generic[M]):
         elif pending is not None and not imported:
             # Another submission of the same id is still pending: its children wait for it.
             return []
+        failed = self._failed
         if not imported:
-            self._failed.pop(external_id, None)  # inserted again: the newest
-            self._failed[external_id] = cause
-            if len(self._failed) > self._failed_memory:
-                del self._failed[next(iter(self._failed))]
-        elif self._failed:
-            self._failed.pop(external_id, None)  # it failed once, and now went through
+            if failed is None:
+                failed = self._failed = {}
+            failed.pop(external_id, None)  # inserted again: the newest
+            failed[external_id] = cause
+            if len(failed) > self._failed_memory:
+                del failed[next(iter(failed))]
+        elif failed:
+            failed.pop(external_id, None)  # it failed once, and now went through
         if not self._waiting:
             return []
         return self._waiting.pop(external_id, None) or []
 
     def drain_waiting(self) -> list[M]:
         """Every child still waiting for a parent (the pipeline is closing)."""
-        waiting, self._waiting = self._waiting, {}
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return []
         return [child for children in waiting.values() for child in children]
 
     def _descends(self, parent_id: str | None, external_id: str) -> bool:

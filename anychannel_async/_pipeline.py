@@ -506,8 +506,8 @@ class PushPipeline:
         sender = self._sender
         return PipelineStats(
             submitted=self._submitted,
-            resolved={str(code): count for code, count in self._router.resolved.items()},
-            failed=dict(self._router.failed),
+            resolved={str(code): count for code, count in (self._router.resolved or {}).items()},
+            failed=dict(self._router.failed or {}),
             requests=sender.requests,
             retries=sender.retries,
             resent=sender.resent,

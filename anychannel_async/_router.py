@@ -82,13 +82,16 @@ class Router:
         self._parent_timeout = parent_timeout
         self._requeue = requeue
         self._conversations: Conversations[Submission] = Conversations()
-        self._timers: dict[Submission, asyncio.TimerHandle] = {}
+        # Orphans waiting to be pushed again: made on first use (a pool holds a router per
+        # busy account, and an empty dict is 64 bytes).
+        self._timers: dict[Submission, asyncio.TimerHandle] | None = None
         #: Submissions accepted and not yet finished (a dict as an ordered set: an empty set
         #: costs 216 bytes, and a pool holds a router per account).
         self.outstanding: dict[Submission, None] = {}
-        #: Resources resolved, by status code; failed, by exception class name.
-        self.resolved: collections.Counter[str] = collections.Counter()  # StatusCode is a str
-        self.failed: collections.Counter[str] = collections.Counter()
+        #: Resources resolved, by status code; failed, by exception class name (each made at
+        #: its first count).
+        self.resolved: collections.Counter[str] | None = None  # StatusCode is a str
+        self.failed: collections.Counter[str] | None = None
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -242,9 +245,12 @@ class Router:
         wait = min(_ORPHAN_MAX_WAIT, _ORPHAN_FIRST_WAIT * 2**child.orphan_tries)
         wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter
         child.orphan_tries += 1
+        if self._timers is None:
+            self._timers = {}
         self._timers[child] = loop.call_later(min(wait, deadline - now), self._orphan_wakes, child)
 
     def _orphan_wakes(self, child: Submission) -> None:
+        assert self._timers is not None
         del self._timers[child]
         if child.future.done():
             self._finished(child)
@@ -264,6 +270,8 @@ class Router:
 
     def _resolve(self, submission: Submission, result: PushResult) -> None:
         submission.future.set_result(result)
+        if self.resolved is None:
+            self.resolved = collections.Counter()
         self.resolved[result.code] += 1
         self._metrics.outcome(result.code)
         submission.imported = True
@@ -280,6 +288,8 @@ class Router:
         """Fail a submission's future with error (its own copy), unless it is done already."""
         if not submission.future.done():
             submission.future.set_exception(error)
+            if self.failed is None:
+                self.failed = collections.Counter()
             self.failed[type(error).__name__] += 1
             self._metrics.outcome(type(error).__name__)
             submission.error = error
@@ -361,7 +371,7 @@ class Router:
 
     def stop_timers(self) -> list[Submission]:
         """Cancel every orphan's timer; returns the orphans, which nothing will push again."""
-        timers, self._timers = self._timers, {}
+        timers, self._timers = self._timers or {}, None
         for timer in timers.values():
             timer.cancel()
         return list(timers)

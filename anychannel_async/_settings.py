@@ -152,4 +152,6 @@ def settings_of(settings: PipelineSettings | None, options: PipelineOptions) -> 
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigurationError(f"unknown pipeline settings: {', '.join(unknown)}")
+    if settings is not None and not options:
+        return settings  # frozen: shared as it is (a pool's pipelines all hold its own)
     return attrs.evolve(settings or PipelineSettings(), **options)
