@@ -34,7 +34,7 @@ class Credentials:
     never the value.
     """
 
-    __slots__ = ("_parts", "header")
+    __slots__ = ("_parts", "_secret", "header")
 
     def __init__(
         self, *, token: str | None = None, basic_auth: tuple[str, str] | None = None
@@ -72,16 +72,25 @@ class Credentials:
             secret = basic_auth[1]
         #: The Authorization header's value.
         self.header = header
-        # Every spelling of the credentials an answer could echo: the header's value, the
-        # token or secret alone. Longest first, so a part inside another is not left half.
-        # A JSON body may echo them escaped (\u20ac for €, \/ for /): those spellings too.
-        plain = {header, header.split(" ", 1)[1], secret}
+        self._secret = secret
+        # The spellings to redact, made at the first redaction: a pool holds credentials per
+        # account, and most never see an error (~400 bytes each).
+        self._parts: list[str] | None = None
+
+    def _spellings(self) -> list[str]:
+        """Every spelling of the credentials an answer could echo: the header's value, the
+        token or secret alone. Longest first, so a part inside another is not left half. A
+        JSON body may echo them escaped (\\u20ac for €, \\/ for /): those spellings too."""
+        header = self.header
+        plain = {header, header.split(" ", 1)[1], self._secret}
         escaped = {json.dumps(part)[1:-1] for part in plain}
         spellings = plain | escaped | {part.replace("/", "\\/") for part in plain | escaped}
-        self._parts = sorted(spellings, key=len, reverse=True)
+        return sorted(spellings, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         """text with every occurrence of the credentials replaced."""
+        if self._parts is None:
+            self._parts = self._spellings()
         for part in self._parts:
             if part in text:
                 text = text.replace(part, "<redacted>")
