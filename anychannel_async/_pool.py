@@ -270,7 +270,8 @@ class PushPool:
             )
         self._tickets = tickets
         self._timeout = timeout
-        self._retry = retry
+        # One policy (frozen) for every account's client, not a default one each.
+        self._retry = retry if retry is not None else RetryPolicy()
         self._max_connections = max_connections
         self._max_open = max_open_accounts
         # Idle pipelines kept open beyond this many are closed, longest idle first.
