@@ -402,13 +402,16 @@ class PushPool:
         """
         if self._state is not State.OPEN or asyncio.get_running_loop() is not self._loop:
             self._check_open()
-        # Not a KeyError of an unknown account (nor a TypeError of a dict, for a list): the
-        # call is wrong, and no account can have such an id.
-        check_id("instance_push_id", instance_push_id)
         if self._outbox is not None and not self._outbox_open:
             await self._open_outbox()
         while True:
-            member = self._members.get(instance_push_id)
+            # An open member's id was checked when it opened; checked here only if not found
+            # (and a list, say, is never looked up: a dict would raise TypeError).
+            member = self._members.get(instance_push_id) if type(instance_push_id) is str else None
+            if member is None:
+                # Not a KeyError of an unknown account (nor a TypeError of a dict, for a
+                # list): the call is wrong, and no account can have such an id.
+                check_id("instance_push_id", instance_push_id)
             if (
                 member is None
                 or member.revision != self._revision()
@@ -424,9 +427,13 @@ class PushPool:
             try:
                 if self._outbox is not None:
                     await self._wait_replayed(member)  # the account's leftovers go first
-                inner = await self._admit(
-                    member, functools.partial(member.pipeline.submit, resource)
-                )
+                if not self._took_room(member):
+                    await self._room(member)
+                try:
+                    inner = await member.pipeline.submit(resource)
+                except BaseException:
+                    self._give_room(member)
+                    raise
             except _Retired:
                 self._settled(member, None)
                 continue  # replaced (a new token) while this submit waited: use the new one
@@ -465,12 +472,20 @@ class PushPool:
             raise ConfigurationError("ticket_of needs PushPool(..., tickets=TicketLedger())")
         return await self._tickets.ticket_of(instance_push_id, external_id, timeout=timeout)
 
-    async def _admit(
-        self, member: _Member, submit: Callable[[], Awaitable[asyncio.Future[PushResult]]]
-    ) -> asyncio.Future[PushResult]:
+    def _took_room(self, member: _Member) -> bool:
+        """`_room` when nothing needs a wait: both units free, the pool open and the member
+        in use. False means: go through `_room`, which waits, or says why not."""
+        if self._state is State.OPEN and not member.retired and member.flow.try_acquire():
+            if self._flow.try_acquire():
+                return True
+            member.flow.release()
+        return False
+
+    async def _room(self, member: _Member) -> None:
         """Take the account's unit, then the pool's (never the pool's while waiting for the
-        account's: a full account must not hold the others' room), then submit (a resource,
-        or a row replayed from the outbox)."""
+        account's: a full account must not hold the others' room), for a submit or a row
+        replayed from the outbox. `ClosedError` once the pool is closing, `_Retired` once the
+        member was replaced: nothing is held then."""
         if not member.flow.try_acquire():
             await member.flow.acquire()
         try:
@@ -479,24 +494,24 @@ class PushPool:
         except BaseException:
             member.flow.release()
             raise
-        try:
-            if self._state is not State.OPEN:
-                raise ClosedError("this PushPool is closed")
-            if member.retired:
-                raise _Retired
-            return await submit()
-        except BaseException:
-            member.flow.release()
-            self._flow.release()
-            raise
+        if self._state is not State.OPEN:
+            self._give_room(member)
+            raise ClosedError("this PushPool is closed")
+        if member.retired:
+            self._give_room(member)
+            raise _Retired
+
+    def _give_room(self, member: _Member) -> None:
+        """Give back a resource's units: the account's and the pool's."""
+        member.flow.release()
+        self._flow.release()
 
     def _settled(self, member: _Member, future: asyncio.Future[PushResult] | None) -> None:
         """A submit or replayed row ended: its pipeline let go of the resource (its
         on_settled hook: units back, tallied) or the submit raised (no future)."""
         member.busy -= 1
         if future is not None:
-            member.flow.release()
-            self._flow.release()
+            self._give_room(member)
             outer = self._outers.pop(future, None)  # None: a replayed row, or told by submit
             if outer is not None:
                 _tell(outer, future)
@@ -759,7 +774,13 @@ class PushPool:
             raise ClosedError("its token was refused")
         self._hold(member)
         try:
-            inner = await self._admit(member, admit)
+            if not self._took_room(member):
+                await self._room(member)
+            try:
+                inner = await admit()
+            except BaseException:
+                self._give_room(member)
+                raise
         except _Retired:
             self._settled(member, None)
             raise ClosedError("this pipeline was replaced") from None
