@@ -43,7 +43,9 @@ class Batcher:
         # head in one slice.
         self._queue: list[Submission] = []
         self._queued_bytes = 0
-        self._busy: dict[str, None] = {}
+        # Keys in a request now: None while none is (most accounts of a pool, most of the
+        # time; an emptied dict keeps the table it grew to).
+        self._busy: dict[str, None] | None = None
         # Made on first use: most accounts of a pool never park anything.
         self._parked: dict[str, list[Submission]] | None = None
         self._parked_count = 0
@@ -74,9 +76,10 @@ class Batcher:
         """Queue items at the head, in the given order, due at once (halted, released ones)."""
         front: list[Submission] = []
         parked: dict[str, list[Submission]] = {}
+        busy = self._busy if self._busy is not None else {}
         for item in items:
             item.due = 0.0
-            if item.key in self._busy:
+            if item.key in busy:
                 parked.setdefault(item.key, []).append(item)
             else:
                 front.append(item)
@@ -112,7 +115,7 @@ class Batcher:
         batch: list[Submission] = []
         size = 0
         queue = self._queue
-        busy = self._busy
+        busy = self._busy if self._busy is not None else {}
         taken = 0  # items leaving the queue: in the batch, dropped or parked
         taken_bytes = 0
         while taken < len(queue) and len(batch) < self._max_size:
@@ -130,20 +133,26 @@ class Batcher:
             taken_bytes += item.size
         del queue[:taken]
         self._queued_bytes -= taken_bytes
-        for item in batch:
-            busy[item.key] = None
+        if batch:
+            for item in batch:
+                busy[item.key] = None
+            self._busy = busy
         return batch
 
     def release(self, keys: Iterable[str], requeue: Iterable[Submission] = ()) -> None:
         """The request holding keys completed: requeue (its halted items), then the items
         parked on its keys, go back to the head, in that order, ahead of newer work."""
         unparked: list[Submission] = list(requeue)
+        busy = self._busy
         for key in keys:
-            self._busy.pop(key, None)
+            if busy is not None:
+                busy.pop(key, None)
             parked = self._parked.pop(key, None) if self._parked else None
             if parked:
                 self._parked_count -= len(parked)
                 unparked.extend(parked)
+        if not busy:
+            self._busy = None
         if unparked:
             self.add_front(unparked)
 

@@ -33,7 +33,7 @@ from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Gauges, Metrics
 from ._models import ID_MAX, ExternalResource
 from ._outbox import NO_REPLAY, Outbox, Replay, Share
-from ._results import PushResult
+from ._results import PushResult, StatusCode
 from ._router import Router
 from ._sender import Sender
 from ._serde import encode_body, push_body_overhead
@@ -504,10 +504,18 @@ class PushPipeline:
     def stats(self) -> PipelineStats:
         """A snapshot of the pipeline's counters."""
         sender = self._sender
+        router = self._router
         return PipelineStats(
             submitted=self._submitted,
-            resolved={str(code): count for code, count in (self._router.resolved or {}).items()},
-            failed=dict(self._router.failed or {}),
+            resolved={
+                code.value: count
+                for code, count in (
+                    (StatusCode.SUCCESS, router.succeeded),
+                    (StatusCode.ALREADY_IMPORTED, router.already_imported),
+                )
+                if count
+            },
+            failed=dict(router.failed or {}),
             requests=sender.requests,
             retries=sender.retries,
             resent=sender.resent,

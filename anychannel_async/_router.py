@@ -58,9 +58,10 @@ class Router:
         "_parent_timeout",
         "_requeue",
         "_timers",
+        "already_imported",
         "failed",
         "outstanding",
-        "resolved",
+        "succeeded",
     )
 
     def __init__(
@@ -88,9 +89,10 @@ class Router:
         #: Submissions accepted and not yet finished (a dict as an ordered set: an empty set
         #: costs 216 bytes, and a pool holds a router per account).
         self.outstanding: dict[Submission, None] = {}
-        #: Resources resolved, by status code; failed, by exception class name (each made at
-        #: its first count).
-        self.resolved: collections.Counter[str] | None = None  # StatusCode is a str
+        #: Resources resolved, by status code (two counts, not a Counter: a pool holds a
+        #: router per account); failed, by exception class name (made at the first).
+        self.succeeded = 0
+        self.already_imported = 0
         self.failed: collections.Counter[str] | None = None
 
     # -- admission ---------------------------------------------------------------------------
@@ -270,9 +272,10 @@ class Router:
 
     def _resolve(self, submission: Submission, result: PushResult) -> None:
         submission.future.set_result(result)
-        if self.resolved is None:
-            self.resolved = collections.Counter()
-        self.resolved[result.code] += 1
+        if result.code is StatusCode.SUCCESS:
+            self.succeeded += 1
+        else:  # the only other code resolved with (see `results`)
+            self.already_imported += 1
         self._metrics.outcome(result.code)
         submission.imported = True
         if submission.seq is not None and self._outbox is not None:
