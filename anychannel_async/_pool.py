@@ -33,7 +33,7 @@ import attrs
 from yarl import URL
 
 from ._accounts import Account, AccountStore
-from ._client import AnyChannelClient, RefusalStopClient, RetryPolicy
+from ._client import AnyChannelClient, RefusalStopClient, RetryPolicy, no_cookies
 from ._errors import (
     AnyChannelError,
     AuthenticationError,
@@ -631,7 +631,8 @@ class PushPool:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=0, limit_per_host=self._max_connections, keepalive_timeout=30.0
-                )
+                ),
+                cookie_jar=no_cookies(),
             )
         host = str(URL(account.base_url).origin())
         pace = self._paces.get(host)

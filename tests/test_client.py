@@ -133,6 +133,51 @@ async def test_server_errors_beyond_the_tries_raise_transport_error(
     assert len(emulator.requests) == FAST_RETRY.max_tries
 
 
+async def test_no_try_starts_once_max_time_has_passed(emulator: ZendeskEmulator) -> None:
+    """max_time counts from the first try: with none left, a 5xx is the last answer, however
+    many tries max_tries would still allow."""
+    emulator.script(Fault.SERVER_ERROR, Fault.SERVER_ERROR)
+    async with AnyChannelClient(
+        token=TOKEN,
+        base_url=emulator.base_url,
+        retry=RetryPolicy(initial_delay=0, max_tries=5, max_time=0),
+    ) as client:
+        with pytest.raises(TransportError) as info:
+            await client.push(IPID, [resource("late-1")])
+    assert info.value.status == 503
+    assert len(emulator.requests) == 1
+    assert client.retries == 0
+
+
+# aiohttp's cookie jar keeps nothing an IP address sets: by name, the emulator's cookie is kept.
+COOKIE = "__cfruid=abc123; Path=/; HttpOnly"
+
+
+def by_name(emulator: ZendeskEmulator) -> str:
+    return emulator.base_url.replace("127.0.0.1", "localhost")
+
+
+async def test_the_clients_own_session_sends_no_cookie_back(emulator: ZendeskEmulator) -> None:
+    """A cookie an answer sets (Cloudflare's, in front of Zendesk) is never sent back."""
+    emulator.faults = Faults(set_cookie=COOKIE)
+    async with AnyChannelClient(token=TOKEN, base_url=by_name(emulator)) as client:
+        await client.push(IPID, [resource("cookie-1")])
+        await client.push(IPID, [resource("cookie-2")])
+    assert [r.cookie for r in emulator.requests] == [None, None]
+
+
+async def test_a_session_given_keeps_its_own_cookie_jar(emulator: ZendeskEmulator) -> None:
+    """A session of the user's own is used as it is: its jar sends the cookie back."""
+    emulator.faults = Faults(set_cookie=COOKIE)
+    async with (
+        aiohttp.ClientSession() as session,
+        AnyChannelClient(token=TOKEN, base_url=by_name(emulator), session=session) as client,
+    ):
+        await client.push(IPID, [resource("cookie-1")])
+        await client.push(IPID, [resource("cookie-2")])
+    assert [r.cookie for r in emulator.requests] == [None, "__cfruid=abc123"]
+
+
 async def test_dropped_connection_is_retried(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:

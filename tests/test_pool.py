@@ -93,6 +93,19 @@ async def test_each_account_is_pushed_to_its_own_host_and_instance(
     assert [list(r.external_ids) for r in pushes(host_b)] == [["b1-1"]]
 
 
+async def test_the_pools_session_sends_no_cookie_back(host_a: ZendeskEmulator) -> None:
+    """A cookie one account's answer sets is sent back to no host, that account's included."""
+    host_a.faults = Faults(set_cookie="__cfruid=abc123; Path=/; HttpOnly")
+    by_name = host_a.base_url.replace("127.0.0.1", "localhost")
+    accounts = {i: Account(i, base_url=by_name, token=token(i)) for i in ("a1", "a2")}
+    async with quick_pool(accounts) as pool:
+        for n in range(2):
+            for ipid in accounts:
+                await pool.push(ipid, resource(f"{ipid}-{n}"))
+    assert len(pushes(host_a)) == 4
+    assert [r.cookie for r in pushes(host_a)] == [None] * 4
+
+
 async def test_unknown_instance_push_id_raises_from_submit_at_once(
     host_a: ZendeskEmulator,
 ) -> None:

@@ -106,7 +106,9 @@ class Service:
         request: web.Request,
         endpoint: Callable[[Mapping[str, object], Faults, RequestHandle, str], _Answer],
     ) -> web.StreamResponse:
-        handle = self.state.arrive(request.path, request.headers.get("User-Agent"))
+        handle = self.state.arrive(
+            request.path, request.headers.get("User-Agent"), request.headers.get("Cookie")
+        )
         try:
             return await self._answer(request, endpoint, handle)
         finally:
@@ -162,11 +164,14 @@ class Service:
                 request.transport.abort()
             return web.Response()
         self.state.answered(handle, answer.status)
+        headers = {**rate_headers, **answer.headers}
+        if faults.set_cookie is not None:
+            headers["Set-Cookie"] = faults.set_cookie
         return web.Response(
             status=answer.status,
             body=answer.body,
             content_type=answer.content_type,
-            headers={**rate_headers, **answer.headers},
+            headers=headers,
         )
 
     def _validate_token(

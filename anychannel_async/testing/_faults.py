@@ -94,6 +94,11 @@ class Faults:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
     rate_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
+    #: A ``Set-Cookie`` header for every answer, as the Cloudflare in front of Zendesk sends
+    #: (``__cfruid``, ``__cf_bm``); None sends none. A client's cookie jar that keeps it sends it
+    #: back (`RecordedRequest.cookie`); aiohttp's keeps none from an IP address, so a test of it
+    #: names the emulator ``localhost``.
+    set_cookie: str | None = None
     #: The emulator's calls to an integration (`ZendeskEmulator.agent_reply`): the chance that
     #: a channelback try's answer is lost (`ChannelbackFault.TIMEOUT`); seconds it waits for an
     #: answer (slower counts as a network error); tries in all, a network error or a 5xx being

@@ -88,6 +88,9 @@ class RecordedRequest:
     status: int
     at: float
     user_agent: str | None
+    #: The ``Cookie`` header the request carried, None when it had none (the emulator's own
+    #: cookie at most: see `Faults.set_cookie`).
+    cookie: str | None = None
     # Left out of eq and hash (a dict has none) and of repr (it may be megabytes).
     body: Mapping[str, object] | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -96,6 +96,7 @@ class RequestHandle:
     path: str
     at: float
     user_agent: str | None
+    cookie: str | None = None
     instance_push_id: str | None = None
     request_id: str | None = None
     external_ids: tuple[str, ...] = ()
@@ -111,6 +112,7 @@ class RequestHandle:
             status=self.status,
             at=self.at,
             user_agent=self.user_agent,
+            cookie=self.cookie,
             body=self.body,
         )
 
@@ -153,7 +155,7 @@ class AccountState:
 
     # -- the request log -------------------------------------------------------------------
 
-    def arrive(self, path: str, user_agent: str | None) -> RequestHandle:
+    def arrive(self, path: str, user_agent: str | None, cookie: str | None = None) -> RequestHandle:
         """Log a request as it arrives, so the log is in arrival order."""
         with self._lock:
             handle = RequestHandle(
@@ -161,6 +163,7 @@ class AccountState:
                 path=path,
                 at=time.monotonic(),
                 user_agent=user_agent,
+                cookie=cookie,
             )
             self._requests.append(handle)
             self._serving += 1
