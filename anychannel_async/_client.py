@@ -160,6 +160,22 @@ class AnyChannelClient:
     The credentials never appear in its repr, in logs or in errors.
     """
 
+    # A pool holds a client per account: no instance dict (~180 bytes each).
+    __slots__ = (
+        "_base_url",
+        "_credentials",
+        "_loop",
+        "_max_connections",
+        "_owns_session",
+        "_retry",
+        "_send",
+        "_session",
+        "_state",
+        "_timeout",
+        "pace",
+        "retries",
+    )
+
     def __init__(
         self,
         *,
@@ -181,7 +197,7 @@ class AnyChannelClient:
             )
         if type(max_connections) is not int or max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = _client_timeout(float(timeout))
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._retry = retry if retry is not None else RetryPolicy()
@@ -425,6 +441,13 @@ def _log_retry(details: Mapping[str, Any]) -> None:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    """One (frozen) timeout per value, shared by the clients given it: a pool holds one per
+    account."""
+    return aiohttp.ClientTimeout(total=total)
+
+
 def no_cookies() -> aiohttp.abc.AbstractCookieJar:
     """The cookie jar of a session the library opens: one that keeps nothing.
 
@@ -464,8 +487,14 @@ class RefusalStopClient(AnyChannelClient):
     keeps the commands and `PushPool` from sending one doomed request per batch.
     """
 
-    refusal: AuthenticationError | None = None
-    on_refusal: Callable[[AuthenticationError], None] | None = None
+    __slots__ = ("on_refusal", "refusal")
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        #: The refusal, once Zendesk refused the token.
+        self.refusal: AuthenticationError | None = None
+        #: Called once, with the refusal, when it happens.
+        self.on_refusal: Callable[[AuthenticationError], None] | None = None
 
     async def push_batch(self, *args: Any, **kwargs: Any) -> Pushed:
         if self.refusal is not None:
