@@ -10,7 +10,6 @@ outbox's opening and replay, and the stats. It decides nothing about outcomes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -542,10 +541,13 @@ async def flush_all(pipelines: Collection[PushPipeline]) -> None:
     ]
     if not futures:
         return
-    with contextlib.ExitStack() as hurried:
-        for pipeline in pipelines:
-            hurried.enter_context(pipeline._sender.hurry())
+    for pipeline in pipelines:
+        pipeline._sender.hurry(True)
+    try:
         await asyncio.wait(futures)
+    finally:
+        for pipeline in pipelines:
+            pipeline._sender.hurry(False)
 
 
 async def _push_issued(
