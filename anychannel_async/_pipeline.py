@@ -199,7 +199,9 @@ class PushPipeline:
             metrics=recorder,
         )
         self._state = State.OPEN
-        self._closed = Latch()
+        # Made when the close begins: what a later close waits on (a pool holds a pipeline
+        # per account, and most close once).
+        self._closed: Latch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
         # The outbox: opened once, then its leftovers queued before any new work.
@@ -298,9 +300,11 @@ class PushPipeline:
         """
         self._bind_loop()
         if self._state is not State.OPEN:
+            assert self._closed is not None  # made with the CLOSING state
             await self._closed.wait()
             return
         self._state = State.CLOSING
+        closed = self._closed = Latch()
         self._flow.wake_all(lambda: ClosedError("this PushPipeline is closed"))
         if not flush:
             self._sender.stop_sending()
@@ -313,7 +317,7 @@ class PushPipeline:
         except TimeoutError:
             logger.warning(
                 "close: %d resources still unresolved after %g s; failing them",
-                len(self._router.outstanding),
+                len(self._router.outstanding()),
                 self.settings.close_timeout,
             )
         finally:
@@ -326,7 +330,7 @@ class PushPipeline:
                 self._router.abandon(self._batcher.drain(), reason)
                 self._router.close(reason)
                 self._state = State.CLOSED
-                self._closed.set()
+                closed.set()
                 self._metrics.unwatch(self)
                 if self._outbox is not None and self._share is None:
                     await self._outbox.close()  # a shared outbox is its owner's to close
@@ -537,7 +541,7 @@ async def flush_all(pipelines: Collection[PushPipeline]) -> None:
     for pipeline in pipelines:
         await pipeline._replay.wait()
     futures = [
-        submission.future for pipeline in pipelines for submission in pipeline._router.outstanding
+        submission.future for pipeline in pipelines for submission in pipeline._router.outstanding()
     ]
     if not futures:
         return

@@ -60,7 +60,6 @@ class Router:
         "_timers",
         "already_imported",
         "failed",
-        "outstanding",
         "succeeded",
     )
 
@@ -86,9 +85,6 @@ class Router:
         # Orphans waiting to be pushed again: made on first use (a pool holds a router per
         # busy account, and an empty dict is 64 bytes).
         self._timers: dict[Submission, asyncio.TimerHandle] | None = None
-        #: Submissions accepted and not yet finished (a dict as an ordered set: an empty set
-        #: costs 216 bytes, and a pool holds a router per account).
-        self.outstanding: dict[Submission, None] = {}
         #: Resources resolved, by status code (two counts, not a Counter: a pool holds a
         #: router per account); failed, by exception class name (made at the first).
         self.succeeded = 0
@@ -103,7 +99,6 @@ class Router:
     def admit(self, submission: Submission) -> bool:
         """A submission whose flow-control unit is taken: it is the router's until finished.
         False (and its future failed) when it may not be queued."""
-        self.outstanding[submission] = None
         clash = self._conversations.clash(submission)
         if clash is not None:
             self.fail(submission, ValidationError("external_id", clash))
@@ -329,7 +324,6 @@ class Router:
         unsent = cancelled and not submission.imported and not maybe
         if unsent and submission.seq is not None and outbox:
             outbox.bury(submission.seq, "cancelled by its owner before it was imported")
-        self.outstanding.pop(submission, None)
         self._flow.release()
         if self._on_finished is not None:
             try:
@@ -383,4 +377,9 @@ class Router:
         """Abandon everything still here: timers, children waiting, outstanding."""
         self.abandon(self.stop_timers(), reason)
         self.abandon(self._conversations.drain_waiting(), reason)
-        self.abandon(self.outstanding, reason)
+        self.abandon(self.outstanding(), reason)
+
+    def outstanding(self) -> list[Submission]:
+        """Submissions admitted and not yet finished (each is pending in its conversation:
+        no set of them is kept beside)."""
+        return self._conversations.members()

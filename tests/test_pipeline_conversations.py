@@ -8,6 +8,7 @@ import time
 
 from anychannel_async import (
     AnyChannelClient,
+    ClosedError,
     ParentNotFoundError,
     ProcessingError,
     PushPipeline,
@@ -24,6 +25,7 @@ from .conftest import (
     requests_with,
     resource,
     settle,
+    wait_until,
 )
 
 # -- parents and children ---------------------------------------------------------------------
@@ -191,3 +193,57 @@ async def test_same_external_id_submitted_twice_is_imported_once(
     assert codes(outcomes) == [StatusCode.SUCCESS, StatusCode.ALREADY_IMPORTED]
     assert emulator.import_count("twice") == 1
     assert len(emulator.tickets) == 1
+
+
+async def test_flush_waits_for_an_older_submission_of_an_id_that_outlives_the_latest(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """A child whose parent is not there yet waits to be pushed again; the same id submitted
+    again once the parent came resolves first. flush waits for the older one too: the
+    pipeline keeps every submission of an id, not only the latest."""
+    async with PushPipeline(client, IPID, max_latency=0, parent_timeout=30.0) as pipe:
+        older = await pipe.submit(resource("late-child", parent_id="late-parent"))
+        await wait_until(lambda: len(requests_with(emulator, "late-child")) == 1)
+        await asyncio.sleep(0.02)  # its answer (parent not found): it waits to go again
+        await client.push(IPID, [resource("late-parent")])  # the parent, from elsewhere
+        latest = await pipe.submit(resource("late-child", parent_id="late-parent"))
+        await latest
+        await pipe.flush()
+        assert older.done()
+    assert codes(await settle([older, latest])) == [
+        StatusCode.ALREADY_IMPORTED,
+        StatusCode.SUCCESS,
+    ]
+
+
+async def test_flush_waits_for_every_submission_of_an_id_pending_more_than_once(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """An id submitted again while pending: flush returns once each of its submissions
+    resolved (the pipeline keeps the older ones, not only the latest of the id)."""
+    emulator.faults = Faults(latency=0.05)
+    async with PushPipeline(client, IPID, max_batch_size=1, max_in_flight=1) as pipe:
+        futures = [await pipe.submit(resource("again")) for _ in range(3)]
+        await pipe.flush()
+        assert [future.done() for future in futures] == [True, True, True]
+        assert pipe.stats.pending == 0
+    outcomes = await settle(futures)
+    assert codes(outcomes) == [StatusCode.SUCCESS] + [StatusCode.ALREADY_IMPORTED] * 2
+
+
+async def test_a_close_leaves_no_submission_of_an_id_pending_more_than_once(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """close(flush=False) with an id pending three times: each submission ends (the one in
+    flight by its answer, the queued ones with ClosedError), none stays pending."""
+    emulator.faults = Faults(latency=0.3)
+    pipe = PushPipeline(client, IPID, max_batch_size=1, max_in_flight=1)
+    async with pipe:
+        futures = [await pipe.submit(resource("thrice")) for _ in range(3)]
+        await asyncio.sleep(0.05)  # the first is in flight
+        await pipe.close(flush=False)
+    assert [future.done() for future in futures] == [True, True, True]
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert codes(outcomes[:1]) == [StatusCode.SUCCESS]
+    assert [type(outcome) for outcome in outcomes[1:]] == [ClosedError, ClosedError]
+    assert pipe.stats.pending == 0
