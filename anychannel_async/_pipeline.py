@@ -184,7 +184,7 @@ class PushPipeline:
             outbox=self._outbox,
             max_attempts=settings.max_attempts,
             parent_timeout=settings.parent_timeout,
-            requeue=self._requeue,
+            owner=self,
             metrics=recorder,
             on_finished=on_settled,
         )
@@ -194,7 +194,7 @@ class PushPipeline:
             batcher=self._batcher,
             router=self._router,
             pace=client.pace,
-            push=self._push,
+            owner=self,
             max_in_flight=settings.max_in_flight,
             metrics=recorder,
         )

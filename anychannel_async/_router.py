@@ -5,7 +5,7 @@ An answer is positional results, already paired with their submissions
 The router decides what each means for each submission, with `_errors.verdict` as the one
 answer to "final, unknown, or retry?", resolves or fails futures, and hands back what must be
 pushed again. It never sends and never touches the queue: resources to push again go back
-through the ``requeue`` it is given.
+through the ``owner`` it is given (its pipeline's ``_requeue``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import collections
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 from ._conversations import Conversations, Parent
 from ._errors import (
@@ -36,13 +37,20 @@ from ._outbox import Outbox
 from ._results import PushResult, StatusCode
 from ._submission import Submission
 
-__all__ = ["Router"]
+__all__ = ["Requeues", "Router"]
 
 logger = logging.getLogger("anychannel_async.pipeline")
 
 # Waits between pushes of a resource whose parent Zendesk could not locate (seconds).
 _ORPHAN_FIRST_WAIT = 0.25
 _ORPHAN_MAX_WAIT = 5.0
+
+
+class Requeues(Protocol):
+    """Where the router sends what must be pushed again: its pipeline. An object, not a bound
+    method (~64 bytes each, and a pool holds a router per account)."""
+
+    def _requeue(self, submissions: list[Submission]) -> None: ...
 
 
 class Router:
@@ -55,8 +63,8 @@ class Router:
         "_metrics",
         "_on_finished",
         "_outbox",
+        "_owner",
         "_parent_timeout",
-        "_requeue",
         "_timers",
         "already_imported",
         "failed",
@@ -70,7 +78,7 @@ class Router:
         outbox: Outbox | None,
         max_attempts: int,
         parent_timeout: float,
-        requeue: Callable[[list[Submission]], None],
+        owner: Requeues,
         metrics: Recorder = NO_METRICS,
         on_finished: Callable[[asyncio.Future[PushResult]], None] | None = None,
     ) -> None:
@@ -80,7 +88,7 @@ class Router:
         self._outbox = outbox
         self._max_attempts = max_attempts
         self._parent_timeout = parent_timeout
-        self._requeue = requeue
+        self._owner = owner
         self._conversations: Conversations[Submission] = Conversations()
         # Orphans waiting to be pushed again: made on first use (a pool holds a router per
         # busy account, and an empty dict is 64 bytes).
@@ -252,7 +260,7 @@ class Router:
         if child.future.done():
             self._finished(child)
         else:
-            self._requeue([child])
+            self._owner._requeue([child])
 
     def _orphan_error(
         self, child: Submission, parent_id: str, result: PushResult | None = None
@@ -344,7 +352,7 @@ class Router:
         if not children:
             return
         if imported:
-            self._requeue(children)
+            self._owner._requeue(children)
         else:
             for child in children:
                 self.fail(child, self._orphan_error(child, submission.external_id))

@@ -5,7 +5,7 @@ its host's requests, a full batch or a due one) and *what* to send again after a
 the size (split, bisect). What an answer means for each resource is the router's to say; the
 sender only hands the answer over and queues again what the router gives back. It knows the
 client only through the two things it is given: ``pace`` (may a request start now) and
-``push`` (send one request, report how it went by return value).
+its ``owner``'s ``_push`` (send one request, report how it went by return value).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from ._batcher import Batcher
 from ._client import Pushed
@@ -23,9 +24,16 @@ from ._ratelimit import AccountPace
 from ._router import Router
 from ._submission import Submission
 
-__all__ = ["Sender"]
+__all__ = ["Pushes", "Sender"]
 
 logger = logging.getLogger("anychannel_async.pipeline")
+
+
+class Pushes(Protocol):
+    """Who sends the sender's requests: its pipeline. An object, not a bound method (~64 bytes
+    each, and a pool holds a sender per account)."""
+
+    def _push(self, batch: Sequence[Submission]) -> Awaitable[Pushed]: ...
 
 
 class Sender:
@@ -46,8 +54,8 @@ class Sender:
         "_loop",
         "_max_in_flight",
         "_metrics",
+        "_owner",
         "_pace",
-        "_push",
         "_queued",
         "_router",
         "_scheduled",
@@ -70,7 +78,7 @@ class Sender:
         batcher: Batcher,
         router: Router,
         pace: AccountPace,
-        push: Callable[[Sequence[Submission]], Awaitable[Pushed]],
+        owner: Pushes,
         max_in_flight: int,
         metrics: Recorder = NO_METRICS,
     ) -> None:
@@ -78,7 +86,7 @@ class Sender:
         self._batcher = batcher
         self._router = router
         self._pace = pace
-        self._push = push
+        self._owner = owner
         self._max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
         # Requests in flight: a list, at most max_in_flight long. A pool holds a sender per
@@ -313,7 +321,7 @@ class Sender:
         self.largest = max(self.largest, len(batch))
         started = time.monotonic()
         try:
-            pushed = await self._push(batch)
+            pushed = await self._owner._push(batch)
         except asyncio.CancelledError:
             self._router.cut_short(batch)  # close cut it short: Zendesk may have it
             raise
