@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiohttp
 import attrs
@@ -48,7 +48,16 @@ from ._results import PushResult
 from ._serde import Encoded, decode_push_results, encode_push_body, encode_resource
 from ._version import __version__
 
-__all__ = ["AnyChannelClient", "Pushed", "RefusalStopClient", "RetryPolicy", "no_cookies"]
+__all__ = [
+    "AnyChannelClient",
+    "PushClient",
+    "Pushed",
+    "Refusable",
+    "RefusalStopClient",
+    "RetryPolicy",
+    "no_cookies",
+    "push_until_refused",
+]
 
 logger = logging.getLogger("anychannel_async")
 
@@ -295,15 +304,19 @@ class AnyChannelClient:
         resources: Sequence[Encoded],
         *,
         request_id: str | None = None,
+        credentials: Credentials | None = None,
     ) -> Pushed:
         """One push, reported by value: its results or the error that stopped it, and the tries
-        it took (the pipeline's entry point: it counts retries without being called back)."""
+        it took (the pipeline's entry point: it counts retries without being called back).
+
+        ``credentials``: another account's, to push for it over this client's session, host
+        and pace (a `PushPool`'s accounts of one host share a client); by default its own."""
         tries = _Tries()
         try:
             check_id("instance_push_id", instance_push_id)
             check_request_id(request_id)
             body = encode_push_body(instance_push_id, resources, request_id)
-            payload = await self._request(_PUSH, body, tries)
+            payload = await self._request(_PUSH, body, tries, credentials)
             results = decode_push_results(payload, [r.external_id for r in resources])
         except AnyChannelError as exc:
             return Pushed(results=[], error=exc, tries=tries.count, rate_limited=tries.limited)
@@ -335,9 +348,17 @@ class AnyChannelClient:
 
     # -- the HTTP boundary -------------------------------------------------------------------
 
-    async def _request(self, path: str, body: bytes, tries: _Tries | None = None) -> bytes:
+    async def _request(
+        self,
+        path: str,
+        body: bytes,
+        tries: _Tries | None = None,
+        credentials: Credentials | None = None,
+    ) -> bytes:
         session = self._open()
-        result: bytes = await self._send(self, session, path, body, tries or _Tries())
+        result: bytes = await self._send(
+            self, session, path, body, tries or _Tries(), credentials or self._credentials
+        )
         return result
 
     async def _send_once(
@@ -346,6 +367,7 @@ class AnyChannelClient:
         path: str,
         body: bytes,
         tries: _Tries,
+        credentials: Credentials,
     ) -> bytes:
         """One try: wait for the account's pace, POST, map the answer or the failure."""
         tries.count += 1
@@ -358,7 +380,7 @@ class AnyChannelClient:
                 self._base_url.with_path(path),
                 data=body,
                 headers={
-                    "Authorization": self._credentials.header,
+                    "Authorization": credentials.header,
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                     "User-Agent": _USER_AGENT,
@@ -399,7 +421,7 @@ class AnyChannelClient:
         if 300 <= status < 400:
             raise RedirectError(status, _host_of(headers.get("Location")))
         # Bound the excerpt before searching it, and never quote the credentials back.
-        text = self._credentials.redact(payload[:4096].decode("utf-8", "replace"))
+        text = credentials.redact(payload[:4096].decode("utf-8", "replace"))
         if status in (401, 403):
             raise AuthenticationError(status, text)
         if status == 429:
@@ -430,7 +452,7 @@ def _retrying(policy: RetryPolicy) -> Callable[..., Awaitable[bytes]]:
 
 
 def _log_retry(details: Mapping[str, Any]) -> None:
-    client, _session, path, _body, _tries = details["args"]
+    client, _session, path, _body, _tries, _credentials = details["args"]
     client.retries += 1
     logger.info(
         "retrying POST %s (try %s failed: %s); next try in %.2f s",
@@ -477,14 +499,47 @@ def _json(body: Mapping[str, str]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class PushClient(Protocol):
+    """What a `PushPipeline` needs of a client: an `AnyChannelClient`, or a `PushPool`'s
+    account on its host's client."""
+
+    @property
+    def pace(self) -> AccountPace: ...
+
+    async def push_batch(
+        self, instance_push_id: str, resources: Sequence[Encoded], *, request_id: str | None = None
+    ) -> Pushed: ...
+
+
+class Refusable(Protocol):
+    """Who holds credentials Zendesk may refuse (see `push_until_refused`)."""
+
+    refusal: AuthenticationError | None
+
+    def refused(self, error: AuthenticationError) -> None: ...
+
+
+async def push_until_refused(holder: Refusable, push: Callable[[], Awaitable[Pushed]]) -> Pushed:
+    """``push()``, unless Zendesk already refused holder's credentials: a refusal (401/403) is
+    the same for every request with them, so each push after the first returns a copy of it
+    without sending anything, and ``holder.refused`` is told once, at the refusal itself."""
+    if holder.refusal is not None:
+        return Pushed(results=[], error=copy.copy(holder.refusal), tries=0)
+    pushed = await push()
+    if isinstance(pushed.error, AuthenticationError) and holder.refusal is None:
+        holder.refusal = pushed.error
+        holder.refused(pushed.error)
+    return pushed
+
+
 class RefusalStopClient(AnyChannelClient):
     """A client that, once Zendesk refused its token, sends no request more.
 
-    A refusal (401/403) is the same for every request with that token, so each push after the
-    first refusal returns a copy of it without sending anything, and ``on_refusal`` is called
-    once, at the refusal itself. Only the client sees every push before it goes out (an
-    outbox's replays included), so stopping here, not after the pipeline reported, is what
-    keeps the commands and `PushPool` from sending one doomed request per batch.
+    Each push goes through `push_until_refused`; ``on_refusal`` is called once, at the
+    refusal itself. Only the client sees every push before it goes out (an outbox's replays
+    included), so stopping here, not after the pipeline reported, is what keeps the commands
+    from sending one doomed request per batch (a `PushPool`'s accounts do the same, each on
+    its host's client).
     """
 
     __slots__ = ("on_refusal", "refusal")
@@ -497,11 +552,10 @@ class RefusalStopClient(AnyChannelClient):
         self.on_refusal: Callable[[AuthenticationError], None] | None = None
 
     async def push_batch(self, *args: Any, **kwargs: Any) -> Pushed:
-        if self.refusal is not None:
-            return Pushed(results=[], error=copy.copy(self.refusal), tries=0)
-        pushed = await super().push_batch(*args, **kwargs)
-        if isinstance(pushed.error, AuthenticationError) and self.refusal is None:
-            self.refusal = pushed.error
-            if self.on_refusal is not None:
-                self.on_refusal(pushed.error)
-        return pushed
+        return await push_until_refused(
+            self, lambda: super(RefusalStopClient, self).push_batch(*args, **kwargs)
+        )
+
+    def refused(self, error: AuthenticationError) -> None:
+        if self.on_refusal is not None:
+            self.on_refusal(error)

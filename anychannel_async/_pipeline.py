@@ -19,7 +19,7 @@ from typing import Self, Unpack
 import attrs
 
 from ._batcher import Batcher
-from ._client import AnyChannelClient, Pushed
+from ._client import PushClient, Pushed
 from ._errors import (
     AnyChannelError,
     ClosedError,
@@ -131,7 +131,7 @@ class PushPipeline:
 
     def __init__(
         self,
-        client: AnyChannelClient,
+        client: PushClient,
         instance_push_id: str,
         *,
         settings: PipelineSettings | None = None,
@@ -555,7 +555,7 @@ async def flush_all(pipelines: Collection[PushPipeline]) -> None:
 
 
 async def _push_issued(
-    client: AnyChannelClient,
+    client: PushClient,
     instance_push_id: str,
     tickets: TicketLedger,
     batch: Sequence[Submission],

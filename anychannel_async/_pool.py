@@ -24,7 +24,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, TypedDict, Unpack, cast
 
@@ -33,7 +33,8 @@ import attrs
 from yarl import URL
 
 from ._accounts import Account, AccountStore
-from ._client import AnyChannelClient, RefusalStopClient, RetryPolicy, no_cookies
+from ._client import AnyChannelClient, Pushed, RetryPolicy, no_cookies, push_until_refused
+from ._credentials import Credentials
 from ._errors import (
     AnyChannelError,
     AuthenticationError,
@@ -52,6 +53,7 @@ from ._outbox import Outbox, Share
 from ._pipeline import PipelineStats, PushPipeline, flush_all
 from ._ratelimit import AccountPace
 from ._results import PushResult
+from ._serde import Encoded
 from ._settings import PipelineOptions, PipelineSettings, settings_of
 from ._tickets import TicketLedger, TicketRef
 
@@ -95,15 +97,19 @@ class PoolStats:
 
 
 class _Member:
-    """One instance push id's client, pipeline and share of the pool, while it is open."""
+    """One instance push id's pipeline and share of the pool, while it is open; and its
+    pipeline's client: its own credentials on its host's client (a client per account was
+    ~200 bytes more), sending nothing more once Zendesk refused them."""
 
     __slots__ = (
         "account",
         "busy",
-        "client",
+        "credentials",
         "flow",
+        "host",
         "pipeline",
         "pool",
+        "refusal",
         "retired",
         "revision",
         "timer",
@@ -113,13 +119,16 @@ class _Member:
     pipeline: PushPipeline
 
     def __init__(
-        self, pool: PushPool, account: Account, client: AnyChannelClient, limit: int, revision: int
+        self, pool: PushPool, account: Account, host: AnyChannelClient, limit: int, revision: int
     ) -> None:
         self.pool = pool
         self.account = account
         #: The store's revision when the account was last read: another means read it again.
         self.revision = revision
-        self.client = client
+        self.host = host
+        self.credentials = Credentials(token=account.token, basic_auth=account.basic_auth)
+        #: Zendesk's refusal of the credentials, once it came (see `push_until_refused`).
+        self.refusal: AuthenticationError | None = None
         self.flow = FlowControl(limit)
         #: Submits under way plus futures not yet settled: idle when 0.
         self.busy = 0
@@ -127,11 +136,26 @@ class _Member:
         #: Set once the pool dropped it (idle, a new token, closing): never used again.
         self.retired = False
 
-    # The pipeline's on_settled hook is the member itself, and the client's on_refusal a bound
-    # method: a pool holds one member per busy account, and each bound method or partial
-    # kept is ~64 bytes more.
+    # The pipeline's on_settled hook is the member itself (a pool holds one member per busy
+    # account, and a bound method kept is ~64 bytes more).
     def __call__(self, future: asyncio.Future[PushResult]) -> None:
         self.pool._settled(self, future)
+
+    # -- its pipeline's client (`PushClient`) --
+
+    @property
+    def pace(self) -> AccountPace:
+        return self.host.pace
+
+    async def push_batch(
+        self, instance_push_id: str, resources: Sequence[Encoded], *, request_id: str | None = None
+    ) -> Pushed:
+        return await push_until_refused(
+            self,
+            lambda: self.host.push_batch(
+                instance_push_id, resources, request_id=request_id, credentials=self.credentials
+            ),
+        )
 
     def refused(self, error: AuthenticationError) -> None:
         self.pool._refused_token(self, error)
@@ -287,6 +311,8 @@ class PushPool:
         # order): closing beyond the cap takes from the front, without scanning every member.
         self._idle_members: dict[str, _Member] = {}
         self._paces: dict[str, AccountPace] = {}
+        # A client per base URL (its host's pace, the pool's session), shared by its accounts.
+        self._clients: dict[str, AnyChannelClient] = {}
         # Tokens Zendesk refused, by instance push id: the account as refused, and the error.
         self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
         # The caller's future of each resource a pipeline holds, by the pipeline's future.
@@ -382,6 +408,8 @@ class PushPool:
                 if closes:
                     await asyncio.wait(closes)
                 await self._close_outbox()  # last: the pipelines wrote their outcomes to it
+                for client in self._clients.values():
+                    await client.close()  # the session is the pool's: closed next
                 if self._session is not None:
                     await self._session.close()
             finally:
@@ -635,28 +663,29 @@ class PushPool:
                 ),
                 cookie_jar=no_cookies(),
             )
-        host = str(URL(account.base_url).origin())
-        pace = self._paces.get(host)
-        if pace is None:
-            # Requests to a host at once: its connections. Senders beyond wait their turn
-            # with their batches open, so a busy host gets fuller requests, not a queue of
-            # small ones cut early.
-            pace = self._paces[host] = AccountPace(max_in_flight=self._max_connections)
-        # Once Zendesk refuses the token, what the pipeline still holds fails without a request.
-        client = RefusalStopClient(
-            token=account.token,
-            basic_auth=account.basic_auth,
-            base_url=account.base_url,
-            session=self._session,
-            timeout=self._timeout,
-            retry=self._retry,
-            pace=pace,
-        )
-
+        client = self._clients.get(account.base_url)
+        if client is None:
+            host = str(URL(account.base_url).origin())
+            pace = self._paces.get(host)
+            if pace is None:
+                # Requests to a host at once: its connections. Senders beyond wait their turn
+                # with their batches open, so a busy host gets fuller requests, not a queue of
+                # small ones cut early.
+                pace = self._paces[host] = AccountPace(max_in_flight=self._max_connections)
+            # One client per base URL, shared by its accounts: each push carries its own
+            # account's credentials (the client's own, the first account's, are never sent).
+            client = self._clients[account.base_url] = AnyChannelClient(
+                token=account.token,
+                basic_auth=account.basic_auth,
+                base_url=account.base_url,
+                session=self._session,
+                timeout=self._timeout,
+                retry=self._retry,
+                pace=pace,
+            )
         member = _Member(self, account, client, self._max_pending_per_account, revision)
-        client.on_refusal = member.refused
         member.pipeline = PushPipeline(
-            client,
+            member,
             account.instance_push_id,
             settings=self._settings,
             shared_outbox=self._share(member),
@@ -839,10 +868,7 @@ class PushPool:
 
     async def _close_member(self, member: _Member, *, flush: bool) -> None:
         try:
-            try:
-                await member.pipeline.close(flush=flush)
-            finally:
-                await member.client.close()  # a cancelled close too
+            await member.pipeline.close(flush=flush)
         except Exception:  # a bug: logged, and the pool still closes the others
             logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
         finally:
