@@ -139,9 +139,18 @@ class Conversations(Generic[M]):
             return Parent.FAILED
         return Parent.ABSENT
 
-    def finish(self, member: M, imported: bool, cause: AnyChannelError | None = None) -> list[M]:
+    def finish(
+        self,
+        member: M,
+        imported: bool,
+        cause: AnyChannelError | None = None,
+        *,
+        failed: bool = True,
+    ) -> list[M]:
         """member's end: ``imported`` (or it may be, and its children go on: Zendesk will
-        tell), or failed (``cause`` None when for good, else the error that stopped it).
+        tell), or failed (``cause`` None when for good, else the error that stopped it), or
+        neither (``failed`` False: its owner cancelled it; nothing is known of its id, which
+        an earlier submission may have imported, so a child submitted later goes to Zendesk).
 
         Returns the children that waited for it, in the order they began to wait: to push
         now when imported, else to fail with it.
@@ -157,16 +166,17 @@ class Conversations(Generic[M]):
         if pending is not member and pending is not None and not imported:
             # Another submission of the same id is still pending: its children wait for it.
             return []
-        failed = self._failed
+        memory = self._failed
         if not imported:
-            if failed is None:
-                failed = self._failed = {}
-            failed.pop(external_id, None)  # inserted again: the newest
-            failed[external_id] = cause
-            if len(failed) > self._failed_memory:
-                del failed[next(iter(failed))]
-        elif failed:
-            failed.pop(external_id, None)  # it failed once, and now went through
+            if failed:
+                if memory is None:
+                    memory = self._failed = {}
+                memory.pop(external_id, None)  # inserted again: the newest
+                memory[external_id] = cause
+                if len(memory) > self._failed_memory:
+                    del memory[next(iter(memory))]
+        elif memory:
+            memory.pop(external_id, None)  # it failed once, and now went through
         if not self._waiting:
             return []
         return self._waiting.pop(external_id, None) or []

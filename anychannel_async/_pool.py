@@ -362,12 +362,16 @@ class PushPool:
         self._loop = bind_loop(self._loop, "PushPool")
 
     async def flush(self) -> None:
-        """Wait until every resource submitted so far to an open pipeline resolved (and every
-        row replayed from the outbox)."""
+        """Wait until every resource submitted so far resolved (and every row replayed from
+        the outbox): those of the pipelines closing apart (an account moved, removed or idle)
+        too, which their close resolves (or fails, after ``close_timeout``)."""
         self._bind_loop()
         if self._replayer is not None:
             await asyncio.wait([self._replayer])  # not cancelled with it when close() stops it
+        closing = list(self._closing)
         await flush_all([member.pipeline for member in self._members.values()])
+        if closing:
+            await asyncio.wait(closing)  # not cancelled with this flush: each its own
 
     async def close(self, *, flush: bool = True) -> None:
         """Close every pipeline (each as `PushPipeline.close`, with ``flush``), then the

@@ -348,7 +348,7 @@ class Router:
         error = submission.error
         if imported or cancelled or error is None or verdict(error) is Verdict.FINAL:
             error = None  # failed for good (or imported): children fail as not found
-        children = self._conversations.finish(submission, imported, error)
+        children = self._conversations.finish(submission, imported, error, failed=not cancelled)
         if not children:
             return
         if imported:

@@ -35,8 +35,11 @@ TYPED = {"handle": "@acme", "api_key": "origin-api-key-never-shown"}
 RETURN_PATH = "/zendesk/channels/integration_service_instances/editor_finalizer"
 
 
-def make_integration(store: AccountStore, emulator: ZendeskEmulator) -> ChannelIntegration:
-    """An integration over store, whose Zendesk (every subdomain) is the emulator."""
+def make_integration(
+    store: AccountStore, emulator: ZendeskEmulator, *, zendesk_url: str | None = None
+) -> ChannelIntegration:
+    """An integration over store, whose Zendesk (every subdomain) is the emulator (at
+    zendesk_url, when given: another name of it)."""
     return ChannelIntegration(
         name="Acme Social",
         integration_id="com.acme.social",
@@ -44,7 +47,7 @@ def make_integration(store: AccountStore, emulator: ZendeskEmulator) -> ChannelI
         secret=SECRET,
         accounts=store,
         admin_fields=ADMIN_FIELDS,
-        zendesk_url=emulator.base_url,
+        zendesk_url=zendesk_url or emulator.base_url,
         timeout=5.0,
     )
 

@@ -31,9 +31,9 @@ from anychannel_async.integration import (
     PullResponse,
 )
 from anychannel_async.integration._signing import Signer
-from anychannel_async.testing import ZendeskEmulator
+from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import FAST_RETRY, resource, wait_until
+from .conftest import FAST_RETRY, REPORT_ERROR_PATH, resource, wait_until
 from .integration_support import (
     IPID,
     OTHER_SECRET,
@@ -376,6 +376,25 @@ async def test_report_error_tells_zendesk_of_a_reply_that_failed_later(
         "reply-1",
         "the network dropped it",
     )
+
+
+async def test_the_integrations_session_sends_no_cookie_back(
+    emulator: ZendeskEmulator, store: AccountStore
+) -> None:
+    """The session the integration opens to call Zendesk (the token check of the admin form,
+    report_error), shared by every account, keeps no cookie an answer sets (Cloudflare's)."""
+    emulator.faults = Faults(set_cookie="__cfruid=abc123; Path=/; HttpOnly")
+    by_name = emulator.base_url.replace("127.0.0.1", "localhost")  # aiohttp keeps none by IP
+    integration = make_integration(store, emulator, zendesk_url=by_name)
+    async with zendesk_for(integration.web_app()) as zendesk:
+        await zendesk.install()
+        account = await store.get(IPID)
+        assert account is not None
+        await integration.report_error(account, "reply-1", "the network dropped it")
+        await integration.report_error(account, "reply-2", "the network dropped it")
+    assert [r.path for r in emulator.requests][-2:] == [REPORT_ERROR_PATH] * 2
+    assert len(emulator.requests) == 3  # the token check, then the two reports
+    assert [r.cookie for r in emulator.requests] == [None] * 3
 
 
 # -- pull -------------------------------------------------------------------------------------

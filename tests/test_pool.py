@@ -467,6 +467,37 @@ async def test_an_open_account_removed_or_moved_in_the_store_is_read_again(
         assert [r.external_ids for r in pushes(new_host)] == [("after",), ("active again",)]
 
 
+@pytest.mark.parametrize("change", ["moved", "removed"])
+async def test_flush_waits_for_what_a_replaced_or_removed_accounts_pipeline_holds(
+    tmp_path: Path, change: str
+) -> None:
+    """An account moved (a new token, another host) or removed while its pipeline holds
+    resources: that pipeline closes apart, and flush still returns only once they resolved."""
+    async with (
+        ZendeskEmulator(accounts={"m1": token("m1")}) as old_host,
+        ZendeskEmulator(accounts={"m1": token("m1")}) as new_host,
+        AccountStore(tmp_path / "accounts.sqlite") as store,
+    ):
+        old_host.faults = Faults(latency=0.3)
+        await store.put(accounts_on(old_host, "m1")["m1"])
+        async with quick_pool(store, close_timeout=5.0) as pool:
+            before = await pool.submit("m1", resource("before"))
+            await wait_until(lambda: len(old_host.requests) == 1)  # in flight
+            if change == "moved":
+                await store.put(accounts_on(new_host, "m1")["m1"])
+                after = await pool.submit("m1", resource("after"))
+            else:
+                await store.remove("m1")
+                with pytest.raises(UnknownAccountError):
+                    await pool.submit("m1", resource("after"))
+            await pool.flush()
+            assert before.done()
+            assert (await before).code is StatusCode.SUCCESS
+            if change == "moved":
+                assert after.done()
+            assert pool.stats.pending == 0
+
+
 async def test_what_a_refused_account_holds_fails_without_a_request_more(
     host_a: ZendeskEmulator,
 ) -> None:

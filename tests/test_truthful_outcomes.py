@@ -337,6 +337,25 @@ async def test_a_parent_cancelled_after_a_lost_answer_does_not_doom_its_child(
     assert ticket.external_id == "p"
 
 
+async def test_a_resubmission_cancelled_does_not_doom_the_children_of_an_imported_parent(
+    client: AnyChannelClient, emulator: ZendeskEmulator
+) -> None:
+    """The parent is imported; the same id, submitted again, is cancelled by its owner before
+    it goes. Zendesk holds the parent: a child submitted after is pushed and lands on its
+    ticket, not failed with ParentNotFoundError as if the parent had failed."""
+    async with PushPipeline(client, IPID, max_latency=1.0) as pipe:
+        assert (await pipe.push(resource("p"))).code is StatusCode.SUCCESS
+        again = await pipe.submit(resource("p"))
+        again.cancel()  # dropped unsent when the child's batch is cut
+        [result] = await settle([await pipe.submit(resource("c", parent_id="p"))])
+    assert isinstance(result, PushResult)
+    assert result.code is StatusCode.SUCCESS
+    ticket = emulator.ticket_for("c")
+    assert ticket is not None
+    assert ticket.external_id == "p"
+    assert emulator.import_count("p") == 1
+
+
 async def test_the_same_id_pending_in_another_conversation_is_refused(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:

@@ -24,7 +24,7 @@ from aiohttp import web
 from yarl import URL
 
 from anychannel_async._accounts import Account, AccountStore
-from anychannel_async._client import AnyChannelClient, RetryPolicy
+from anychannel_async._client import AnyChannelClient, RetryPolicy, no_cookies
 from anychannel_async._credentials import base_url_of
 from anychannel_async._errors import (
     AnyChannelError,
@@ -287,7 +287,8 @@ class ChannelIntegration:
         opened = not store.is_open
         if opened:
             await store.__aenter__()
-        self._session = aiohttp.ClientSession()
+        # Its calls to Zendesk, for every account: no cookie kept (see `no_cookies`).
+        self._session = aiohttp.ClientSession(cookie_jar=no_cookies())
         self._answers = Answers(store)
         try:
             yield
