@@ -147,7 +147,12 @@ class Sender:
         hurries thousands of senders at once, and a generator context manager is ~500 bytes."""
         if on:
             self._hurry += 1
-            self.wake()
+            # Only a look waiting out max_latency (or the pace) on its timer needs a wake: one
+            # queued for a turn of the host sees the hurry when the turn comes, one at
+            # max_in_flight when a request ends, an idle one at the next submit. (A pool's
+            # flush hurries every open account at once: a scheduled look each was ~1 MiB.)
+            if self._timer is not None:
+                self.wake()
         else:
             self._hurry -= 1
 
