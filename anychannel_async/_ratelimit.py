@@ -25,6 +25,7 @@ import collections
 import math
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ._errors import ConfigurationError
 
@@ -71,6 +72,13 @@ def _check_budget(requests_per_minute: float | None) -> None:
         )
 
 
+class TurnTaker(Protocol):
+    """One in line for a turn of a host's requests (a pipeline's sender). An object, not a
+    bound method: a pool's accounts wait in line by the thousand, ~64 bytes each."""
+
+    def offered(self) -> bool: ...
+
+
 class AccountPace:
     """Decides when a request to the account (host) may start; shared by all its users."""
 
@@ -88,7 +96,7 @@ class AccountPace:
         self._in_flight = 0
         # Senders waiting for a turn: each is called when a request ends and says whether it
         # took the turn (one that stopped meanwhile declines, and the next is asked).
-        self._turns: collections.deque[Callable[[], bool]] = collections.deque()
+        self._turns: collections.deque[TurnTaker] = collections.deque()
         self._clock = clock
         self._budget = requests_per_minute
         self._learned: float | None = None
@@ -163,10 +171,10 @@ class AccountPace:
             return True
         return False
 
-    def wait_turn(self, offer: Callable[[], bool]) -> None:
-        """Queue for a turn: ``offer()`` is called when one is free; returning True takes it
-        (the taker must `finish` it), False passes it to the next in line."""
-        self._turns.append(offer)
+    def wait_turn(self, taker: TurnTaker) -> None:
+        """Queue for a turn: ``taker.offered()`` is called when one is free; returning True
+        takes it (the taker must `finish` it), False passes it to the next in line."""
+        self._turns.append(taker)
 
     def finish(self) -> None:
         """A turn ends (its request completed, or it went unused): hand it to the next in
@@ -174,6 +182,6 @@ class AccountPace:
         if self._limit is None:
             return
         while self._turns:
-            if self._turns.popleft()():
+            if self._turns.popleft().offered():
                 return
         self._in_flight -= 1

@@ -236,7 +236,7 @@ class Sender:
         # request ends and the turn comes here.
         if not self._queued:
             self._queued = True
-            pace.wait_turn(self._offered)
+            pace.wait_turn(self)
         return None
 
     def _cut(self) -> bool:
@@ -251,7 +251,7 @@ class Sender:
         self._start_send(batch)
         return True
 
-    def _offered(self) -> bool:
+    def offered(self) -> bool:
         """The host offers a turn: take it unless this sender stopped or may not send."""
         self._queued = False
         if not self._sending or self._stopped or self._loop is None or self.broken is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
+import attrs
 import pytest
 
 from anychannel_async import ClosedError
@@ -44,14 +44,25 @@ async def test_a_unit_granted_at_cancellation_is_handed_on() -> None:
 from anychannel_async._ratelimit import AccountPace  # noqa: E402
 
 
-def taker(taken: list[str], name: str) -> Callable[[], bool]:
-    """A sender in line for a turn that takes it, noting its name."""
+@attrs.define
+class Taker:
+    """A sender in line for a turn: takes it, noting its name, unless it stopped meanwhile."""
 
-    def offer() -> bool:
-        taken.append(name)
-        return True
+    taken: list[str]
+    name: str
+    takes: bool = True
 
-    return offer
+    def offered(self) -> bool:
+        if self.takes:
+            self.taken.append(self.name)
+        return self.takes
+
+
+def taker(taken: list[str], name: str) -> Taker:
+    return Taker(taken, name)
+
+
+STOPPED = Taker([], "stopped", takes=False)  # a sender that stopped meanwhile
 
 
 def test_turns_are_taken_up_to_the_limit_and_handed_on_in_order() -> None:
@@ -78,11 +89,11 @@ def test_a_turn_declined_goes_to_the_next_in_line_or_back_to_the_host() -> None:
     pace = AccountPace(max_in_flight=1)
     assert pace.try_start()
     taken: list[str] = []
-    pace.wait_turn(lambda: False)  # a sender that stopped meanwhile
+    pace.wait_turn(STOPPED)
     pace.wait_turn(taker(taken, "next"))
     pace.finish()
     assert taken == ["next"]
-    pace.wait_turn(lambda: False)
+    pace.wait_turn(STOPPED)
     pace.finish()  # declined, nobody else: the turn is free again
     assert pace.try_start()
 
