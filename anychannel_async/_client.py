@@ -169,7 +169,7 @@ class AnyChannelClient:
     The credentials never appear in its repr, in logs or in errors.
     """
 
-    # A pool holds a client per account: no instance dict (~180 bytes each).
+    # Commands and tests make many: no instance dict (~180 bytes each).
     __slots__ = (
         "_base_url",
         "_credentials",
@@ -437,7 +437,7 @@ class AnyChannelClient:
 @functools.lru_cache(maxsize=32)
 def _retrying(policy: RetryPolicy) -> Callable[..., Awaitable[bytes]]:
     """``AnyChannelClient._send_once`` retried by ``policy``: one backoff wrapper per policy,
-    shared by its clients (a pool holds a client per account; a wrapper each was ~1.7 kB)."""
+    shared by its clients (a wrapper per client was ~1.7 kB)."""
     send: Callable[..., Awaitable[bytes]] = backoff.on_exception(
         policy.waits,
         AnyChannelError,

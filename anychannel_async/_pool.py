@@ -1,14 +1,15 @@
 """PushPool: push to many accounts (installs of the integration) from one process.
 
 It owns one aiohttp session for every request, one `AccountPace` per host (Zendesk's rate
-limit is the Zendesk account's, shared by every instance on it), and per instance push id a
-client (its own token) and a `PushPipeline`, opened on first use and closed once idle. It
+limit is the Zendesk account's, shared by every instance on it), one client per base URL, and
+per instance push id a `PushPipeline` whose pushes carry that account's own credentials,
+opened on first use and closed once idle. It
 bounds memory twice: ``max_pending`` for the whole pool, and ``max_pending_per_account`` for
 each account, so an account that is slow, unreachable or rate limited fills only its own share.
 
 It decides nothing about a resource's outcome: the pipelines do. It hears one thing from each
-account's client: a refusal of its token (`RefusalStopClient.on_refusal`), after which further
-submits for it fail at once until the accounts hold another token. It never shows a credential.
+account's pushes: a refusal of its token (`push_until_refused`), after which further submits
+for it fail at once until the accounts hold another token. It never shows a credential.
 
 With an outbox, it owns one `Outbox` for every account (each row carries its instance push
 id): it opens it first, hands each pipeline a `Share` of it, closes it last, and replays what
@@ -196,7 +197,7 @@ class PushPool:
       (default 60); the next submit opens a new one.
     - ``max_open_accounts``: pipelines open at once (default None: as many as have work,
       at most ``max_pending``; idle ones beyond 1,000 close, longest idle first). Given, memory
-      stays flat whatever the number of accounts (a busy pipeline holds ~4 KiB): beyond it,
+      stays flat whatever the number of accounts (a busy pipeline holds ~2 KiB): beyond it,
       idle ones close and a submit for another account waits until one is idle. That costs
       throughput when more accounts than that are busy at once (each waits for another to
       empty), so give it where memory matters more, above the number of accounts busy at once.
