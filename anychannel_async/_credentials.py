@@ -34,7 +34,7 @@ class Credentials:
     never the value.
     """
 
-    __slots__ = ("_parts", "_secret", "header")
+    __slots__ = ("_basic", "_parts", "_secret")
 
     def __init__(
         self, *, token: str | None = None, basic_auth: tuple[str, str] | None = None
@@ -50,7 +50,7 @@ class Credentials:
                     "token must not contain whitespace or control characters"
                     " (a trailing newline from a file?)"
                 )
-            header = f"Bearer {token}"
+            basic = None
             secret = token
         else:
             assert basic_auth is not None
@@ -67,15 +67,21 @@ class Credentials:
                     "basic_auth must not contain control characters (a trailing newline?)"
                 )
             pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
-            header = "Basic " + base64.b64encode(pair).decode("ascii")
+            basic = "Basic " + base64.b64encode(pair).decode("ascii")
             # The username (an email) is no secret.
             secret = basic_auth[1]
-        #: The Authorization header's value.
-        self.header = header
+        # A bearer token's header is made per request (a pool holds credentials per account:
+        # ~65 bytes each kept); basic auth's, encoded, once.
+        self._basic = basic
         self._secret = secret
         # The spellings to redact, made at the first redaction: a pool holds credentials per
         # account, and most never see an error (~400 bytes each).
         self._parts: list[str] | None = None
+
+    @property
+    def header(self) -> str:
+        """The Authorization header's value."""
+        return self._basic if self._basic is not None else "Bearer " + self._secret
 
     def _spellings(self) -> list[str]:
         """Every spelling of the credentials an answer could echo: the header's value, the
