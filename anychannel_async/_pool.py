@@ -1,14 +1,15 @@
 """PushPool: push to many accounts (installs of the integration) from one process.
 
 It owns one aiohttp session for every request, one `AccountPace` per host (Zendesk's rate
-limit is the Zendesk account's, shared by every instance on it), one client per base URL, and
-per instance push id a `PushPipeline` whose pushes carry that account's own credentials,
-opened on first use and closed once idle. It
-bounds memory twice: ``max_pending`` for the whole pool, and ``max_pending_per_account`` for
-each account, so an account that is slow, unreachable or rate limited fills only its own share.
+limit is the Zendesk account's, shared by every instance on it), one `AnyChannelClient` per
+base URL while an account of it is open, and per instance push id a `PushPipeline` whose
+client is the account's `_Member` (its own credentials on its host's client), opened on first
+use and closed once idle. It bounds memory twice: ``max_pending`` for the whole pool, and
+``max_pending_per_account`` for each account, so an account that is slow, unreachable or rate
+limited fills only its own share.
 
 It decides nothing about a resource's outcome: the pipelines do. It hears one thing from each
-account's pushes: a refusal of its token (`push_until_refused`), after which further submits
+account's member: a refusal of its token (`push_until_refused`), after which further submits
 for it fail at once until the accounts hold another token. It never shows a credential.
 
 With an outbox, it owns one `Outbox` for every account (each row carries its instance push
@@ -312,8 +313,12 @@ class PushPool:
         # order): closing beyond the cap takes from the front, without scanning every member.
         self._idle_members: dict[str, _Member] = {}
         self._paces: dict[str, AccountPace] = {}
-        # A client per base URL (its host's pace, the pool's session), shared by its accounts.
+        # A client per base URL (its host's pace, the pool's session), shared by its accounts
+        # whose pipelines are not closed yet (counted), and dropped with the last of them:
+        # Zendesk gives each account a host of its own, and a pool going through many would
+        # keep a client (~1 KiB, the token of an account maybe gone) of each until it closes.
         self._clients: dict[str, AnyChannelClient] = {}
+        self._client_users: collections.Counter[str] = collections.Counter()
         # Tokens Zendesk refused, by instance push id: the account as refused, and the error.
         self._refusals: dict[str, tuple[Account, AuthenticationError]] = {}
         # The caller's future of each resource a pipeline holds, by the pipeline's future.
@@ -699,6 +704,7 @@ class PushPool:
             # The pool's units and tallies, without a callback per future.
             on_settled=member,
         )
+        self._client_users[account.base_url] += 1  # until its pipeline closed: _close_member
         return member
 
     # -- the outbox --------------------------------------------------------------------------
@@ -878,6 +884,12 @@ class PushPool:
             logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
         finally:
             self._requests_closed += member.pipeline.stats.requests
+            url = member.account.base_url
+            self._client_users[url] -= 1
+            if not self._client_users[url]:  # the last account of its base URL closed
+                del self._client_users[url]
+                del self._clients[url]
+                await member.host.close()  # the session is the pool's: nothing awaits
 
     # -- stats -------------------------------------------------------------------------------
 
