@@ -32,6 +32,7 @@ from ._lifecycle import Latch, State, bind_loop
 from ._metrics import NO_METRICS, Gauges, Metrics
 from ._models import ID_MAX, ExternalResource
 from ._outbox import NO_REPLAY, Outbox, Replay, Share
+from ._ratelimit import AccountPace
 from ._results import PushResult, StatusCode
 from ._router import Router
 from ._sender import Sender
@@ -143,6 +144,12 @@ class PushPipeline:
     ) -> None:
         if metrics is not None and not isinstance(metrics, Metrics):
             raise ConfigurationError(f"metrics must be a Metrics, got {type(metrics).__name__}")
+        if not isinstance(getattr(client, "pace", None), AccountPace) or not callable(
+            getattr(client, "push_batch", None)
+        ):
+            raise ConfigurationError(
+                f"client must be an AnyChannelClient, got {type(client).__name__}"
+            )
         if not isinstance(instance_push_id, str) or not 0 < len(instance_push_id) <= ID_MAX:
             raise ConfigurationError(f"instance_push_id must be a string of 1..{ID_MAX} characters")
         settings = settings_of(settings, options)

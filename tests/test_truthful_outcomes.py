@@ -266,6 +266,14 @@ def test_a_nan_retry_setting_is_a_configuration_error(name: str) -> None:
         RetryPolicy(**{name: math.nan})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("client", [None, "https://acme.zendesk.com", object()])
+def test_a_pipeline_given_no_client_is_a_configuration_error(client: object) -> None:
+    """Something else than a client as PushPipeline's first argument: ConfigurationError
+    naming it, not an AttributeError from inside."""
+    with pytest.raises(ConfigurationError, match="client must be an AnyChannelClient"):
+        PushPipeline(client, IPID)  # type: ignore[arg-type]
+
+
 def test_pipeline_keyword_arguments_are_exactly_the_settings() -> None:
     """PushPipeline's keyword arguments and PipelineSettings' fields are one list."""
     assert set(PipelineOptions.__annotations__) == {f.name for f in attrs.fields(PipelineSettings)}
