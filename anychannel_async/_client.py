@@ -465,8 +465,7 @@ def _log_retry(details: Mapping[str, Any]) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _client_timeout(total: float) -> aiohttp.ClientTimeout:
-    """One (frozen) timeout per value, shared by the clients given it: a pool holds one per
-    account."""
+    """One (frozen) timeout per value, shared by the clients given it."""
     return aiohttp.ClientTimeout(total=total)
 
 
