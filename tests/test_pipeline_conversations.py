@@ -203,8 +203,8 @@ async def test_flush_waits_for_an_older_submission_of_an_id_that_outlives_the_la
     pipeline keeps every submission of an id, not only the latest."""
     async with PushPipeline(client, IPID, max_latency=0, parent_timeout=30.0) as pipe:
         older = await pipe.submit(resource("late-child", parent_id="late-parent"))
-        await wait_until(lambda: len(requests_with(emulator, "late-child")) == 1)
-        await asyncio.sleep(0.02)  # its answer (parent not found): it waits to go again
+        # Answered (parent not found): it waits to go again.
+        await wait_until(lambda: [r.status for r in requests_with(emulator, "late-child")] == [200])
         await client.push(IPID, [resource("late-parent")])  # the parent, from elsewhere
         latest = await pipe.submit(resource("late-child", parent_id="late-parent"))
         await latest
@@ -237,10 +237,10 @@ async def test_a_close_leaves_no_submission_of_an_id_pending_more_than_once(
     """close(flush=False) with an id pending three times: each submission ends (the one in
     flight by its answer, the queued ones with ClosedError), none stays pending."""
     emulator.faults = Faults(latency=0.3)
-    pipe = PushPipeline(client, IPID, max_batch_size=1, max_in_flight=1)
+    pipe = PushPipeline(client, IPID, max_batch_size=1, max_in_flight=1, max_latency=0)
     async with pipe:
         futures = [await pipe.submit(resource("thrice")) for _ in range(3)]
-        await asyncio.sleep(0.05)  # the first is in flight
+        await wait_until(lambda: pipe.stats.in_flight == 1)  # the first is in flight
         await pipe.close(flush=False)
     assert [future.done() for future in futures] == [True, True, True]
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
