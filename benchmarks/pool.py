@@ -91,10 +91,11 @@ async def pool_run(
                 future.add_done_callback(tally)
                 i += 1
         await pool.flush()
+        requests = pool.stats.requests
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if tally.ok != n:
         raise RuntimeError(f"pool: {tally.ok} of {n} resources imported ({tally.failed} failed)")
-    return Measure(n, wall, cpu)
+    return Measure(n, wall, cpu, requests)
 
 
 # -- row 10: a dead host -------------------------------------------------------------------
@@ -157,6 +158,10 @@ async def dead_host_run(
                 i += 1
         await settled.wait()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        stats = pool.stats
+        requests = stats.requests - sum(
+            stats.accounts[account].requests for account in dead if account in stats.accounts
+        )
         dead_held = held
         for task in producers:
             task.cancel()
@@ -166,7 +171,7 @@ async def dead_host_run(
         raise RuntimeError(
             f"dead host: {tally.ok} of {n} healthy resources imported ({tally.failed} failed)"
         )
-    return DeadHostResult(Measure(n, wall, cpu), dead_held)
+    return DeadHostResult(Measure(n, wall, cpu, requests), dead_held)
 
 
 # -- row 9: peak RSS against the number of accounts ---------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import platform
@@ -30,7 +31,7 @@ import rss
 import throughput
 from _common import GcMeter, Row, emulator, median
 
-from anychannel_async import __version__
+from anychannel_async import AnyChannelClient, PushPool, __version__
 
 US = 1e6
 
@@ -530,9 +531,46 @@ POOL_MAX_OPEN = 1_000
 class _PoolRuns:
     pool: list[throughput.Measure] = attrs.Factory(list)
     single: list[throughput.Measure] = attrs.Factory(list)
+    # One pipeline making the requests the pool made: as many resources per request (and
+    # requests at once as the pool has connections to the host). No pool of pipelines can beat
+    # it, so its rate against `single` is the most the pool's ratio can be at that size.
+    sized: list[throughput.Measure] = attrs.Factory(list)
+    # The same at the most per request any order of sending could give the pool.
+    most: list[throughput.Measure] = attrs.Factory(list)
 
 
-async def _pool_at(base_url: str, s: Settings) -> _PoolRuns:
+# A PushPool's defaults, as its signature has them: connections per host (the requests at
+# once of `sized`) and max_pending.
+_POOL_DEFAULTS = inspect.signature(PushPool).parameters
+POOL_CONNECTIONS: int = _POOL_DEFAULTS["max_connections"].default
+POOL_DEFAULT_MAX_PENDING: int = _POOL_DEFAULTS["max_pending"].default
+
+
+def _per_request(m: throughput.Measure) -> int:
+    """Resources per request of a run, rounded (a pipeline's max_batch_size)."""
+    return max(1, round(m.resources / m.requests))
+
+
+async def _sized(
+    client: AnyChannelClient, like: throughput.Measure, size: int | None = None
+) -> throughput.Measure:
+    """One pipeline pushing as many resources as `like`, in requests of its size (or `size`)."""
+    return await throughput.pipeline(
+        client,
+        like.resources,
+        max_batch_size=min(100, size or _per_request(like)),
+        max_in_flight=POOL_CONNECTIONS,
+    )
+
+
+def _most_per_request(s: Settings) -> int:
+    """The most resources per request any order of sending can give a pool fed round-robin:
+    at each send, the accounts hold between nothing and a full request, evenly spread, so
+    about half a request each on average, and together at most max_pending (the defaults')."""
+    return 2 * POOL_DEFAULT_MAX_PENDING // s.pool_accounts
+
+
+async def _pool_at(base_url: str, s: Settings, *, sized: bool) -> _PoolRuns:
     runs = _PoolRuns()
     accounts = pool.accounts_on(base_url, 0, s.pool_accounts)
     n = s.pool_accounts * s.pool_per_account
@@ -548,25 +586,43 @@ async def _pool_at(base_url: str, s: Settings) -> _PoolRuns:
             else:
                 runs.pool.append(await pool.pool_run(accounts, s.pool_per_account))
                 runs.single.append(await throughput.pipeline(client, n))
+            if sized:
+                runs.sized.append(await _sized(client, runs.pool[-1]))
+                runs.most.append(await _sized(client, runs.pool[-1], _most_per_request(s)))
     return runs
 
 
-async def _dead_host(base_url: str, s: Settings) -> tuple[list[pool.DeadHostResult], ...]:
+@attrs.define
+class _DeadRuns:
+    with_dead: list[pool.DeadHostResult] = attrs.Factory(list)
+    without: list[pool.DeadHostResult] = attrs.Factory(list)
+    # One pipeline in requests of the healthy accounts' size in each run (see _PoolRuns.sized).
+    sized_with: list[throughput.Measure] = attrs.Factory(list)
+    sized_without: list[throughput.Measure] = attrs.Factory(list)
+
+
+async def _dead_host(base_url: str, s: Settings) -> _DeadRuns:
     healthy = pool.accounts_on(base_url, 0, s.pool_accounts)
     dead = pool.accounts_on(pool.closed_port_url(), 100_000, s.pool_dead_accounts)
     settings = {"max_pending": POOL_MAX_PENDING, "max_pending_per_account": DEAD_SHARE}
     per = s.pool_healthy_per_account
-    with_dead: list[pool.DeadHostResult] = []
-    without: list[pool.DeadHostResult] = []
+    runs = _DeadRuns()
     await pool.dead_host_run(pool.accounts_on(base_url, 0, 20), 20, {}, 0, **settings)
-    for rep in range(s.reps):
-        pair = [
-            (with_dead, dead, 2 * DEAD_SHARE),
-            (without, {}, 0),
-        ]
-        for into, down, dead_n in pair if rep % 2 == 0 else reversed(pair):
-            into.append(await pool.dead_host_run(healthy, per, down, dead_n, **settings))
-    return with_dead, without
+    async with throughput.new_client(base_url) as client:
+        for rep in range(s.reps):
+            pair = [
+                (runs.with_dead, dead, 2 * DEAD_SHARE),
+                (runs.without, {}, 0),
+            ]
+            for into, down, dead_n in pair if rep % 2 == 0 else reversed(pair):
+                into.append(await pool.dead_host_run(healthy, per, down, dead_n, **settings))
+            sized = [
+                (runs.sized_with, runs.with_dead[-1].healthy),
+                (runs.sized_without, runs.without[-1].healthy),
+            ]
+            for into_sized, like in sized if rep % 2 == 0 else reversed(sized):
+                into_sized.append(await _sized(client, like))
+    return runs
 
 
 def pool_rows(s: Settings) -> list[Row]:
@@ -579,7 +635,7 @@ def pool_rows(s: Settings) -> list[Row]:
     for ms in (0, 50):
         title = f"pool throughput at {ms} ms ({what})"
         with _stage(title), pool.pool_emulator(s.pool_accounts, latency=ms / 1000) as emu:
-            runs = asyncio.run(_pool_at(emu.base_url, s))
+            runs = asyncio.run(_pool_at(emu.base_url, s, sized=ms == 0))
         sec = f"8 pool @{ms}ms"
 
         def cpu(ms_: Sequence[throughput.Measure]) -> str:
@@ -609,6 +665,39 @@ def pool_rows(s: Settings) -> list[Row]:
                 note=f"per repetition {min(ratios):.0%} to {max(ratios):.0%}",
             ),
         ]
+        if runs.sized:
+            size = median([_per_request(m) for m in runs.pool])
+            rows += [
+                Row(
+                    sec,
+                    f"one pipeline, the same {n:,} in the pool's requests"
+                    f" ({size:.0f}/request, {POOL_CONNECTIONS} at once)",
+                    _fmt_rate(median([m.rate for m in runs.sized])),
+                    note=cpu(runs.sized),
+                ),
+                Row(
+                    sec,
+                    "  that / one pipeline: the most pool / one pipeline can be at that size",
+                    f"{_paired(runs.sized, runs.single):.0%}",
+                ),
+                Row(
+                    sec,
+                    "  pool / that: what the pool's own machinery leaves",
+                    f"{_paired(runs.pool, runs.sized):.0%}",
+                ),
+                Row(
+                    sec,
+                    f"one pipeline, the same in requests of {min(100, _most_per_request(s))}"
+                    " (the most any sending order gives the pool)",
+                    _fmt_rate(median([m.rate for m in runs.most])),
+                    note=cpu(runs.most),
+                ),
+                Row(
+                    sec,
+                    "  that / one pipeline",
+                    f"{_paired(runs.most, runs.single):.0%}",
+                ),
+            ]
     counts = s.pool_rss_accounts
     total = s.pool_rss_total
     title = f"pool RSS for {', '.join(f'{c:,}' for c in counts)} accounts, {total:,} resources"
@@ -645,7 +734,8 @@ def pool_rows(s: Settings) -> list[Row]:
             )
         )
     with _stage("pool with a dead host"), pool.pool_emulator(s.pool_accounts) as emu:
-        with_dead, without = asyncio.run(_dead_host(emu.base_url, s))
+        dead_runs = asyncio.run(_dead_host(emu.base_url, s))
+    with_dead, without = dead_runs.with_dead, dead_runs.without
     sec = "10 pool, dead host @0ms"
     healthy = f"{s.pool_accounts:,} healthy x {s.pool_healthy_per_account}"
     dead = (
@@ -672,6 +762,26 @@ def pool_rows(s: Settings) -> list[Row]:
         ),
         Row(sec, "healthy with / without the dead host", f"{share:.0%}", ">= 90%", share >= 0.9),
     ]
+    for label, runs_, sized_ in (
+        ("without", without, dead_runs.sized_without),
+        ("with", with_dead, dead_runs.sized_with),
+    ):
+        size = median([_per_request(r.healthy) for r in runs_])
+        rows.append(
+            Row(
+                sec,
+                f"one pipeline in the healthy requests' size {label} the dead host"
+                f" ({size:.0f}/request, {POOL_CONNECTIONS} at once)",
+                _fmt_rate(median([m.rate for m in sized_])),
+            )
+        )
+    rows.append(
+        Row(
+            sec,
+            "  with / without, one pipeline at those sizes: the most the pool's can be",
+            f"{_paired(dead_runs.sized_with, dead_runs.sized_without):.0%}",
+        )
+    )
     return rows
 
 

@@ -33,6 +33,8 @@ class Measure:
     resources: int
     wall: float
     cpu: float
+    #: Push requests the run made (0: not counted).
+    requests: int = 0
 
     @property
     def rate(self) -> float:
@@ -64,6 +66,7 @@ async def pipeline(
     max_latency: float = 0.05,
     max_in_flight: int = 4,
     max_pending: int = 10_000,
+    max_batch_size: int = 100,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> Measure:
@@ -79,11 +82,13 @@ async def pipeline(
         max_latency=max_latency,
         max_in_flight=max_in_flight,
         max_pending=max_pending,
+        max_batch_size=max_batch_size,
     ) as pipe:
         for i in range(n):
             future = await pipe.submit(make_resource(prefix, i))
             future.add_done_callback(tally)
         await pipe.flush()
+        requests = pipe.stats.requests
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if on_stop is not None:
         on_stop()
@@ -91,7 +96,7 @@ async def pipeline(
         raise RuntimeError(
             f"pipeline: {tally.ok} of {n} resources imported ({tally.failed} failed)"
         )
-    return Measure(n, wall, cpu)
+    return Measure(n, wall, cpu, requests)
 
 
 async def sequential_batched(client: AnyChannelClient, n: int, batch: int = 100) -> Measure:
