@@ -1,4 +1,5 @@
-"""PushPool and hosts: a host's pace lives as long as it matters, and no longer."""
+"""PushPool and hosts: a host's pace lives as long as it matters, and no longer; accounts
+behind one host under paths of their own (a gateway) each reach their own."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import contextlib
 import gc
 import logging
 import weakref
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from anychannel_async import (
     Account,
@@ -23,7 +27,17 @@ from anychannel_async._ratelimit import AccountPace
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .accounts_support import token
-from .conftest import FAST_RETRY, pushes, resource, wait_until
+from .conftest import (
+    FAST_RETRY,
+    IPID,
+    PUSH_PATH,
+    REPORT_ERROR_PATH,
+    TOKEN,
+    VALIDATE_TOKEN_PATH,
+    pushes,
+    resource,
+    wait_until,
+)
 
 # One try per request: a 429 ends the request at once (its resource is pushed again later).
 ONE_TRY = RetryPolicy(initial_delay=0.0, max_tries=1)
@@ -145,3 +159,77 @@ async def test_a_paused_hosts_pace_goes_once_its_pause_is_over(
         ) as pool:
             pace = await _close_paused(pool, store, emu)
             await wait_until(lambda: gone(pace))
+
+
+# -- base URLs with a path ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def gateway(behind: Mapping[str, ZendeskEmulator]) -> AsyncIterator[str]:
+    """A gateway on loopback serving each emulator under a path prefix of its own, as a proxy
+    in front of Zendesk may: ``POST /PREFIX/ROUTE`` goes to that emulator's ``/ROUTE``, and
+    its answer comes back as it was; another prefix is a 404. Yields the gateway's URL."""
+    async with aiohttp.ClientSession() as session:
+
+        async def forward(request: web.Request) -> web.Response:
+            emulator = behind.get(request.match_info["prefix"])
+            if emulator is None:
+                return web.Response(status=404, text="no such prefix")
+            headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
+            async with session.post(
+                f"{emulator.base_url}/{request.match_info['route']}",
+                data=await request.read(),
+                headers=headers,
+            ) as answer:
+                return web.Response(
+                    status=answer.status, body=await answer.read(), content_type=answer.content_type
+                )
+
+        app = web.Application()
+        app.router.add_post("/{prefix}/{route:.+}", forward)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            host, port = runner.addresses[0][:2]
+            yield f"http://{host}:{port}"
+        finally:
+            await runner.cleanup()
+
+
+_FORWARDED = {"Authorization", "Content-Type", "Accept"}
+
+
+async def test_a_client_sends_every_call_under_its_base_urls_path() -> None:
+    """A base URL with a path: each call goes to that path followed by its route."""
+    async with ZendeskEmulator() as zendesk, gateway({"zd": zendesk}) as url:
+        async with AnyChannelClient(token=TOKEN, base_url=f"{url}/zd", retry=FAST_RETRY) as client:
+            await client.validate_token(IPID)
+            [result] = await client.push(IPID, [resource("r1")])
+            await client.report_channelback_error(IPID, "r1")
+        assert result.imported
+        assert [r.path for r in zendesk.requests] == [
+            VALIDATE_TOKEN_PATH,
+            PUSH_PATH,
+            REPORT_ERROR_PATH,
+        ]
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+async def test_accounts_behind_one_gateway_push_under_their_own_paths(slash: str) -> None:
+    """Accounts at host/a and host/b (a gateway routing by path to two Zendesk accounts):
+    each pushes to its own, the two sharing the host's pace (its connections)."""
+    async with (
+        ZendeskEmulator(accounts={"a1": token("a1")}) as zendesk_a,
+        ZendeskEmulator(accounts={"b1": token("b1")}) as zendesk_b,
+        gateway({"a": zendesk_a, "b": zendesk_b}) as url,
+    ):
+        accounts = {
+            i: Account(i, base_url=f"{url}/{i[0]}{slash}", token=token(i)) for i in ("a1", "b1")
+        }
+        async with PushPool(accounts, max_latency=0.0, retry=FAST_RETRY) as pool:
+            results = [await pool.push(i, resource(f"{i}-0")) for i in accounts]
+            assert client_of(f"{url}/a{slash}").pace is client_of(f"{url}/b{slash}").pace
+        assert all(r.imported for r in results)
+        assert [r.external_ids for r in pushes(zendesk_a)] == [("a1-0",)]
+        assert [r.external_ids for r in pushes(zendesk_b)] == [("b1-0",)]
