@@ -140,7 +140,8 @@ class Account:
     """One installation of the integration: which Zendesk account, and how to authenticate.
 
     Give exactly one of ``subdomain`` (``https://{subdomain}.zendesk.com``) and ``base_url``
-    (plain ``http://`` only to a loopback host, e.g. the emulator), and exactly one of
+    (plain ``http://`` only to a loopback host, e.g. the emulator; a path is kept, each
+    request going to it followed by its route; no query or fragment), and exactly one of
     ``token`` (the ``zendesk_access_token`` Zendesk gave the install, sent as a Bearer token)
     and ``basic_auth`` (``(username, secret)``). A bad value raises `ConfigurationError`
     naming the problem, never the value. The repr never shows the token or the secret.

@@ -30,7 +30,7 @@ import attrs
 import backoff
 from yarl import URL
 
-from ._credentials import Credentials, base_url_of
+from ._credentials import Credentials, base_url_of, route_of
 from ._errors import (
     AnyChannelError,
     AuthenticationError,
@@ -151,7 +151,9 @@ class AnyChannelClient:
     Give exactly one of ``token`` (the integration's OAuth access token, sent as a Bearer
     token) and ``basic_auth`` (``(username, secret)``; with an API token the username is
     ``email/token``), and exactly one of ``subdomain`` (``https://{subdomain}.zendesk.com``) and
-    ``base_url``. Plain ``http://`` is refused unless the host is loopback.
+    ``base_url``. Plain ``http://`` is refused unless the host is loopback. A path in
+    ``base_url`` is kept (each request goes to it followed by its route, as through a gateway);
+    a query or a fragment is refused.
 
     Settings (keyword-only):
 
@@ -377,7 +379,7 @@ class AnyChannelClient:
         started = time.monotonic()
         try:
             async with session.post(
-                self._base_url.with_path(path),
+                route_of(self._base_url, path),
                 data=body,
                 headers={
                     "Authorization": credentials.header,

@@ -17,7 +17,7 @@ from yarl import URL
 
 from ._errors import ConfigurationError
 
-__all__ = ["Credentials", "base_url_of"]
+__all__ = ["Credentials", "base_url_of", "route_of"]
 
 # C0 and C1 control characters (CR and LF among them) and DEL: never part of a credential,
 # and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
@@ -110,7 +110,10 @@ def base_url_of(*, subdomain: str | None, base_url: str | None) -> URL:
     """The account's base URL, from exactly one of ``subdomain`` and ``base_url``.
 
     Plain ``http://`` is refused unless the host is loopback (a bearer token in clear text
-    could be read by anyone on the path), and so is a URL that carries credentials.
+    could be read by anyone on the path), and so is a URL that carries credentials. A path
+    is kept: requests go to it followed by their route (`route_of`), as through a gateway
+    serving Zendesk accounts under paths of their own. A query or a fragment is refused:
+    no route could keep it.
     """
     if (subdomain is None) == (base_url is None):
         raise ConfigurationError("give exactly one of subdomain and base_url")
@@ -145,6 +148,11 @@ def _check_base_url(base_url: str) -> URL:
     if url.user is not None or url.password is not None or "@" in url.raw_authority:
         # It would show in repr, base_url and errors; credentials go in token or basic_auth.
         raise ConfigurationError("base_url must not contain credentials; use token or basic_auth")
+    if url.raw_query_string or url.raw_fragment:
+        raise ConfigurationError(
+            "base_url must not have a query or fragment: requests go to its path followed"
+            " by their route, and would drop it"
+        )
     if url.scheme == "https" and url.host:
         return url
     if url.scheme == "http" and _is_loopback(url.host):
@@ -154,3 +162,10 @@ def _check_base_url(base_url: str) -> URL:
             f"base_url {base_url!r} uses plain http to a non-loopback host; use https"
         )
     raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+
+
+def route_of(base_url: URL, route: str) -> URL:
+    """Where a request for ``route`` (``/api/v2/...``) goes: the base URL's path (without its
+    trailing slash), then the route. ``with_path(route)`` alone would drop that path, and
+    accounts at ``host/a`` and ``host/b`` would both reach ``host``."""
+    return base_url.with_path(base_url.raw_path.rstrip("/") + route, encoded=True)

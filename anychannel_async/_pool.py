@@ -1,7 +1,8 @@
 """PushPool: push to many accounts (installs of the integration) from one process.
 
 It owns one aiohttp session for every request, one `AccountPace` per host (Zendesk's rate
-limit is the Zendesk account's, shared by every instance on it), one `AnyChannelClient` per
+limit is the Zendesk account's, shared by every instance on it) while it is used or still
+holds a pause or a budget's minute, one `AnyChannelClient` per
 base URL while an account of it is open, and per instance push id a `PushPipeline` whose
 client is the account's `_Member` (its own credentials on its host's client), opened on first
 use and closed once idle. It bounds memory twice: ``max_pending`` for the whole pool, and
@@ -313,6 +314,10 @@ class PushPool:
         # order): closing beyond the cap takes from the front, without scanning every member.
         self._idle_members: dict[str, _Member] = {}
         self._paces: dict[str, AccountPace] = {}
+        # Clients open per host (its pace is forgotten after the last: `_forget_pace`), and
+        # the timer of each pace kept past its last client until it is quiet.
+        self._pace_users: collections.Counter[str] = collections.Counter()
+        self._pace_timers: dict[str, asyncio.TimerHandle] = {}
         # A client per base URL (its host's pace, the pool's session), shared by its accounts
         # whose pipelines are not closed yet (counted), and dropped with the last of them:
         # Zendesk gives each account a host of its own, and a pool going through many would
@@ -418,6 +423,8 @@ class PushPool:
                 if closes:
                     await asyncio.wait(closes)
                 await self._close_outbox()  # last: the pipelines wrote their outcomes to it
+                for timer in self._pace_timers.values():
+                    timer.cancel()
                 for client in self._clients.values():
                     await client.close()  # the session is the pool's: closed next
                 if self._session is not None:
@@ -675,7 +682,7 @@ class PushPool:
             )
         client = self._clients.get(account.base_url)
         if client is None:
-            host = str(URL(account.base_url).origin())
+            host = _host_key(account.base_url)
             pace = self._paces.get(host)
             if pace is None:
                 # Requests to a host at once: its connections. Senders beyond wait their turn
@@ -693,6 +700,7 @@ class PushPool:
                 retry=self._retry,
                 pace=pace,
             )
+            self._pace_users[host] += 1
         member = _Member(self, account, client, self._max_pending_per_account, revision)
         member.pipeline = PushPipeline(
             member,
@@ -889,7 +897,38 @@ class PushPool:
             if not self._client_users[url]:  # the last account of its base URL closed
                 del self._client_users[url]
                 del self._clients[url]
+                self._release_pace(_host_key(url))
                 await member.host.close()  # the session is the pool's: nothing awaits
+
+    def _release_pace(self, host: str) -> None:
+        """A client of host closed: with the host's last, its pace may go."""
+        self._pace_users[host] -= 1
+        if not self._pace_users[host]:
+            del self._pace_users[host]
+            self._forget_pace(host)
+
+    def _forget_pace(self, host: str) -> None:
+        """Forget a host's pace once no client of the host is open and the pace is quiet.
+
+        Zendesk gives each account a host of its own: a pool keeping every pace it made would
+        grow for as long as it runs. But a pace still paused by a 429's Retry-After, or
+        within the minute of a budget's last request (`AccountPace.quiet_in`), is kept until
+        it is quiet (a timer asks again then): forgotten, the host's next account would push
+        straight into the pause, or burst into a window already spent.
+        """
+        timer = self._pace_timers.pop(host, None)
+        if timer is not None:
+            timer.cancel()
+        if host in self._pace_users or self._state is not State.OPEN:
+            return  # in use again (its last client's close asks again), or the pool closing
+        wait = self._paces[host].quiet_in()
+        if wait <= 0:
+            del self._paces[host]
+        elif wait < math.inf:
+            assert self._loop is not None
+            self._pace_timers[host] = self._loop.call_later(wait, self._forget_pace, host)
+        # inf: a request still under way with no client open; the host's next client's
+        # close asks again.
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -906,6 +945,12 @@ class PushPool:
             accounts=accounts,
             replayed=self._replayed,
         )
+
+
+def _host_key(base_url: str) -> str:
+    """The host whose pace a base URL's requests share: Zendesk limits requests per account,
+    its host (scheme, host and port), whatever the path."""
+    return str(URL(base_url).origin())
 
 
 def _tell(outer: asyncio.Future[PushResult], inner: asyncio.Future[PushResult]) -> None:

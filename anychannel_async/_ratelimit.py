@@ -102,6 +102,7 @@ class AccountPace:
         self._learned: float | None = None
         self._paused_until = 0.0
         self._next_slot = 0.0
+        self._last_start = -math.inf
         #: Number of 429 answers seen.
         self.rate_limited = 0
 
@@ -151,7 +152,22 @@ class AccountPace:
     def reserve(self) -> None:
         """Take the slot of a request starting now."""
         now = self._clock()
+        self._last_start = now
         self._next_slot = max(now, self._next_slot) + self._interval()
+
+    def quiet_in(self) -> float:
+        """Seconds until this pace knows nothing a new one would not: 0 when a fresh pace
+        would let the host's next request go as this one does; inf while a request is under
+        way or waits for a turn. Until then, a 429's pause is still running, or the budget's
+        spacing, or (under a budget) the minute of the last request is not over: Zendesk
+        counts per minute, and a fresh pace, learning the budget only from its first answer,
+        could start a burst into a window already spent."""
+        if self._in_flight or self._turns:
+            return math.inf
+        until = max(self._paused_until, self._next_slot)
+        if self.requests_per_minute is not None:
+            until = max(until, self._last_start + 60.0)
+        return max(0.0, until - self._clock())
 
     async def acquire(self) -> None:
         """Wait until a request may start, then take its slot (no suspension when ready now)."""

@@ -169,6 +169,11 @@ class Sender:
     async def stop(self) -> None:
         """No look from now on; cancel every request in flight, and wait for them."""
         self._stopped = True
+        # Before the wait, not after: a turn offered just now (its look not run yet) has no
+        # look left to use it, and a stop cancelled in the wait (a cancelled close of a pool
+        # or a pipeline) would keep it for ever, the host a request fewer. Once stopped, the
+        # sender declines every offer (`offered`), so none can come back to it.
+        self._hand_back()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -176,7 +181,6 @@ class Sender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._hand_back()
 
     # -- the look ----------------------------------------------------------------------------
 
@@ -228,9 +232,11 @@ class Sender:
         if not (due is None or self._hurry or batcher.full() or due <= now):
             return due - now
         if self._turn or pace.try_start():
-            self._turn = False
-            if not self._cut():  # the request finishes the turn
-                pace.finish()
+            # Held until a request takes it over: if none is cut (or cutting raises), the
+            # caller hands it back (`_poll`, `_break`).
+            self._turn = True
+            if self._cut():
+                self._turn = False  # the request finishes the turn
             return 0.0
         # The host's requests are all under way: the batch stays open and fills until a
         # request ends and the turn comes here.

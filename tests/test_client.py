@@ -9,10 +9,12 @@ import aiohttp
 import pytest
 
 from anychannel_async import (
+    Account,
     AnyChannelClient,
     AnyChannelError,
     AuthenticationError,
     ClosedError,
+    ConfigurationError,
     ProtocolError,
     RateLimitedError,
     RequestRejectedError,
@@ -465,6 +467,19 @@ def test_a_base_url_with_credentials_names_the_fix() -> None:
 
 
 def test_an_at_sign_outside_the_authority_is_not_credentials() -> None:
-    """'@' in a path or query is part of the URL, not a user."""
-    url = "https://acme.zendesk.com/x@y?q=a@b"
+    """'@' in a path is part of the URL, not a user."""
+    url = "https://acme.zendesk.com/x@y"
     assert AnyChannelClient(token=TOKEN, base_url=url).base_url == url
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://acme.zendesk.com/zd?q=a@b", "https://acme.zendesk.com?key=1", "https://x.io/zd#top"],
+)
+def test_a_base_url_with_a_query_or_fragment_is_refused(base_url: str) -> None:
+    """Requests go to the base URL's path followed by a route: a query or a fragment would be
+    dropped from every one, so it is refused at once, naming base_url."""
+    with pytest.raises(ConfigurationError, match="base_url must not have a query or fragment"):
+        AnyChannelClient(token=TOKEN, base_url=base_url)
+    with pytest.raises(ConfigurationError, match="base_url must not have a query or fragment"):
+        Account("x", base_url=base_url, token=TOKEN)

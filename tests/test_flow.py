@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import attrs
 import pytest
@@ -110,3 +111,25 @@ def test_a_bad_host_limit_is_a_configuration_error(bad: object) -> None:
 
     with pytest.raises(ConfigurationError, match="max_in_flight"):
         AccountPace(max_in_flight=bad)  # type: ignore[arg-type]
+
+
+def test_a_pace_is_quiet_once_nothing_it_knows_still_matters() -> None:
+    """quiet_in: inf while a request is under way or waits for a turn; then the time left of
+    a 429's pause, and under a budget of the last request's minute; 0 after."""
+    now = [100.0]
+    pace = AccountPace(max_in_flight=1, clock=lambda: now[0])
+    assert pace.quiet_in() == 0.0
+    assert pace.try_start()
+    pace.wait_turn(STOPPED)
+    assert pace.quiet_in() == math.inf
+    pace.finish()  # declined: the turn is free again
+    pace.pause(5.0)
+    assert pace.quiet_in() == 5.0
+    now[0] += 5.0
+    assert pace.quiet_in() == 0.0
+    pace.set_budget(600.0)
+    pace.reserve()  # a request starts, under a budget
+    now[0] += 20.0
+    assert pace.quiet_in() == 40.0
+    now[0] += 40.0
+    assert pace.quiet_in() == 0.0

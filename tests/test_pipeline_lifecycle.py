@@ -21,10 +21,12 @@ from anychannel_async import (
     ValidationError,
 )
 from anychannel_async._batcher import Batcher
+from anychannel_async._ratelimit import AccountPace
 from anychannel_async._submission import Submission
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import (
+    FAST_RETRY,
     IPID,
     TOKEN,
     codes,
@@ -423,3 +425,36 @@ async def test_a_batch_is_cut_only_when_its_request_can_go(
         futures += await pipe.submit_many([resource(f"b{n}") for n in range(40)])
         await asyncio.gather(*futures)
     assert [len(r.external_ids) for r in emulator.requests[1:]] == [50, 50]
+
+
+async def test_a_turn_offered_as_its_close_is_cancelled_goes_back_to_the_host(
+    emulator: ZendeskEmulator,
+) -> None:
+    """A close cancelled twice (a pool's close cancelled reaches its pipelines' closes so)
+    while its sender holds a turn of the host just offered to it, its request not cut yet:
+    the turn goes back to the host, which keeps every one of its requests at once."""
+    emulator.faults = Faults(latency=2.0)
+    pace = AccountPace(max_in_flight=2)
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY, timeout=5.0, pace=pace
+    ) as client:
+        assert pace.try_start()  # the host's other turn: another account's request
+        pipe = PushPipeline(client, IPID, max_batch_size=1, max_in_flight=2, max_latency=0.0)
+        first = await pipe.submit(resource("r0"))
+        await wait_until(lambda: len(pushes(emulator)) == 1)
+        second = await pipe.submit(resource("r1"))
+        await asyncio.sleep(0)  # its sender looks, and waits for a turn of the host
+        closing = asyncio.create_task(pipe.close())
+        await asyncio.sleep(0)  # the close flushes: it waits for r0 and r1
+        # In one step, as a pool's close cancelled reaches it: the close is cut short, and
+        # the other account's request ends, its turn offered to this sender (a look on it
+        # comes after the close's step, which stops the sender).
+        closing.cancel()
+        pace.finish()
+        await asyncio.sleep(0)  # the close stops the sender: it waits for r0's task
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        outcomes = await settle([first, second])
+    assert codes(outcomes) == [OutcomeUnknownError, ClosedError]
+    assert [pace.try_start() for _ in range(3)] == [True, True, False]
