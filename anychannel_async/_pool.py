@@ -601,6 +601,13 @@ class PushPool:
             account = accounts.get(instance_push_id)
         if not isinstance(account, Account):
             raise UnknownAccountError(instance_push_id)
+        if account.instance_push_id != instance_push_id:
+            # A Mapping filing an account under another id (a store's rows cannot): pushing
+            # it would send this id's resources to that instance.
+            raise ConfigurationError(
+                f"accounts hold under {instance_push_id!r} the account of"
+                f" {account.instance_push_id!r}"
+            )
         if not account.active:  # Zendesk deactivated the install: its token is of no use
             raise InactiveAccountError(instance_push_id)
         return account

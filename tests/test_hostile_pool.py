@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from anychannel_async import Account, AccountStore, PushPool, StatusCode, ValidationError
+from anychannel_async import (
+    Account,
+    AccountStore,
+    ConfigurationError,
+    PushPool,
+    StatusCode,
+    ValidationError,
+)
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .accounts_support import token
@@ -98,3 +105,19 @@ async def _cancel_waiting_submits(accounts: dict[str, Account]) -> None:
             await pool.submit(i, resource(f"{i}-{n}")) for i, n in (("a1", 5), ("a1", 6), ("a2", 5))
         ]
         assert codes(await settle(more)) == [StatusCode.SUCCESS] * 3
+
+
+async def test_a_mapping_that_files_an_account_under_another_id_is_refused(
+    host: ZendeskEmulator,
+) -> None:
+    """``{"a1": Account("a2", …)}``: a resource submitted for a1 must not go to a2's instance
+    (nor may the pool lose track of a pipeline filed under one id and closed under the
+    other): the mapping is wrong, and the submit says so, sending nothing."""
+    accounts = {"a1": Account("a2", base_url=host.base_url, token=token("a2"))}
+    async with quick_pool(accounts, idle_timeout=0.01) as pool:
+        for _ in range(2):  # once more after the first had time to close idle
+            with pytest.raises(ConfigurationError, match=r"'a1'.*'a2'"):
+                await pool.submit("a1", resource("r1"))
+            await asyncio.sleep(0.05)
+        assert pool.stats.accounts == {}
+    assert host.requests == []
