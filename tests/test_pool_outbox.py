@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from anychannel_async import (
     Account,
+    AccountStore,
     AnyChannelClient,
     AnyChannelError,
     AuthenticationError,
@@ -415,4 +417,44 @@ async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
         assert pool.stats.pending == 0
     ids = ["a1-0", "a1-1", "a1-2", "a1-3", "new"]
     assert [host_a.import_count(i) for i in ids] == [1] * 5
+    assert pending_of(path, "a1") == []
+
+
+async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
+    host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store changes an account (its name, here) while its pipeline replays its rows:
+    that pipeline is replaced, and the rows it had not read yet are pushed by the new one,
+    in this run and before the account's new submits: once flush returns, every row is
+    imported, each once, in order, none pending."""
+    path = tmp_path / "outbox.sqlite"
+    await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
+    gate = asyncio.Event()
+    read = Outbox.pending
+
+    async def two_at_a_time(
+        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        found = await read(self, instance_push_id, after=after, through=through, limit=2)
+        if after:  # the second page waits until the test lets it go
+            await gate.wait()
+        return found
+
+    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    account = accounts_on(host_a, "a1")["a1"]
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(account)
+        async with pool_on(store, path) as pool:
+            await wait_until(lambda: pool.stats.resolved.get("success", 0) == 2)
+            await store.put(attrs.evolve(account, name="Acme"))
+            new = asyncio.ensure_future(pool.push("a1", resource("new")))
+            # Until the pipeline that replayed two rows is no longer the account's.
+            await wait_until(lambda: getattr(pool.stats.accounts.get("a1"), "replayed", 0) == 0)
+            gate.set()  # the old replay reads its next rows once replaced
+            assert (await new).imported
+            await pool.flush()
+            assert pool.stats.pending == 0
+    ids = ["a1-0", "a1-1", "a1-2", "a1-3", "new"]
+    assert [host_a.import_count(i) for i in ids] == [1] * 5
+    assert [e for r in pushes(host_a) for e in r.external_ids] == ids  # the new one last
     assert pending_of(path, "a1") == []
