@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -458,3 +459,24 @@ async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
     assert [host_a.import_count(i) for i in ids] == [1] * 5
     assert [e for r in pushes(host_a) for e in r.external_ids] == ids  # the new one last
     assert pending_of(path, "a1") == []
+
+
+async def test_an_outbox_given_the_accounts_store_s_file_is_refused_and_leaves_it_unchanged(
+    host_a: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """``PushPool(store, outbox=<the store's own file>)``: the outbox refuses a SQLite file of
+    something else (as the store refuses an outbox), rather than add its table to the file
+    of tokens; entering the pool says so, and nothing is pushed."""
+    path = tmp_path / "accounts.sqlite"
+    async with AccountStore(path) as store:
+        await store.put(accounts_on(host_a, "a1")["a1"])
+        with pytest.raises(OutboxError, match="not an outbox"):
+            async with pool_on(store, path):
+                pass
+    db = sqlite3.connect(path)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    assert "outbox" not in tables
+    assert pushes(host_a) == []
