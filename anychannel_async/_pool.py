@@ -634,7 +634,13 @@ class PushPool:
         refusal = self._refusals.get(instance_push_id)
         if refusal is not None:
             refused, error = refusal
-            if account == refused:
+            # Its name or settings changed (an admin page saved) lift nothing: only what a
+            # request is sent with, to where.
+            if (account.token, account.basic_auth, account.base_url) == (
+                refused.token,
+                refused.basic_auth,
+                refused.base_url,
+            ):
                 return error
             del self._refusals[instance_push_id]
         member = self._members.get(instance_push_id)

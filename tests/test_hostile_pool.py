@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from anychannel_async import (
     Account,
     AccountStore,
+    AuthenticationError,
     ConfigurationError,
     PushPool,
     StatusCode,
@@ -121,3 +123,25 @@ async def test_a_mapping_that_files_an_account_under_another_id_is_refused(
             await asyncio.sleep(0.05)
         assert pool.stats.accounts == {}
     assert host.requests == []
+
+
+async def test_a_refused_token_stays_refused_when_only_the_account_s_name_changes(
+    host: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The store puts the refused account again with the same token (its name or settings
+    changed, as an admin page saves them): submits still fail at once, without a request;
+    only another token lifts the refusal."""
+    refused = Account("a1", base_url=host.base_url, token="wrong-token")
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(refused)
+        async with quick_pool(store) as pool:
+            with pytest.raises(AuthenticationError):
+                await pool.push("a1", resource("r1"))
+            sent = len(host.requests)
+            await store.put(attrs.evolve(refused, name="Acme", settings={"k": "v"}))
+            again = await pool.submit("a1", resource("r2"))
+            assert again.done()
+            assert isinstance(again.exception(), AuthenticationError)
+            assert len(host.requests) == sent
+            await store.put(accounts_on(host, "a1")["a1"])
+            assert (await pool.push("a1", resource("r2"))).imported
