@@ -51,7 +51,7 @@ async def host_b() -> AsyncIterator[ZendeskEmulator]:
         yield emu
 
 
-def pool_on(accounts: Mapping[str, Account], path: Path, **options: Any) -> PushPool:
+def pool_on(accounts: AccountStore | Mapping[str, Account], path: Path, **options: Any) -> PushPool:
     """quick_pool with the outbox at path, and time for close to write every outcome."""
     return quick_pool(accounts, outbox=path, close_timeout=2.0, **options)
 
