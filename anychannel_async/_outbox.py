@@ -117,6 +117,15 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     try:
         if _fcntl is None:  # no flock here: SQLite's own exclusive mode keeps other writers out
             connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        tables = {
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if {t for t in tables if not t.startswith("sqlite_")} - {"outbox"}:
+            # Another program's database (an accounts store, given by mistake): adding the
+            # outbox's table to it would hide the mistake, and mix two files' data.
+            connection.close()
+            raise OutboxError(f"{where!r} is a SQLite database but not an outbox")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)

@@ -279,6 +279,10 @@ class PushPool:
         # handed to a pipeline; and those that were (a refused token's go back, see _settled).
         self._to_replay: set[str] = set()
         self._replays: set[str] = set()
+        # The close of such an account's pipeline taken out of use, by instance push id: its
+        # replay may end there with rows not read, which the next pipeline replays once it
+        # is done (never two pipelines at one row), so the next waits to open until then.
+        self._handovers: dict[str, asyncio.Task[None]] = {}
         self._replay_through = 0
         self._replayed = 0
         # The client's own checks of its settings, once, here rather than at the first submit.
@@ -608,6 +612,13 @@ class PushPool:
             account = accounts.get(instance_push_id)
         if not isinstance(account, Account):
             raise UnknownAccountError(instance_push_id)
+        if account.instance_push_id != instance_push_id:
+            # A Mapping filing an account under another id (a store's rows cannot): pushing
+            # it would send this id's resources to that instance.
+            raise ConfigurationError(
+                f"accounts hold under {instance_push_id!r} the account of"
+                f" {account.instance_push_id!r}"
+            )
         if not account.active:  # Zendesk deactivated the install: its token is of no use
             raise InactiveAccountError(instance_push_id)
         return account
@@ -630,7 +641,13 @@ class PushPool:
         refusal = self._refusals.get(instance_push_id)
         if refusal is not None:
             refused, error = refusal
-            if account == refused:
+            # Its name or settings changed (an admin page saved) lift nothing: only what a
+            # request is sent with, to where.
+            if (account.token, account.basic_auth, account.base_url) == (
+                refused.token,
+                refused.basic_auth,
+                refused.base_url,
+            ):
                 return error
             del self._refusals[instance_push_id]
         member = self._members.get(instance_push_id)
@@ -639,6 +656,10 @@ class PushPool:
             self._retire(member)
             member = None
         if member is None:
+            handover = self._handovers.get(instance_push_id)
+            if handover is not None:
+                await asyncio.wait([handover])  # not cancelled with this submit
+                return await self._member(instance_push_id)  # read again: time passed
             self._close_idle_beyond(self._max_idle_open - 1)
             if self._max_open is not None and len(self._members) >= self._max_open:
                 await self._wait_to_open()
@@ -884,6 +905,8 @@ class PushPool:
         task = asyncio.get_running_loop().create_task(self._close_member(member, flush=True))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+        if member.account.instance_push_id in self._replays:
+            self._handovers[member.account.instance_push_id] = task
 
     async def _close_member(self, member: _Member, *, flush: bool) -> None:
         try:
@@ -891,6 +914,11 @@ class PushPool:
         except Exception:  # a bug: logged, and the pool still closes the others
             logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
         finally:
+            ipid = member.account.instance_push_id
+            if self._handovers.get(ipid) is asyncio.current_task():
+                del self._handovers[ipid]
+                if self._state is State.OPEN:
+                    self._to_replay.add(ipid)  # what is still pending: the next replays it
             self._requests_closed += member.pipeline.stats.requests
             url = member.account.base_url
             self._client_users[url] -= 1

@@ -480,3 +480,26 @@ def test_cli_check_reports_an_unreachable_host_as_an_error(
     assert rows[IPID] == "ok"
     assert rows["down"].startswith("error: TransportError: ")
     assert SECRET not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("action", ["add", "list", "check", "remove"])
+def test_cli_accounts_show_an_id_with_control_characters_escaped(
+    tmp_path: Path, action: str
+) -> None:
+    """An instance push id that would drive the terminal (an escape sequence, stored by hand
+    or by an install) is shown quoted and escaped by every accounts command, as push shows
+    one; never raw."""
+    evil = "evil\x1b[2J\x07"
+    path = tmp_path / "accounts.sqlite"
+    if action == "add":
+        done = cli(
+            "accounts", "add", str(path), "--instance-push-id", evil,
+            "--base-url", "http://127.0.0.1:1", token=SECRET,
+        )  # fmt: skip
+    else:
+        stored(path, Account(evil, base_url="http://127.0.0.1:1", token=SECRET))
+        extra = [evil] if action == "remove" else []
+        done = cli("accounts", action, str(path), *extra, token=None)
+    assert "\x1b" not in done.stdout + done.stderr
+    assert "'evil\\x1b[2J\\x07'" in done.stdout + done.stderr
+    assert SECRET not in done.stdout + done.stderr

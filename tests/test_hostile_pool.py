@@ -6,9 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from anychannel_async import Account, AccountStore, PushPool, StatusCode, ValidationError
+from anychannel_async import (
+    Account,
+    AccountStore,
+    AuthenticationError,
+    ConfigurationError,
+    PushPool,
+    StatusCode,
+    ValidationError,
+)
 from anychannel_async.testing import Faults, ZendeskEmulator
 
 from .accounts_support import token
@@ -98,3 +107,41 @@ async def _cancel_waiting_submits(accounts: dict[str, Account]) -> None:
             await pool.submit(i, resource(f"{i}-{n}")) for i, n in (("a1", 5), ("a1", 6), ("a2", 5))
         ]
         assert codes(await settle(more)) == [StatusCode.SUCCESS] * 3
+
+
+async def test_a_mapping_that_files_an_account_under_another_id_is_refused(
+    host: ZendeskEmulator,
+) -> None:
+    """``{"a1": Account("a2", …)}``: a resource submitted for a1 must not go to a2's instance
+    (nor may the pool lose track of a pipeline filed under one id and closed under the
+    other): the mapping is wrong, and the submit says so, sending nothing."""
+    accounts = {"a1": Account("a2", base_url=host.base_url, token=token("a2"))}
+    async with quick_pool(accounts, idle_timeout=0.01) as pool:
+        for _ in range(2):  # once more after the first had time to close idle
+            with pytest.raises(ConfigurationError, match=r"'a1'.*'a2'"):
+                await pool.submit("a1", resource("r1"))
+            await asyncio.sleep(0.05)
+        assert pool.stats.accounts == {}
+    assert host.requests == []
+
+
+async def test_a_refused_token_stays_refused_when_only_the_account_s_name_changes(
+    host: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """The store puts the refused account again with the same token (its name or settings
+    changed, as an admin page saves them): submits still fail at once, without a request;
+    only another token lifts the refusal."""
+    refused = Account("a1", base_url=host.base_url, token="wrong-token")
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(refused)
+        async with quick_pool(store) as pool:
+            with pytest.raises(AuthenticationError):
+                await pool.push("a1", resource("r1"))
+            sent = len(host.requests)
+            await store.put(attrs.evolve(refused, name="Acme", settings={"k": "v"}))
+            again = await pool.submit("a1", resource("r2"))
+            assert again.done()
+            assert isinstance(again.exception(), AuthenticationError)
+            assert len(host.requests) == sent
+            await store.put(accounts_on(host, "a1")["a1"])
+            assert (await pool.push("a1", resource("r2"))).imported

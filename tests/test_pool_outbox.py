@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from anychannel_async import (
     Account,
+    AccountStore,
     AnyChannelClient,
     AnyChannelError,
     AuthenticationError,
@@ -48,7 +51,7 @@ async def host_b() -> AsyncIterator[ZendeskEmulator]:
         yield emu
 
 
-def pool_on(accounts: Mapping[str, Account], path: Path, **options: Any) -> PushPool:
+def pool_on(accounts: AccountStore | Mapping[str, Account], path: Path, **options: Any) -> PushPool:
     """quick_pool with the outbox at path, and time for close to write every outcome."""
     return quick_pool(accounts, outbox=path, close_timeout=2.0, **options)
 
@@ -416,3 +419,64 @@ async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
     ids = ["a1-0", "a1-1", "a1-2", "a1-3", "new"]
     assert [host_a.import_count(i) for i in ids] == [1] * 5
     assert pending_of(path, "a1") == []
+
+
+async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
+    host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store changes an account (its name, here) while its pipeline replays its rows:
+    that pipeline is replaced, and the rows it had not read yet are pushed by the new one,
+    in this run and before the account's new submits: once flush returns, every row is
+    imported, each once, in order, none pending."""
+    path = tmp_path / "outbox.sqlite"
+    await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
+    gate = asyncio.Event()
+    read = Outbox.pending
+
+    async def two_at_a_time(
+        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        found = await read(self, instance_push_id, after=after, through=through, limit=2)
+        if after:  # the second page waits until the test lets it go
+            await gate.wait()
+        return found
+
+    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    account = accounts_on(host_a, "a1")["a1"]
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(account)
+        async with pool_on(store, path) as pool:
+            await wait_until(lambda: pool.stats.resolved.get("success", 0) == 2)
+            await store.put(attrs.evolve(account, name="Acme"))
+            new = asyncio.ensure_future(pool.push("a1", resource("new")))
+            # Until the pipeline that replayed two rows is no longer the account's.
+            await wait_until(lambda: getattr(pool.stats.accounts.get("a1"), "replayed", 0) == 0)
+            gate.set()  # the old replay reads its next rows once replaced
+            assert (await new).imported
+            await pool.flush()
+            assert pool.stats.pending == 0
+    ids = ["a1-0", "a1-1", "a1-2", "a1-3", "new"]
+    assert [host_a.import_count(i) for i in ids] == [1] * 5
+    assert [e for r in pushes(host_a) for e in r.external_ids] == ids  # the new one last
+    assert pending_of(path, "a1") == []
+
+
+async def test_an_outbox_given_the_accounts_store_s_file_is_refused_and_leaves_it_unchanged(
+    host_a: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """``PushPool(store, outbox=<the store's own file>)``: the outbox refuses a SQLite file of
+    something else (as the store refuses an outbox), rather than add its table to the file
+    of tokens; entering the pool says so, and nothing is pushed."""
+    path = tmp_path / "accounts.sqlite"
+    async with AccountStore(path) as store:
+        await store.put(accounts_on(host_a, "a1")["a1"])
+        with pytest.raises(OutboxError, match="not an outbox"):
+            async with pool_on(store, path):
+                pass
+    db = sqlite3.connect(path)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    assert "outbox" not in tables
+    assert pushes(host_a) == []

@@ -24,7 +24,7 @@ from .accounts_support import (
     store_accounts,
     token,
 )
-from .conftest import cli, raw_resource, start_cli, wait_for
+from .conftest import cli, raw_resource, start_cli, wait_for, wait_until
 from .redis_support import (
     GROUP,
     STREAM,
@@ -235,3 +235,60 @@ async def test_an_entry_for_an_unknown_account_is_a_dead_letter_saying_so(
         assert imported(host_a) == {"k"}
     finally:
         await conn.aclose()
+
+
+async def test_an_accounts_store_away_for_a_while_leaves_entries_pending_and_the_consumer_on(
+    ardb: redis.asyncio.Redis,
+    host_a: ZendeskEmulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The accounts in a Redis of their own, which goes away: the entry whose account the
+    pool must look up is left pending (no dead letter: nothing is wrong with it), reads
+    pause, and once the store is back the entry is imported; the consumer never stops."""
+    (tmp_path / "accounts").mkdir()
+    accounts = RedisServer(tmp_path / "accounts")
+    accounts.start()
+    try:
+        async with AccountStore(accounts.url) as store:
+            stop = asyncio.Event()
+            async with PushPool(store, max_latency=0.01) as pool:
+                accounts.kill()
+                await ardb.xadd(
+                    STREAM, {"instance_push_id": "a1", "resource": json.dumps(raw_resource("k"))}
+                )
+                task = asyncio.create_task(
+                    consume_stream(
+                        pool,
+                        ardb,
+                        stream=STREAM,
+                        group=GROUP,
+                        consumer="c1",
+                        block_ms=100,
+                        claim_idle=0.5,
+                        stop=stop,
+                    )
+                )
+
+                def tried() -> bool:  # its submit failed: said so, or the end
+                    return task.done() or any(
+                        "accounts store" in r.getMessage() for r in caplog.records
+                    )
+
+                await wait_until(tried)
+                accounts.start()  # empty again: the account is put back
+                await store.put(Account("a1", base_url=host_a.base_url, token=token("a1")))
+
+                async def done() -> bool:
+                    return task.done() or await adrained(ardb)
+
+                await until(done, 30)
+                assert not task.done()  # the consumer went on
+                stop.set()
+                stats = await task
+    finally:
+        accounts.kill()
+    assert (stats.imported, stats.dead_lettered) == (1, 0)
+    assert stats.left_pending >= 1
+    assert imported(host_a) == {"k"}
+    assert await axrange(ardb, STREAM + ":dead") == []

@@ -20,7 +20,7 @@ from anychannel_async._accounts import Account, AccountStore
 from anychannel_async._client import AnyChannelClient, RetryPolicy
 from anychannel_async._errors import AnyChannelError, AuthenticationError, ConfigurationError
 
-from ._common import TOKEN_ENV, UsageError, store_missing
+from ._common import TOKEN_ENV, UsageError, shown_id, store_missing
 
 __all__ = ["add_parser", "run"]
 
@@ -112,7 +112,7 @@ async def _add(path: str, account: Account) -> int:
         replaced = await store.get(account.instance_push_id) is not None
         await store.put(account)
     verb = "replaced" if replaced else "added"
-    print(f"{verb} {account.instance_push_id} ({account.base_url}) in {store.path}")
+    print(f"{verb} {shown_id(account.instance_push_id)} ({account.base_url}) in {store.path}")
     return 0
 
 
@@ -123,7 +123,8 @@ async def _list(path: str) -> int:
         print(f"no accounts in {store.path}")
         return 0
     _print_table(
-        ("instance push id", "base URL"), [(a.instance_push_id, a.base_url) for a in accounts]
+        ("instance push id", "base URL"),
+        [(shown_id(a.instance_push_id), a.base_url) for a in accounts],
     )
     return 0
 
@@ -132,9 +133,12 @@ async def _remove(path: str, instance_push_id: str) -> int:
     async with AccountStore(path) as store:
         removed = await store.remove(instance_push_id)
     if not removed:
-        print(f"no account {instance_push_id} in {store.path}; nothing removed", file=sys.stderr)
+        print(
+            f"no account {shown_id(instance_push_id)} in {store.path}; nothing removed",
+            file=sys.stderr,
+        )
         return 1
-    print(f"removed {instance_push_id} from {store.path}")
+    print(f"removed {shown_id(instance_push_id)} from {store.path}")
     return 0
 
 
@@ -154,7 +158,7 @@ async def _check(path: str, *, concurrency: int, seconds_per_try: float) -> int:
     _print_table(
         ("instance push id", "base URL", "result"),
         [
-            (a.instance_push_id, a.base_url, shown)
+            (shown_id(a.instance_push_id), a.base_url, shown)
             for a, (_, shown) in zip(accounts, results, strict=True)
         ],
     )

@@ -36,6 +36,7 @@ __all__ = [
     "log_level",
     "per_account_limit",
     "refusal_message",
+    "shown_id",
     "store_missing",
 ]
 
@@ -106,6 +107,12 @@ def check_accounts_options(args: argparse.Namespace) -> str | None:
     if store_missing(path):
         raise UsageError(f"--accounts: no accounts store at {path} (see `accounts add`)")
     return path
+
+
+def shown_id(instance_push_id: str) -> str:
+    """An instance push id as a command shows it: one with control characters (an escape
+    sequence that would drive the terminal) quoted and escaped."""
+    return instance_push_id if instance_push_id.isprintable() else repr(instance_push_id)
 
 
 def store_missing(path: str) -> bool:

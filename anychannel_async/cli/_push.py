@@ -51,6 +51,7 @@ from ._common import (
     client_from_args,
     per_account_limit,
     refusal_message,
+    shown_id,
 )
 from ._failed import FailedFile, line_ranges
 from ._ingest import Ingest, read_chunks
@@ -430,9 +431,7 @@ _NAMED = 10
 
 
 def _named(ids: list[str]) -> str:
-    # Ids come from the input file: one with control characters (an escape sequence that
-    # would drive the terminal) is shown quoted and escaped.
-    shown = ", ".join(i if i.isprintable() else repr(i) for i in ids[:_NAMED])
+    shown = ", ".join(shown_id(i) for i in ids[:_NAMED])  # ids from the input file
     return shown if len(ids) <= _NAMED else f"{shown} and {len(ids) - _NAMED:,} more"
 
 

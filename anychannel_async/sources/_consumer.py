@@ -24,6 +24,7 @@ import redis.asyncio
 from redis.typing import StreamIdT
 
 from anychannel_async._errors import (
+    AccountStoreError,
     AnyChannelError,
     ClosedError,
     MalformedEntryError,
@@ -115,9 +116,11 @@ async def consume_stream(
     account the pool does not know (`UnknownAccountError`), is dead-lettered. One account's
     trouble is that account's: a token Zendesk refuses, or a failure worth retrying, leaves
     its entries pending and pauses that account alone (its entries read meanwhile are left
-    pending at once, to come back through XAUTOCLAIM), while the others go on. Entries are
-    submitted in stream order, so an account that is slow but working (its share of the pool
-    full) holds up the reads until it has room, as one pipeline does.
+    pending at once, to come back through XAUTOCLAIM), while the others go on; the pool's
+    accounts store failing (`AccountStoreError`) leaves every entry pending and pauses reads,
+    as Zendesk failing does. Entries are submitted in stream order, so an account that is slow
+    but working (its share of the pool full) holds up the reads until it has room, as one
+    pipeline does.
 
     When ``stop`` is set: stop reading, flush the pipeline, write the outcomes, return. Redis
     connection trouble is retried for as long as it lasts (give ``redis`` a ``socket_timeout``
@@ -449,11 +452,15 @@ class _StreamConsumer:
 
     async def _take(self, entries: Sequence[Entry], *, claimed: bool) -> None:
         """Submit the entries' resources; settle at once those that hold none."""
+        store_failed = False
         for entry_id, fields in entries:
             if not self._hand.take(entry_id):
                 continue
             self._read += 1
             self._claimed += int(claimed)
+            if store_failed:
+                self._leave(entry_id)  # each would wait for the store to fail again
+                continue
             account: str | None = None
             try:
                 resource = resource_of(fields)
@@ -468,6 +475,14 @@ class _StreamConsumer:
             except (MalformedEntryError, ValidationError, UnknownAccountError) as exc:
                 logger.info("entry %r dead-lettered: %s", entry_id, describe(exc))
                 self._writer.dead_letter(entry_id, fields, exc)
+                continue
+            except AccountStoreError as exc:
+                # The pool's accounts store failing (its Redis away, its file locked) says
+                # nothing of the entry, nor of any account: every entry stays pending, and
+                # reads pause, as while Zendesk fails.
+                self._leave(entry_id)
+                self._store_failed(exc)
+                store_failed = True
                 continue
             except BaseException:
                 self._leave(entry_id)  # e.g. cancelled while waiting for room: still pending
@@ -575,6 +590,13 @@ class _StreamConsumer:
             logger.warning(
                 "%s; its entry and others left pending, reads paused %g s", error, self._pause
             )
+
+    def _store_failed(self, error: AccountStoreError) -> None:
+        """With a pool: its accounts store failed a lookup. Reads pause (doubling, to a cap,
+        until an import succeeds); the entries stay pending, to come back through XAUTOCLAIM."""
+        self._pause = next_wait(self._pause, first=_ZENDESK_FIRST_PAUSE, cap=_ZENDESK_MAX_PAUSE)
+        self._pause_until = self._loop.time() + self._pause
+        logger.warning("%s; entries left pending, reads paused %g s", error, self._pause)
 
     def _is_paused(self, account: str) -> bool:
         paused = self._paused.get(account)
