@@ -23,7 +23,7 @@ __all__ = ["Credentials", "base_url_of", "route_of"]
 # and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
-_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 
 
 class Credentials:
@@ -118,7 +118,7 @@ def base_url_of(*, subdomain: str | None, base_url: str | None) -> URL:
     if (subdomain is None) == (base_url is None):
         raise ConfigurationError("give exactly one of subdomain and base_url")
     if subdomain is not None:
-        if not isinstance(subdomain, str) or not _SUBDOMAIN.match(subdomain):
+        if not isinstance(subdomain, str) or not _SUBDOMAIN.fullmatch(subdomain):
             raise ConfigurationError(f"subdomain {subdomain!r} is not a valid Zendesk subdomain")
         return URL(f"https://{subdomain}.zendesk.com")
     assert base_url is not None

@@ -348,6 +348,7 @@ def test_subdomain_builds_the_zendesk_url() -> None:
         {"token": TOKEN},  # no address
         {"token": TOKEN, "subdomain": "acme", "base_url": "https://a.io"},  # both addresses
         {"token": TOKEN, "subdomain": "not a subdomain"},
+        {"token": TOKEN, "subdomain": "acme\n"},  # `$` alone would match before the newline
         {"token": TOKEN, "subdomain": "acme", "timeout": 0},
     ],
 )

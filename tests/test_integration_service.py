@@ -55,6 +55,7 @@ def test_a_secret_shorter_than_32_bytes_is_refused_without_showing_it(secret: st
         ({"accounts": {}}, "AccountStore"),
         ({"admin_fields": {"signature": "Sign"}}, "admin_fields"),
         ({"admin_fields": {"1st": "First"}}, "admin_fields"),
+        ({"admin_fields": {"handle\n": "Handle"}}, "admin_fields"),  # `$` matches before \n
         ({"zendesk_url": "ftp://{subdomain}.example"}, "http"),
         ({"timeout": 0}, "timeout"),
     ],

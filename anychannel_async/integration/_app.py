@@ -69,7 +69,7 @@ _LONGEST_ROUTE = "/event_callback"
 _FORM_SECONDS = 24 * 3600
 _SETTING_MAX = 5_000
 _DESCRIPTION_MAX = 1_000
-_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _RESERVED_FIELDS = frozenset({"name", "signature", *HIDDEN_FIELDS})
 # Checking a token or reporting an error is a diagnosis for a person waiting: a few quick tries.
 _QUICK_RETRY = RetryPolicy(max_tries=3, max_time=10.0)
@@ -214,7 +214,8 @@ class ChannelIntegration:
         if not isinstance(fields, Mapping):
             raise ConfigurationError("admin_fields must map field names to labels")
         for key, label in fields.items():
-            if not isinstance(key, str) or not _FIELD_NAME.match(key) or key in _RESERVED_FIELDS:
+            named = isinstance(key, str) and _FIELD_NAME.fullmatch(key) is not None
+            if not named or key in _RESERVED_FIELDS:
                 raise ConfigurationError(
                     f"admin_fields: {key!r} must be a letter then up to 63 letters, digits,"
                     f" '_' or '-', and not one of {sorted(_RESERVED_FIELDS)}"
