@@ -535,8 +535,9 @@ class _PoolRuns:
     # requests at once as the pool has connections to the host). No pool of pipelines can beat
     # it, so its rate against `single` is the most the pool's ratio can be at that size.
     sized: list[throughput.Measure] = attrs.Factory(list)
-    # The same at the most per request any order of sending could give the pool.
-    most: list[throughput.Measure] = attrs.Factory(list)
+    # The same in requests of other sizes, by size: the most per request any order of sending
+    # could give the pool, and larger ones (how large requests would have to be).
+    by_size: dict[int, list[throughput.Measure]] = attrs.Factory(dict)
 
 
 # A PushPool's defaults, as its signature has them: connections per host (the requests at
@@ -570,6 +571,12 @@ def _most_per_request(s: Settings) -> int:
     return 2 * POOL_DEFAULT_MAX_PENDING // s.pool_accounts
 
 
+def _sizes(s: Settings) -> list[int]:
+    """Row 8's request sizes beside the pool's own: the most it could get, then larger."""
+    most = min(100, _most_per_request(s))
+    return sorted({most, *(size for size in (40, 60) if size > most)})
+
+
 async def _pool_at(base_url: str, s: Settings, *, sized: bool) -> _PoolRuns:
     runs = _PoolRuns()
     accounts = pool.accounts_on(base_url, 0, s.pool_accounts)
@@ -588,7 +595,9 @@ async def _pool_at(base_url: str, s: Settings, *, sized: bool) -> _PoolRuns:
                 runs.single.append(await throughput.pipeline(client, n))
             if sized:
                 runs.sized.append(await _sized(client, runs.pool[-1]))
-                runs.most.append(await _sized(client, runs.pool[-1], _most_per_request(s)))
+                for size in _sizes(s):
+                    measure = await _sized(client, runs.pool[-1], size)
+                    runs.by_size.setdefault(size, []).append(measure)
     return runs
 
 
@@ -685,19 +694,19 @@ def pool_rows(s: Settings) -> list[Row]:
                     "  pool / that: what the pool's own machinery leaves",
                     f"{_paired(runs.pool, runs.sized):.0%}",
                 ),
-                Row(
-                    sec,
-                    f"one pipeline, the same in requests of {min(100, _most_per_request(s))}"
-                    " (the most any sending order gives the pool)",
-                    _fmt_rate(median([m.rate for m in runs.most])),
-                    note=cpu(runs.most),
-                ),
-                Row(
-                    sec,
-                    "  that / one pipeline",
-                    f"{_paired(runs.most, runs.single):.0%}",
-                ),
             ]
+            for size, measures in runs.by_size.items():
+                most = size == min(100, _most_per_request(s))
+                rows += [
+                    Row(
+                        sec,
+                        f"one pipeline, the same in requests of {size}"
+                        + (" (the most any sending order gives the pool)" if most else ""),
+                        _fmt_rate(median([m.rate for m in measures])),
+                        note=cpu(measures),
+                    ),
+                    Row(sec, "  that / one pipeline", f"{_paired(measures, runs.single):.0%}"),
+                ]
     counts = s.pool_rss_accounts
     total = s.pool_rss_total
     title = f"pool RSS for {', '.join(f'{c:,}' for c in counts)} accounts, {total:,} resources"
