@@ -50,6 +50,11 @@ class Batcher:
         self._parked: dict[str, list[Submission]] | None = None
         self._parked_count = 0
 
+    @property
+    def max_bytes(self) -> int:
+        """Bytes of resources a batch may hold (each counted with its comma)."""
+        return self._max_bytes
+
     def __len__(self) -> int:
         """Submissions queued or parked."""
         return len(self._queue) + self._parked_count

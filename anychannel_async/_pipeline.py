@@ -115,7 +115,6 @@ class PushPipeline:
         "_flow",
         "_instance_push_id",
         "_loop",
-        "_max_item_bytes",
         "_max_latency",
         "_metrics",
         "_outbox",
@@ -171,8 +170,6 @@ class PushPipeline:
         self.settings = settings
         self._instance_push_id = instance_push_id
         self._max_latency = settings.max_latency
-        # Submission.size counts a comma per resource; a body has one comma fewer.
-        self._max_item_bytes = settings.max_batch_bytes - overhead + 1
         self._flow = FlowControl(settings.max_pending)
         self._share = shared_outbox
         recorder = metrics.recorder(instance_push_id) if metrics is not None else NO_METRICS
@@ -183,8 +180,10 @@ class PushPipeline:
             self._outbox = Outbox(settings.outbox, metrics=recorder)
         else:
             self._outbox = None
+        # Submission.size counts a comma per resource; a body has one comma fewer.
         self._batcher = Batcher(
-            max_batch_size=settings.max_batch_size, max_batch_bytes=self._max_item_bytes
+            max_batch_size=settings.max_batch_size,
+            max_batch_bytes=settings.max_batch_bytes - overhead + 1,
         )
         self._router = Router(
             flow=self._flow,
@@ -421,11 +420,12 @@ class PushPipeline:
                 "resource", f"must be an ExternalResource, got {type(resource).__name__}"
             )
         body = encode_body(resource)
-        if len(body) + 1 > self._max_item_bytes:
+        room = self._batcher.max_bytes
+        if len(body) + 1 > room:
             raise ValidationError(
                 "resource",
                 f"encoded size {len(body)} bytes does not fit in max_batch_bytes"
-                f" ({self._max_item_bytes - 1} bytes once the request's own fields are counted)",
+                f" ({room - 1} bytes once the request's own fields are counted)",
             )
         return body
 
