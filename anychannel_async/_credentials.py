@@ -23,7 +23,9 @@ __all__ = ["Credentials", "base_url_of", "route_of"]
 # and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+# ASCII: with IGNORECASE alone, [a-z] also matches letters that fold into it ('\u017f' long s,
+# '\u212a' Kelvin sign), which the URL's host then spells as another account's ('support').
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)
 
 
 class Credentials:

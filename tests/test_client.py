@@ -349,6 +349,10 @@ def test_subdomain_builds_the_zendesk_url() -> None:
         {"token": TOKEN, "subdomain": "acme", "base_url": "https://a.io"},  # both addresses
         {"token": TOKEN, "subdomain": "not a subdomain"},
         {"token": TOKEN, "subdomain": "acme\n"},  # `$` alone would match before the newline
+        # Unicode letters that IGNORECASE folds into [a-z] ('\u017f' long s, '\u212a' Kelvin
+        # sign): the URL's host (IDNA) would read 'support', 'acmek', another account's.
+        {"token": TOKEN, "subdomain": "\u017fupport"},
+        {"token": TOKEN, "subdomain": "acme\u212a"},
         {"token": TOKEN, "subdomain": "acme", "timeout": 0},
     ],
 )
