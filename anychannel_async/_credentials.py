@@ -141,6 +141,10 @@ def _is_loopback(host: str | None) -> bool:
 def _check_base_url(base_url: str) -> URL:
     if not isinstance(base_url, str):
         raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
+    if _CONTROL.search(base_url):
+        # yarl drops a tab or a newline: requests would go to another path than the one given
+        # (and shown); an escape sequence would drive the terminal showing it. Not echoed.
+        raise ConfigurationError("base_url must not contain control characters")
     try:
         url = URL(base_url)
     except ValueError as exc:
