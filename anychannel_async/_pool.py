@@ -433,15 +433,19 @@ class PushPool:
                 if closes:
                     await asyncio.wait(closes)
                 await self._close_outbox()  # last: the pipelines wrote their outcomes to it
-                for timer in self._pace_timers.values():
-                    timer.cancel()
-                for client in self._clients.values():
-                    await client.close()  # the session is the pool's: closed next
-                if self._session is not None:
-                    await self._session.close()
             finally:
-                self._state = State.CLOSED
-                self._closed.set()
+                # Even if this close was cancelled in the waits above (its one cancel spent
+                # there): no connection, nor client, left open.
+                try:
+                    for timer in self._pace_timers.values():
+                        timer.cancel()
+                    for client in self._clients.values():
+                        await client.close()  # the session is the pool's: closed next
+                    if self._session is not None:
+                        await self._session.close()
+                finally:
+                    self._state = State.CLOSED
+                    self._closed.set()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -771,12 +775,16 @@ class PushPool:
             self._replayer = asyncio.get_running_loop().create_task(self._replay_all(leftovers))
 
     async def _close_outbox(self) -> None:
-        if self._outbox_opening is not None:
-            await asyncio.gather(self._outbox_opening, return_exceptions=True)
-        if self._replayer is not None:
-            await asyncio.gather(self._replayer, return_exceptions=True)
-        if self._outbox is not None:
-            await self._outbox.close()
+        try:
+            if self._outbox_opening is not None:
+                await asyncio.gather(self._outbox_opening, return_exceptions=True)
+            if self._replayer is not None:
+                await asyncio.gather(self._replayer, return_exceptions=True)
+        finally:
+            # Even if cancelled in those waits: its file, and its lock, are let go (another
+            # pool, the next run, may open it).
+            if self._outbox is not None:
+                await self._outbox.close()
 
     def _share(self, member: _Member) -> Share | None:
         """The outbox for a member's new pipeline: the account's leftovers go to the first one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -521,4 +522,29 @@ async def test_a_submit_writing_its_row_as_its_account_changes_is_pushed_not_ref
         StatusCode.SUCCESS
     ] * 2
     assert sorted(e for r in pushes(host_a) for e in r.external_ids) == ["first", "second"]
+    assert pending_of(path, "a1") == []
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_close_cancelled_at_any_turn_still_closes_the_outbox_and_the_session(
+    host_a: ZendeskEmulator, tmp_path: Path, turns: int
+) -> None:
+    """close() cancelled after a few loop turns, wherever it then is (waiting for the
+    pipelines' closes, or for its outbox's): the outbox still closes (another pool may open
+    the file: its lock is let go) and so does the session (no connection left open, which
+    the test's warnings-as-errors would report), the second close returning at once."""
+    path = tmp_path / "outbox.sqlite"
+    accounts = accounts_on(host_a, "a1")
+    pool = pool_on(accounts, path, idle_timeout=0.0)
+    async with pool:
+        assert (await pool.push("a1", resource("r1"))).imported
+        await wait_until(lambda: pool.stats.accounts == {})  # closed idle: nothing to wait on
+        closing = asyncio.ensure_future(pool.close())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+    async with pool_on(accounts, path) as again:
+        assert (await again.push("a1", resource("r2"))).imported
     assert pending_of(path, "a1") == []
