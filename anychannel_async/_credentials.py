@@ -23,7 +23,9 @@ __all__ = ["Credentials", "base_url_of", "route_of"]
 # and refused in a header by aiohttp. A bearer token has no whitespace either (RFC 6750).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+# ASCII: with IGNORECASE alone, [a-z] also matches letters that fold into it ('\u017f' long s,
+# '\u212a' Kelvin sign), which the URL's host then spells as another account's ('support').
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)
 
 
 class Credentials:
@@ -139,6 +141,10 @@ def _is_loopback(host: str | None) -> bool:
 def _check_base_url(base_url: str) -> URL:
     if not isinstance(base_url, str):
         raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
+    if _CONTROL.search(base_url):
+        # yarl drops a tab or a newline: requests would go to another path than the one given
+        # (and shown); an escape sequence would drive the terminal showing it. Not echoed.
+        raise ConfigurationError("base_url must not contain control characters")
     try:
         url = URL(base_url)
     except ValueError as exc:

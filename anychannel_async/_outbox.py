@@ -627,7 +627,14 @@ class Outbox:
             return
         self._requests.put(None)
         thread, self._thread = self._thread, None
-        await asyncio.to_thread(thread.join)
+        joined = asyncio.ensure_future(asyncio.to_thread(thread.join))
+        try:
+            await asyncio.shield(joined)
+        except asyncio.CancelledError:
+            # Its thread writes what is queued and lets the file go whatever: the cancel
+            # comes once it did, or the caller's next open of the file would find it held.
+            await joined
+            raise
 
     def _count(self, state: str, change: int) -> None:
         self._rows[state] += change

@@ -106,6 +106,8 @@ class _Member:
 
     __slots__ = (
         "account",
+        "admitted",
+        "admitting",
         "busy",
         "credentials",
         "flow",
@@ -135,6 +137,10 @@ class _Member:
         self.flow = FlowControl(limit)
         #: Submits under way plus futures not yet settled: idle when 0.
         self.busy = 0
+        #: Submits inside its pipeline's submit (writing their outbox rows), and what its
+        #: close, once replaced, waits on until they are in (`_close_member`).
+        self.admitting = 0
+        self.admitted: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         #: Set once the pool dropped it (idle, a new token, closing): never used again.
         self.retired = False
@@ -427,15 +433,19 @@ class PushPool:
                 if closes:
                     await asyncio.wait(closes)
                 await self._close_outbox()  # last: the pipelines wrote their outcomes to it
-                for timer in self._pace_timers.values():
-                    timer.cancel()
-                for client in self._clients.values():
-                    await client.close()  # the session is the pool's: closed next
-                if self._session is not None:
-                    await self._session.close()
             finally:
-                self._state = State.CLOSED
-                self._closed.set()
+                # Even if this close was cancelled in the waits above (its one cancel spent
+                # there): no connection, nor client, left open.
+                try:
+                    for timer in self._pace_timers.values():
+                        timer.cancel()
+                    for client in self._clients.values():
+                        await client.close()  # the session is the pool's: closed next
+                    if self._session is not None:
+                        await self._session.close()
+                finally:
+                    self._state = State.CLOSED
+                    self._closed.set()
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -479,11 +489,17 @@ class PushPool:
                     await self._wait_replayed(member)  # the account's leftovers go first
                 if not self._took_room(member):
                     await self._room(member)
+                member.admitting += 1
                 try:
                     inner = await member.pipeline.submit(resource)
                 except BaseException:
                     self._give_room(member)
                     raise
+                finally:
+                    member.admitting -= 1
+                    admitted = member.admitted  # its close waits for this submit: go on
+                    if not member.admitting and admitted is not None and not admitted.done():
+                        admitted.set_result(None)
             except _Retired:
                 self._settled(member, None)
                 continue  # replaced (a new token) while this submit waited: use the new one
@@ -759,12 +775,16 @@ class PushPool:
             self._replayer = asyncio.get_running_loop().create_task(self._replay_all(leftovers))
 
     async def _close_outbox(self) -> None:
-        if self._outbox_opening is not None:
-            await asyncio.gather(self._outbox_opening, return_exceptions=True)
-        if self._replayer is not None:
-            await asyncio.gather(self._replayer, return_exceptions=True)
-        if self._outbox is not None:
-            await self._outbox.close()
+        try:
+            if self._outbox_opening is not None:
+                await asyncio.gather(self._outbox_opening, return_exceptions=True)
+            if self._replayer is not None:
+                await asyncio.gather(self._replayer, return_exceptions=True)
+        finally:
+            # Even if cancelled in those waits: its file, and its lock, are let go (another
+            # pool, the next run, may open it).
+            if self._outbox is not None:
+                await self._outbox.close()
 
     def _share(self, member: _Member) -> Share | None:
         """The outbox for a member's new pipeline: the account's leftovers go to the first one
@@ -910,7 +930,19 @@ class PushPool:
 
     async def _close_member(self, member: _Member, *, flush: bool) -> None:
         try:
-            await member.pipeline.close(flush=flush)
+            try:
+                if member.admitting:
+                    # Submits writing their outbox rows when it was replaced (another submit
+                    # found the account changed): in first, then flushed with the rest.
+                    # Refused by a pipeline closing, each failed with ClosedError in an open
+                    # pool, its row left pending for the next run to push again.
+                    assert self._loop is not None
+                    member.admitted = self._loop.create_future()
+                    await member.admitted
+            finally:
+                # Cancelled in that wait (the pool's close was): it still closes, within
+                # close_timeout, rather than stay open with its resources pending.
+                await member.pipeline.close(flush=flush)
         except Exception:  # a bug: logged, and the pool still closes the others
             logger.exception("closing the pipeline of %s failed", member.account.instance_push_id)
         finally:

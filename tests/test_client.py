@@ -349,6 +349,10 @@ def test_subdomain_builds_the_zendesk_url() -> None:
         {"token": TOKEN, "subdomain": "acme", "base_url": "https://a.io"},  # both addresses
         {"token": TOKEN, "subdomain": "not a subdomain"},
         {"token": TOKEN, "subdomain": "acme\n"},  # `$` alone would match before the newline
+        # Unicode letters that IGNORECASE folds into [a-z] ('\u017f' long s, '\u212a' Kelvin
+        # sign): the URL's host (IDNA) would read 'support', 'acmek', another account's.
+        {"token": TOKEN, "subdomain": "\u017fupport"},
+        {"token": TOKEN, "subdomain": "acme\u212a"},
         {"token": TOKEN, "subdomain": "acme", "timeout": 0},
     ],
 )
@@ -484,3 +488,25 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(base_url: str) -> None:
         AnyChannelClient(token=TOKEN, base_url=base_url)
     with pytest.raises(ConfigurationError, match="base_url must not have a query or fragment"):
         Account("x", base_url=base_url, token=TOKEN)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8080/z\td",  # yarl drops a tab or a newline: requests went to /zd
+        "https://acme.zendesk.com/zd\n",
+        "https://acme.zendesk.com/\x1b[2J",  # shown as given by `accounts list`: the terminal
+        "https://acme.zendesk.com/zd\x85",
+    ],
+)
+def test_a_base_url_with_control_characters_is_refused_without_echoing_it(base_url: str) -> None:
+    """A base URL's path is where requests go and what ``accounts`` shows: one with a control
+    character is refused (no path requested may differ from the path given, no escape
+    sequence reach a terminal), and the message does not repeat it."""
+    for make in (
+        lambda: AnyChannelClient(token=TOKEN, base_url=base_url),
+        lambda: Account("x", base_url=base_url, token=TOKEN),
+    ):
+        with pytest.raises(ConfigurationError, match="base_url must not contain control") as exc:
+            make()
+        assert base_url not in str(exc.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -28,6 +29,7 @@ from anychannel_async import (
     PushPool,
     PushResult,
     RetryPolicy,
+    StatusCode,
 )
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, Outbox, Share, connect_read_only
 from anychannel_async.testing import Faults, ZendeskEmulator
@@ -480,3 +482,69 @@ async def test_an_outbox_given_the_accounts_store_s_file_is_refused_and_leaves_i
         db.close()
     assert "outbox" not in tables
     assert pushes(host_a) == []
+
+
+@pytest.mark.parametrize("change", ["name", "base_url"])
+async def test_a_submit_writing_its_row_as_its_account_changes_is_pushed_not_refused(
+    host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A submit whose row is being written when another submit finds the account changed (its
+    pipeline replaced): the pool is open and the account known, so it is pushed, once, and
+    its row resolved. It failed with the replaced pipeline's ClosedError, its row left
+    pending: the caller told it failed, the next run pushed it."""
+    path = tmp_path / "outbox.sqlite"
+    gate = asyncio.Event()
+    write = Outbox.add
+
+    async def held(self: Outbox, instance_push_id: str, items: Any) -> list[int]:
+        seqs = await write(self, instance_push_id, items)
+        if items[0][0] == "first":
+            await gate.wait()  # written, and its submit not back yet
+        return seqs
+
+    monkeypatch.setattr(Outbox, "add", held)
+    account = accounts_on(host_a, "a1")["a1"]
+    changed = attrs.evolve(account, name="Acme")
+    if change == "base_url":  # another client, of the same host
+        changed = Account("a1", base_url=f"{host_a.base_url}/", token=token("a1"))
+    async with AccountStore(tmp_path / "accounts.sqlite") as store:
+        await store.put(account)
+        async with pool_on(store, path) as pool:
+            first = asyncio.ensure_future(pool.submit("a1", resource("first")))
+            await wait_until(lambda: rows(path) != [])
+            await store.put(changed)
+            second = asyncio.ensure_future(pool.submit("a1", resource("second")))
+            await asyncio.sleep(0.05)  # the second found the change, and replaced the pipeline
+            gate.set()
+            outcomes = await settle([await first, await second])
+            assert pool.stats.pending == 0
+    assert [o.code if isinstance(o, PushResult) else o for o in outcomes] == [
+        StatusCode.SUCCESS
+    ] * 2
+    assert sorted(e for r in pushes(host_a) for e in r.external_ids) == ["first", "second"]
+    assert pending_of(path, "a1") == []
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_close_cancelled_at_any_turn_still_closes_the_outbox_and_the_session(
+    host_a: ZendeskEmulator, tmp_path: Path, turns: int
+) -> None:
+    """close() cancelled after a few loop turns, wherever it then is (waiting for the
+    pipelines' closes, or for its outbox's): the outbox still closes (another pool may open
+    the file: its lock is let go) and so does the session (no connection left open, which
+    the test's warnings-as-errors would report), the second close returning at once."""
+    path = tmp_path / "outbox.sqlite"
+    accounts = accounts_on(host_a, "a1")
+    pool = pool_on(accounts, path, idle_timeout=0.0)
+    async with pool:
+        assert (await pool.push("a1", resource("r1"))).imported
+        await wait_until(lambda: pool.stats.accounts == {})  # closed idle: nothing to wait on
+        closing = asyncio.ensure_future(pool.close())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+    async with pool_on(accounts, path) as again:
+        assert (await again.push("a1", resource("r2"))).imported
+    assert pending_of(path, "a1") == []
