@@ -228,7 +228,10 @@ class PushPool:
     ``Retry-After`` pauses them all, and them only). A token Zendesk refuses (401, 403) fails
     that account's resources with `AuthenticationError`; further submits for it get futures
     already failed with a copy of that error, without a request, until the accounts hold a
-    different token for it (they are read again on each such submit).
+    different token for it (they are read again on each such submit). An account the accounts
+    hold changed (a new token, another base URL) gets a new pipeline once its old one has
+    settled what it held, so that one thread never goes out from two pipelines at once (which
+    Zendesk can make two tickets of); a new name or new settings alone keep its pipeline.
 
     Use it as ``async with PushPool(...) as pool:``, or call ``await pool.close()``; it belongs
     to the event loop it was first used on (`EventLoopError` from another).
@@ -657,20 +660,19 @@ class PushPool:
         refusal = self._refusals.get(instance_push_id)
         if refusal is not None:
             refused, error = refusal
-            # Its name or settings changed (an admin page saved) lift nothing: only what a
-            # request is sent with, to where.
-            if (account.token, account.basic_auth, account.base_url) == (
-                refused.token,
-                refused.basic_auth,
-                refused.base_url,
-            ):
+            # Its name or settings changed (an admin page saved) lift nothing.
+            if _sends_as(account) == _sends_as(refused):
                 return error
             del self._refusals[instance_push_id]
         member = self._members.get(instance_push_id)
         if member is not None and member.account != account:
-            # The account changed (a new token, another host): a fresh client.
-            self._retire(member)
-            member = None
+            if _sends_as(account) == _sends_as(member.account):
+                member.account = account  # its name or settings: the same pipeline goes on
+            else:
+                # A new token, another host: a fresh client, and a pipeline that starts once
+                # this one is done (`_retire`).
+                self._retire(member)
+                member = None
         if member is None:
             handover = self._handovers.get(instance_push_id)
             if handover is not None:
@@ -925,7 +927,10 @@ class PushPool:
         task = asyncio.get_running_loop().create_task(self._close_member(member, flush=True))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        if member.account.instance_push_id in self._replays:
+        if member.busy or member.account.instance_push_id in self._replays:
+            # Its successor opens once it is done: two pipelines of one account at once would
+            # push one thread from both, which Zendesk can make two tickets of (and rows of
+            # the outbox it had not replayed yet go to the successor, before new submits).
             self._handovers[member.account.instance_push_id] = task
 
     async def _close_member(self, member: _Member, *, flush: bool) -> None:
@@ -949,7 +954,7 @@ class PushPool:
             ipid = member.account.instance_push_id
             if self._handovers.get(ipid) is asyncio.current_task():
                 del self._handovers[ipid]
-                if self._state is State.OPEN:
+                if self._state is State.OPEN and ipid in self._replays:
                     self._to_replay.add(ipid)  # what is still pending: the next replays it
             self._requests_closed += member.pipeline.stats.requests
             url = member.account.base_url
@@ -1005,6 +1010,12 @@ class PushPool:
             accounts=accounts,
             replayed=self._replayed,
         )
+
+
+def _sends_as(account: Account) -> tuple[object, ...]:
+    """What a request for the account is sent with, to where: a change of anything else (its
+    name, its settings) needs no new client, and lifts no refusal."""
+    return (account.token, account.basic_auth, account.base_url)
 
 
 def _host_key(base_url: str) -> str:

@@ -498,6 +498,33 @@ async def test_flush_waits_for_what_a_replaced_or_removed_accounts_pipeline_hold
             assert pool.stats.pending == 0
 
 
+@pytest.mark.parametrize("change", ["renamed", "moved"])
+async def test_an_account_changed_mid_thread_keeps_the_thread_on_one_ticket(
+    tmp_path: Path, change: str
+) -> None:
+    """A thread's first message in flight when its account changes (renamed by an admin page,
+    or moved to another URL of the same host): the thread's next message does not go out
+    beside it from a second pipeline, which Zendesk would turn into a second ticket."""
+    async with (
+        ZendeskEmulator(accounts={"m1": token("m1")}, faults=Faults(latency=0.3)) as host,
+        AccountStore(tmp_path / "accounts.sqlite") as store,
+    ):
+        await store.put(Account("m1", base_url=host.base_url, token=token("m1")))
+        if change == "renamed":
+            changed = Account("m1", base_url=host.base_url, token=token("m1"), name="Acme")
+        else:
+            by_name = host.base_url.replace("127.0.0.1", "localhost")
+            changed = Account("m1", base_url=by_name, token=token("m1"))
+        async with quick_pool(store, close_timeout=5.0) as pool:
+            opener = await pool.submit("m1", resource("m-1", thread_id="t1"))
+            await wait_until(lambda: len(host.requests) == 1)  # in flight
+            await store.put(changed)
+            reply = await pool.submit("m1", resource("m-2", thread_id="t1"))
+            results = await asyncio.gather(opener, reply)
+    assert [r.code for r in results] == [StatusCode.SUCCESS] * 2
+    assert len(host.tickets) == 1
+
+
 async def test_what_a_refused_account_holds_fails_without_a_request_more(
     host_a: ZendeskEmulator,
 ) -> None:

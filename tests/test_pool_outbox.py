@@ -426,10 +426,10 @@ async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
 async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
     host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The store changes an account (its name, here) while its pipeline replays its rows:
-    that pipeline is replaced, and the rows it had not read yet are pushed by the new one,
-    in this run and before the account's new submits: once flush returns, every row is
-    imported, each once, in order, none pending."""
+    """The store changes an account (another URL of its host, here; a new name alone keeps
+    its pipeline) while its pipeline replays its rows: that pipeline is replaced, and the rows
+    it had not read yet are pushed by the new one, in this run and before the account's new
+    submits: once flush returns, every row is imported, each once, in order, none pending."""
     path = tmp_path / "outbox.sqlite"
     await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
     gate = asyncio.Event()
@@ -449,7 +449,8 @@ async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
         await store.put(account)
         async with pool_on(store, path) as pool:
             await wait_until(lambda: pool.stats.resolved.get("success", 0) == 2)
-            await store.put(attrs.evolve(account, name="Acme"))
+            by_name = host_a.base_url.replace("127.0.0.1", "localhost")
+            await store.put(Account("a1", base_url=by_name, token=account.token))
             new = asyncio.ensure_future(pool.push("a1", resource("new")))
             # Until the pipeline that replayed two rows is no longer the account's.
             await wait_until(lambda: getattr(pool.stats.accounts.get("a1"), "replayed", 0) == 0)
