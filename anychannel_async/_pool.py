@@ -232,6 +232,8 @@ class PushPool:
     hold changed (a new token, another base URL) gets a new pipeline once its old one has
     settled what it held, so that one thread never goes out from two pipelines at once (which
     Zendesk can make two tickets of); a new name or new settings alone keep its pipeline.
+    That wait is the old pipeline's close, bounded by ``close_timeout``: a request it cuts
+    then fails with `OutcomeUnknownError`, and Zendesk may still import it beside the next.
 
     Use it as ``async with PushPool(...) as pool:``, or call ``await pool.close()``; it belongs
     to the event loop it was first used on (`EventLoopError` from another).
@@ -461,7 +463,8 @@ class PushPool:
         characters, `UnknownAccountError` at once when the accounts hold no account for it,
         `ClosedError` once the pool is closing, and what `PushPipeline.submit` raises. Waits
         while the account's share or the pool is full (or, with ``max_open_accounts``, for a
-        place to open the account's pipeline).
+        place to open the account's pipeline; or, the account changed while its pipeline held
+        resources, until that pipeline has closed: at most ``close_timeout``).
         """
         if self._state is not State.OPEN or asyncio.get_running_loop() is not self._loop:
             self._check_open()

@@ -525,6 +525,36 @@ async def test_an_account_changed_mid_thread_keeps_the_thread_on_one_ticket(
     assert len(host.tickets) == 1
 
 
+async def test_a_submit_cancelled_while_it_waits_for_the_old_pipeline_cancels_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """A submit waiting for the changed account's old pipeline to close, cancelled: that close
+    goes on (what the old pipeline holds still resolves), the cancelled submit holds no room,
+    and the account's next submit still waits its turn (the thread stays on one ticket)."""
+    async with (
+        ZendeskEmulator(accounts={"m1": token("m1")}, faults=Faults(latency=0.3)) as host,
+        AccountStore(tmp_path / "accounts.sqlite") as store,
+    ):
+        await store.put(Account("m1", base_url=host.base_url, token=token("m1")))
+        by_name = host.base_url.replace("127.0.0.1", "localhost")
+        async with quick_pool(store, close_timeout=5.0) as pool:
+            opener = await pool.submit("m1", resource("m-1", thread_id="t1"))
+            await wait_until(lambda: len(host.requests) == 1)  # in flight
+            await store.put(Account("m1", base_url=by_name, token=token("m1")))
+            waiting = asyncio.create_task(pool.submit("m1", resource("gone", thread_id="t1")))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            waiting.cancel()
+            reply = await pool.submit("m1", resource("m-2", thread_id="t1"))
+            results = await asyncio.gather(opener, reply)
+            await pool.flush()
+            assert pool.stats.pending == 0
+        assert waiting.cancelled()
+    assert [r.code for r in results] == [StatusCode.SUCCESS] * 2
+    assert len(host.tickets) == 1
+    assert host.ticket_for("gone") is None
+
+
 async def test_what_a_refused_account_holds_fails_without_a_request_more(
     host_a: ZendeskEmulator,
 ) -> None:
