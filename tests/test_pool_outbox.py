@@ -388,6 +388,24 @@ async def test_a_killed_process_s_accepted_resources_are_each_imported_once_by_t
     assert DEAD not in {state for _, _, state in rows(path)}
 
 
+def second_page_held(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Replays read the outbox two rows at a time, and each page after the first waits until
+    the returned event is set."""
+    gate = asyncio.Event()
+    read = Outbox.pending
+
+    async def two_at_a_time(
+        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        found = await read(self, instance_push_id, after=after, through=through, limit=2)
+        if after:
+            await gate.wait()
+        return found
+
+    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    return gate
+
+
 async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
     host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -397,18 +415,7 @@ async def test_a_replay_of_a_replaced_pipeline_takes_no_room_of_its_successor(
     replays them."""
     path = tmp_path / "outbox.sqlite"
     await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
-    gate = asyncio.Event()
-    read = Outbox.pending
-
-    async def two_at_a_time(
-        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
-    ) -> list[tuple[int, bytes]]:
-        found = await read(self, instance_push_id, after=after, through=through, limit=2)
-        if after:  # the second page waits until the test lets it go
-            await gate.wait()
-        return found
-
-    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    gate = second_page_held(monkeypatch)
     accounts = {"a1": Account("a1", base_url=host_a.base_url, token="wrong-token")}
     async with pool_on(accounts, path, idle_timeout=0.05) as pool:
         await wait_until(lambda: pool.stats.failed.get("AuthenticationError", 0) == 2)
@@ -432,18 +439,7 @@ async def test_an_account_changed_during_its_replay_still_has_every_row_pushed(
     submits: once flush returns, every row is imported, each once, in order, none pending."""
     path = tmp_path / "outbox.sqlite"
     await leave_pending(path, {"a1": [resource(f"a1-{n}") for n in range(4)]})
-    gate = asyncio.Event()
-    read = Outbox.pending
-
-    async def two_at_a_time(
-        self: Outbox, instance_push_id: str, *, after: int = 0, through: int | None = None
-    ) -> list[tuple[int, bytes]]:
-        found = await read(self, instance_push_id, after=after, through=through, limit=2)
-        if after:  # the second page waits until the test lets it go
-            await gate.wait()
-        return found
-
-    monkeypatch.setattr(Outbox, "pending", two_at_a_time)
+    gate = second_page_held(monkeypatch)
     account = accounts_on(host_a, "a1")["a1"]
     async with AccountStore(tmp_path / "accounts.sqlite") as store:
         await store.put(account)
