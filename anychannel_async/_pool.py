@@ -145,6 +145,12 @@ class _Member:
         #: Set once the pool dropped it (idle, a new token, closing): never used again.
         self.retired = False
 
+    def admission_ended(self) -> None:
+        """A submit came out of its pipeline's submit: the close waiting on the last goes on."""
+        self.admitting -= 1
+        if not self.admitting and self.admitted is not None and not self.admitted.done():
+            self.admitted.set_result(None)
+
     # The pipeline's on_settled hook is the member itself (a pool holds one member per busy
     # account, and a bound method kept is ~64 bytes more).
     def __call__(self, future: asyncio.Future[PushResult]) -> None:
@@ -502,10 +508,7 @@ class PushPool:
                     self._give_room(member)
                     raise
                 finally:
-                    member.admitting -= 1
-                    admitted = member.admitted  # its close waits for this submit: go on
-                    if not member.admitting and admitted is not None and not admitted.done():
-                        admitted.set_result(None)
+                    member.admission_ended()
             except _Retired:
                 self._settled(member, None)
                 continue  # replaced (a new token) while this submit waited: use the new one
