@@ -33,7 +33,7 @@ from ._metrics import NO_METRICS, Gauges, Metrics
 from ._models import ID_MAX, ExternalResource
 from ._outbox import NO_REPLAY, Outbox, Replay, Share
 from ._ratelimit import AccountPace
-from ._results import PushResult, StatusCode
+from ._results import PushResult
 from ._router import Router
 from ._sender import Sender
 from ._serde import encode_body, push_body_overhead
@@ -517,14 +517,7 @@ class PushPipeline:
         router = self._router
         return PipelineStats(
             submitted=self._submitted,
-            resolved={
-                code.value: count
-                for code, count in (
-                    (StatusCode.SUCCESS, router.succeeded),
-                    (StatusCode.ALREADY_IMPORTED, router.already_imported),
-                )
-                if count
-            },
+            resolved=router.resolved(),
             failed=dict(router.failed or {}),
             requests=sender.requests,
             retries=sender.retries,

@@ -99,6 +99,14 @@ class Router:
         self.already_imported = 0
         self.failed: collections.Counter[str] | None = None
 
+    def resolved(self) -> dict[str, int]:
+        """Resources resolved so far, by status code (those with none left out)."""
+        counts = (
+            (StatusCode.SUCCESS, self.succeeded),
+            (StatusCode.ALREADY_IMPORTED, self.already_imported),
+        )
+        return {code.value: count for code, count in counts if count}
+
     # -- admission ---------------------------------------------------------------------------
 
     def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
@@ -345,9 +353,11 @@ class Router:
             if timer is not None:
                 timer.cancel()
         imported = submission.imported or maybe  # maybe: its children go on, Zendesk tells
+        # What stopped it, read by `finish` only when it failed: None when for good (its
+        # children fail as not found), else the error they fail with a copy of.
         error = submission.error
-        if imported or cancelled or error is None or verdict(error) is Verdict.FINAL:
-            error = None  # failed for good (or imported): children fail as not found
+        if error is not None and verdict(error) is Verdict.FINAL:
+            error = None
         children = self._conversations.finish(submission, imported, error, failed=not cancelled)
         if not children:
             return
