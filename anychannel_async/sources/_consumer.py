@@ -481,7 +481,7 @@ class _StreamConsumer:
                 # nothing of the entry, nor of any account: every entry stays pending, and
                 # reads pause, as while Zendesk fails.
                 self._leave(entry_id)
-                self._store_failed(exc)
+                self._pause_reads(exc)
                 store_failed = True
                 continue
             except BaseException:
@@ -582,20 +582,16 @@ class _StreamConsumer:
         if fate is Verdict.REFUSED:
             self._fail(error)
         elif not isinstance(error, ClosedError):
-            now = self._loop.time()
-            if now < self._pause_until:
-                return  # one outage fails many resources: pause (and log) once for them
-            self._pause = next_wait(self._pause, first=_ZENDESK_FIRST_PAUSE, cap=_ZENDESK_MAX_PAUSE)
-            self._pause_until = now + self._pause
-            logger.warning(
-                "%s; its entry and others left pending, reads paused %g s", error, self._pause
-            )
+            self._pause_reads(error)
 
-    def _store_failed(self, error: AccountStoreError) -> None:
-        """With a pool: its accounts store failed a lookup. Reads pause (doubling, to a cap,
+    def _pause_reads(self, error: BaseException) -> None:
+        """Zendesk, or with a pool its accounts store, failed: reads pause (doubling, to a cap,
         until an import succeeds); the entries stay pending, to come back through XAUTOCLAIM."""
+        now = self._loop.time()
+        if now < self._pause_until:
+            return  # one outage fails many resources: pause (and log) once for them
         self._pause = next_wait(self._pause, first=_ZENDESK_FIRST_PAUSE, cap=_ZENDESK_MAX_PAUSE)
-        self._pause_until = self._loop.time() + self._pause
+        self._pause_until = now + self._pause
         logger.warning("%s; entries left pending, reads paused %g s", error, self._pause)
 
     def _is_paused(self, account: str) -> bool:
