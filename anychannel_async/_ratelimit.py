@@ -94,8 +94,8 @@ class AccountPace:
             raise ConfigurationError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
         self._limit = max_in_flight
         self._in_flight = 0
-        # Senders waiting for a turn: each is called when a request ends and says whether it
-        # took the turn (one that stopped meanwhile declines, and the next is asked).
+        # Senders waiting for a turn: each is offered one (`offered()`) when a request ends
+        # and says whether it took it (one that stopped meanwhile declines, the next is asked).
         self._turns: collections.deque[TurnTaker] = collections.deque()
         self._clock = clock
         self._budget = requests_per_minute
