@@ -31,7 +31,7 @@ import rss
 import throughput
 from _common import GcMeter, Row, emulator, median
 
-from anychannel_async import AnyChannelClient, PushPool, __version__
+from anychannel_async import AnyChannelClient, PipelineSettings, PushPool, __version__
 
 US = 1e6
 
@@ -545,6 +545,8 @@ class _PoolRuns:
 _POOL_DEFAULTS = inspect.signature(PushPool).parameters
 POOL_CONNECTIONS: int = _POOL_DEFAULTS["max_connections"].default
 POOL_DEFAULT_MAX_PENDING: int = _POOL_DEFAULTS["max_pending"].default
+# A pipeline's default request size: the most a request carries.
+MAX_BATCH_SIZE = PipelineSettings().max_batch_size
 
 
 def _per_request(m: throughput.Measure) -> int:
@@ -559,7 +561,7 @@ async def _sized(
     return await throughput.pipeline(
         client,
         like.resources,
-        max_batch_size=min(100, size or _per_request(like)),
+        max_batch_size=size or _per_request(like),
         max_in_flight=POOL_CONNECTIONS,
     )
 
@@ -568,12 +570,12 @@ def _most_per_request(s: Settings) -> int:
     """The most resources per request any order of sending can give a pool fed round-robin:
     at each send, the accounts hold between nothing and a full request, evenly spread, so
     about half a request each on average, and together at most max_pending (the defaults')."""
-    return 2 * POOL_DEFAULT_MAX_PENDING // s.pool_accounts
+    return min(MAX_BATCH_SIZE, 2 * POOL_DEFAULT_MAX_PENDING // s.pool_accounts)
 
 
 def _sizes(s: Settings) -> list[int]:
     """Row 8's request sizes beside the pool's own: the most it could get, then larger."""
-    most = min(100, _most_per_request(s))
+    most = _most_per_request(s)
     return sorted({most, *(size for size in (40, 60) if size > most)})
 
 
@@ -696,7 +698,7 @@ def pool_rows(s: Settings) -> list[Row]:
                 ),
             ]
             for size, measures in runs.by_size.items():
-                most = size == min(100, _most_per_request(s))
+                most = size == _most_per_request(s)
                 rows += [
                     Row(
                         sec,

@@ -88,8 +88,8 @@ async def pipeline(
             future = await pipe.submit(make_resource(prefix, i))
             future.add_done_callback(tally)
         await pipe.flush()
-        requests = pipe.stats.requests
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    requests = pipe.stats.requests
     if on_stop is not None:
         on_stop()
     if tally.ok != n:
