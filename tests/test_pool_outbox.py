@@ -486,9 +486,10 @@ async def test_a_submit_writing_its_row_as_its_account_changes_is_pushed_not_ref
     host_a: ZendeskEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
     """A submit whose row is being written when another submit finds the account changed (its
-    pipeline replaced): the pool is open and the account known, so it is pushed, once, and
-    its row resolved. It failed with the replaced pipeline's ClosedError, its row left
-    pending: the caller told it failed, the next run pushed it."""
+    base URL: its pipeline replaced; its name alone: the pipeline kept): the pool is open and
+    the account known, so it is pushed, once, and its row resolved. It failed with the
+    replaced pipeline's ClosedError, its row left pending: the caller told it failed, the
+    next run pushed it."""
     path = tmp_path / "outbox.sqlite"
     gate = asyncio.Event()
     write = Outbox.add
