@@ -34,8 +34,9 @@ from ._models import ID_MAX
 __all__ = ["REDIS_SCHEMES", "Account", "AccountStore", "Claim", "RedisAccountStore"]
 
 _T = TypeVar("_T")
-#: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`).
-REDIS_SCHEMES = ("redis://", "rediss://")
+#: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`):
+#: redis-py's three (TCP, TLS, a Unix socket).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -216,8 +217,8 @@ class _State:
 class AccountStore:
     """Accounts in a SQLite file (or, given a ``redis://`` URL, in Redis), by instance push id.
 
-    ``AccountStore("redis://…")`` (or ``rediss://``, TLS) returns a `RedisAccountStore`: the
-    same interface, shared by every replica of a service (see there).
+    ``AccountStore("redis://…")`` (or ``rediss://``, TLS; ``unix://``, a socket) returns a
+    `RedisAccountStore`: the same interface, shared by every replica of a service (see there).
 
     Use it as ``async with AccountStore(path) as store:``; leaving the block closes it, and a
     closed store cannot be opened again (`ClosedError`: create a new one). Every SQLite call
@@ -616,7 +617,8 @@ class RedisAccountStore(AccountStore):
     """Accounts, and channelback answers, in Redis: what the replicas of a service share.
 
     Created by ``AccountStore("redis://[[user]:password@]host[:port][/db]")`` (``rediss://``
-    for TLS), with the interface of the SQLite store. Accounts are the fields of one hash,
+    for TLS, ``unix://[[user]:password@]/path/to/redis.sock[?db=N]`` for a Unix socket), with
+    the interface of the SQLite store. Accounts are the fields of one hash,
     ``anychannel:accounts``; a channelback's claim is one ``SET NX`` with the lease as its
     expiry (``anychannel:answer:KEY``), so of the replicas receiving the same
     ``request_unique_identifier`` exactly one runs the handler; the answer replaces the claim

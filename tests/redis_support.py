@@ -126,7 +126,9 @@ def _free_port() -> int:
 class RedisServer:
     """A redis-server process of the test's own, which the test may kill and start again."""
 
-    def __init__(self, directory: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = False, socket_path: Path | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -150,7 +152,9 @@ class RedisServer:
             "--dir",
             str(directory),
             *persistence,
+            *(["--unixsocket", str(socket_path), "--unixsocketperm", "700"] if socket_path else []),
         ]
+        self.socket_path = socket_path
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -57,6 +58,43 @@ async def test_a_redis_url_selects_the_redis_store_and_a_path_the_sqlite_file(
     assert isinstance(remote, AccountStore)
     await remote.close()
     await tls.close()
+
+
+@pytest.fixture
+def socket_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server also listening on a Unix socket (under /tmp: a socket's path has at
+    most 107 bytes, and pytest's tmp_path may be longer)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as short:
+        server = RedisServer(tmp_path, socket_path=Path(short) / "redis.sock")
+        server.start()
+        yield server
+        server.kill()
+
+
+async def test_a_unix_socket_url_selects_the_redis_store_and_hides_its_password(
+    socket_server: RedisServer,
+) -> None:
+    """``unix://`` is redis-py's third scheme (a server on this machine, no TCP): the Redis
+    store, not a SQLite file named "unix:"; its password is shown as *** as a TCP URL's."""
+    assert socket_server.socket_path is not None
+    with redis.Redis(unix_socket_path=str(socket_server.socket_path)) as conn:
+        conn.config_set("requirepass", PASSWORD)
+    for url in (
+        f"unix://:{PASSWORD}@{socket_server.socket_path}?db=0",
+        f"unix://{socket_server.socket_path}?db=0&password={PASSWORD}",
+    ):
+        store = AccountStore(url)
+        assert type(store) is RedisAccountStore
+        async with store:
+            await store.put(account())
+            assert await store.get(IPID) == account()
+        assert PASSWORD not in repr(store)
+        assert PASSWORD not in store.path
+        assert str(socket_server.socket_path) in store.path
+    with pytest.raises(AccountStoreError) as caught:
+        async with AccountStore(f"unix://:wrong-{PASSWORD}@{socket_server.socket_path}"):
+            pass
+    assert PASSWORD not in str(caught.value)
 
 
 async def test_accounts_round_trip_in_one_hash(store: AccountStore, rdb: redis.Redis) -> None:
