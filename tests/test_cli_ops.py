@@ -172,6 +172,7 @@ def test_the_emulator_takes_the_logging_options_too() -> None:
     done = cli("-v", "emulator", "--log-format", "json", "--help", token=None)
     assert done.returncode == 0, done.stderr
     assert "usage: anychannel-async emulator" in done.stdout
+    assert all(flag in done.stdout for flag in ("--verbose", "--log-level", "--log-format"))
 
 
 # -- outbox retry ------------------------------------------------------------------------------

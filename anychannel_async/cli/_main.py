@@ -105,7 +105,7 @@ def _emulator(arguments: list[str]) -> int | None:
     except UsageError as exc:
         print(f"anychannel-async {EMULATOR}: {exc}", file=sys.stderr)
         return 2
-    return emulator_main(rest[1:], prog=f"anychannel-async {EMULATOR}")
+    return emulator_main(rest[1:], prog=f"anychannel-async {EMULATOR}", parents=[logging_only])
 
 
 def run(argv: Sequence[str] | None = None) -> int:

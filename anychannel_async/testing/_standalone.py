@@ -90,9 +90,10 @@ def _accounts(args: argparse.Namespace) -> dict[str, _Credentials] | None:
     return accounts if given else None
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def _parser(prog: str, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
+        parents=parents,
         description=(
             "Run an emulator of Zendesk's any_channel API until SIGINT or SIGTERM. Accounts"
             f" come from ${ACCOUNTS_ENV} or --accounts-file (a JSON object"
@@ -134,10 +135,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, prog: str = "python -m anychannel_async.testing"
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "python -m anychannel_async.testing",
+    parents: Sequence[argparse.ArgumentParser] = (),
 ) -> int:
-    """Parse the command line, serve until a signal, and return the exit status."""
-    parser = _parser(prog)
+    """Parse the command line, serve until a signal, and return the exit status. parents:
+    options a caller took off argv already (the command line's logging options), for --help."""
+    parser = _parser(prog, parents)
     args = parser.parse_args(argv)
     try:
         faults = Faults(
