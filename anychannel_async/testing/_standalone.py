@@ -90,7 +90,7 @@ def _accounts(args: argparse.Namespace) -> dict[str, _Credentials] | None:
     return accounts if given else None
 
 
-def _parser(prog: str, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _parser(prog: str, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         parents=parents,
