@@ -83,6 +83,8 @@ def verdict(error: BaseException) -> Verdict:
     """The fate of a resource whose push (or future) ended with error."""
     if isinstance(error, HaltedError | RateLimitedError | ClosedError):
         return Verdict.RETRY  # nothing happened to it: a later push may pass
+    if isinstance(error, ParentNotFoundError) and error.parent_error is not None:
+        return Verdict.RETRY  # Zendesk does not hold it; after its parent it may pass
     if isinstance(error, ResourceError | ValidationError):
         return Verdict.FINAL
     if isinstance(error, RequestRejectedError):
@@ -238,7 +240,25 @@ class ProcessingError(ResourceError):
 
 
 class ParentNotFoundError(ResourceError):
-    """The resource's parent was never imported (it failed, or did not appear in time)."""
+    """The resource's parent is not known to be imported (it failed, its outcome stayed
+    unknown, or it did not appear in time), so neither is the resource.
+
+    ``parent_error`` is the parent's own error when it failed for a reason that may pass
+    (halted, outcome unknown): then so may this resource, pushed again after its parent, and
+    its verdict is RETRY; None when the parent failed for good (or never came): FINAL.
+    """
+
+    def __init__(
+        self,
+        external_id: str,
+        message: str,
+        result: PushResult | None = None,
+        *,
+        parent_error: AnyChannelError | None = None,
+    ) -> None:
+        super().__init__(external_id, message, result)
+        #: The parent's error, when it may pass (see above).
+        self.parent_error = parent_error
 
 
 class HaltedError(ResourceError):

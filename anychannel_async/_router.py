@@ -26,6 +26,7 @@ from ._errors import (
     ParentNotFoundError,
     ProcessingError,
     ProtocolError,
+    ResourceError,
     ValidationError,
     Verdict,
     copies,
@@ -273,11 +274,22 @@ class Router:
     def _orphan_error(
         self, child: Submission, parent_id: str, result: PushResult | None = None
     ) -> AnyChannelError:
-        """What a child fails with when its parent failed: final, or the parent's own error."""
+        """What a child fails with when its parent failed: final when the parent failed for
+        good; else the parent's request's error (a 429, a close, refused credentials: the
+        child's too), or, for one about the parent alone (halted, outcome unknown), an error
+        naming the child that holds the parent's: the child may pass after it."""
         cause = self._conversations.cause(parent_id)
         if cause is None:
             return ParentNotFoundError(child.external_id, f"parent {parent_id} failed", result)
-        return copies(cause, 1)[0]
+        [own] = copies(cause, 1)
+        if not isinstance(own, ResourceError | OutcomeUnknownError):
+            return own
+        return ParentNotFoundError(
+            child.external_id,
+            f"parent {parent_id} failed, and may pass pushed again ({own})",
+            result,
+            parent_error=own,
+        )
 
     # -- futures -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from anychannel_async import (
     ClosedError,
     OutboxError,
     OutcomeUnknownError,
+    ParentNotFoundError,
     PushPipeline,
     RetryPolicy,
 )
@@ -71,7 +72,10 @@ async def test_children_of_a_parent_of_unknown_outcome_stay_pending(
             child = await pipe.submit(resource("c", parent_id="p"))
             await pipe.flush()
         assert isinstance(parent.exception(), OutcomeUnknownError)
-        assert isinstance(child.exception(), OutcomeUnknownError)
+        error = child.exception()
+        assert isinstance(error, ParentNotFoundError)  # its own, naming it
+        assert error.external_id == "c"
+        assert isinstance(error.parent_error, OutcomeUnknownError)
         assert [state for _, state, _ in rows(path)] == [PENDING, PENDING]
 
         emulator.faults = Faults()

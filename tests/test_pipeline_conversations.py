@@ -6,19 +6,28 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from anychannel_async import (
     AnyChannelClient,
+    AnyChannelError,
     ClosedError,
+    HaltedError,
+    OutcomeUnknownError,
     ParentNotFoundError,
     ProcessingError,
     PushPipeline,
     PushResult,
+    RetryPolicy,
     StatusCode,
+    Verdict,
+    verdict,
 )
-from anychannel_async.testing import Faults, ZendeskEmulator
+from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import (
     IPID,
+    TOKEN,
     codes,
     comment_ids,
     pushes,
@@ -97,6 +106,50 @@ async def test_child_of_a_failed_pending_parent_fails_quickly(
     assert error.external_id == "child"
     assert elapsed < 20.0  # far below parent_timeout: the child did not wait it out
     assert emulator.ticket_for("child") is None
+
+
+@pytest.mark.parametrize("parent_fails", [HaltedError, OutcomeUnknownError])
+async def test_child_of_a_parent_that_may_yet_pass_fails_with_an_error_of_its_own(
+    emulator: ZendeskEmulator, parent_fails: type[AnyChannelError]
+) -> None:
+    """The child waits for its pending parent, which then fails for a reason that may pass
+    (halted, or outcome unknown): the child's error names the child, not the parent, holds the
+    parent's as ``parent_error``, and says "push it again" (RETRY: its outbox row or stream
+    entry stays pending), for Zendesk answered the child itself: it does not hold it."""
+    async with (
+        AnyChannelClient(
+            token=TOKEN,
+            base_url=emulator.base_url,
+            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
+        ) as client,
+        PushPipeline(
+            client, IPID, max_latency=0, max_attempts=1, max_batch_size=2, parent_timeout=30
+        ) as pipe,
+    ):
+        emulator.faults = Faults(latency=0.3)
+        child = await pipe.submit(resource("c", parent_id="p"))
+        await wait_until(lambda: len(emulator.requests) == 1)  # c's push, answered unfaulted
+        if parent_fails is HaltedError:
+            # A 429 spends p's one attempt more; then z fails, so p behind it is halted.
+            emulator.faults = Faults(latency=0.3, processing_error_ids={"z"}, retry_after=0)
+            emulator.script(Fault.RATE_LIMITED)
+            first = await pipe.submit(resource("z", thread_id="X"))
+        else:  # every push of p is dropped: nothing says whether Zendesk took it
+            emulator.script(Fault.DROP, Fault.DROP)
+            first = None
+        parent = await pipe.submit(resource("p", thread_id="X"))
+        futures = [child, parent] if first is None else [child, parent, first]
+        error, parent_error, *_ = await asyncio.wait_for(settle(futures), timeout=20.0)
+    assert isinstance(parent_error, parent_fails)
+    assert isinstance(error, ParentNotFoundError)
+    assert error.external_id == "c"
+    assert error.args[0].startswith("c: ")
+    assert type(error.parent_error) is parent_fails
+    assert error.parent_error.args == parent_error.args
+    assert error.parent_error is not parent_error  # its own copy, as every future's error
+    assert verdict(error) is Verdict.RETRY
+    assert emulator.import_count("c") == 0
+    assert emulator.import_count("p") == 0
 
 
 async def test_child_of_a_parent_never_submitted_fails_after_parent_timeout(

@@ -19,6 +19,8 @@ from anychannel_async import (
     RetryPolicy,
     StatusCode,
     ValidationError,
+    Verdict,
+    verdict,
 )
 from anychannel_async._batcher import Batcher
 from anychannel_async._ratelimit import AccountPace
@@ -362,7 +364,8 @@ async def test_a_parent_cancelled_in_flight_but_imported_spares_its_child(
 async def test_a_parent_of_unknown_outcome_fails_children_with_the_same_error(
     emulator: ZendeskEmulator,
 ) -> None:
-    """A parent whose outcome stayed unknown is not 'not found': its child gets that error too."""
+    """A parent whose outcome stayed unknown is not failed for good: its child (held back, never
+    sent) fails with an error naming itself that holds the parent's unknown, RETRY, not FINAL."""
     emulator.faults = Faults(server_error_rate=1.0)
     async with (
         AnyChannelClient(
@@ -374,7 +377,12 @@ async def test_a_parent_of_unknown_outcome_fails_children_with_the_same_error(
         child = await pipe.submit(resource("c", parent_id="p"))
         await pipe.flush()
     assert isinstance(parent.exception(), OutcomeUnknownError)
-    assert isinstance(child.exception(), OutcomeUnknownError)
+    error = child.exception()
+    assert isinstance(error, ParentNotFoundError)
+    assert error.external_id == "c"
+    assert isinstance(error.parent_error, OutcomeUnknownError)
+    assert verdict(error) is Verdict.RETRY
+    assert [r.external_ids for r in pushes(emulator)] == [("p",), ("p",)]  # c never went
 
 
 async def test_submit_many_interrupted_by_close_gives_every_resource_a_future(
