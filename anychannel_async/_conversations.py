@@ -57,11 +57,14 @@ class Conversations(Generic[M]):
     __slots__ = ("_failed", "_failed_memory", "_older", "_pending", "_waiting")
 
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
-        # Every pending resource is here by id (the latest of its id), or in _older (one the
-        # same id submitted again displaced, made on first use): together, what the pipeline
-        # holds, without a set of its own beside them (~220 bytes per busy account of a pool).
+        # Every pending resource is here by id (the latest of its id), or in _older (those the
+        # same id submitted again displaced, oldest first; made on first use): together, what
+        # the pipeline holds, without a set of its own beside them (~220 bytes per busy account
+        # of a pool). An id is in _pending while any submission of it is pending: when the
+        # latest ends first (cancelled, failed) the newest older one takes its place, so every
+        # rule read from _pending (key, clash, doomed, place) sees the id as long as it waits.
         self._pending: dict[str, M] = {}
-        self._older: dict[M, None] | None = None
+        self._older: dict[str, list[M]] | None = None
         # Children waiting for a pending parent, and what failed: made on first use (a pool
         # holds a Conversations per busy account, and an empty dict is 64 bytes).
         self._waiting: dict[str, list[M]] | None = None
@@ -96,18 +99,20 @@ class Conversations(Generic[M]):
 
     def admit(self, member: M) -> None:
         """member is pending from now on (the latest of its id, if submitted twice)."""
-        older = self._pending.get(member.external_id)
+        external_id = member.external_id
+        older = self._pending.get(external_id)
         if older is not None:
             if self._older is None:
                 self._older = {}
-            self._older[older] = None
-        self._pending[member.external_id] = member
+            self._older.setdefault(external_id, []).append(older)
+        self._pending[external_id] = member
 
     def members(self) -> list[M]:
         """Every member admitted and not yet finished."""
         members = list(self._pending.values())
         if self._older:
-            members.extend(self._older)
+            for older in self._older.values():
+                members.extend(older)
         return members
 
     def doomed(self, member: M) -> bool:
@@ -117,7 +122,7 @@ class Conversations(Generic[M]):
             parent_id is not None
             and self._failed is not None
             and parent_id in self._failed
-            and parent_id not in self._pending  # submitted again since: it may pass
+            and parent_id not in self._pending  # pending (submitted again since): it may pass
         )
 
     def cause(self, external_id: str) -> AnyChannelError | None:
@@ -156,15 +161,10 @@ class Conversations(Generic[M]):
         now when imported, else to fail with it.
         """
         external_id = member.external_id
-        pending = self._pending.get(external_id)
-        if pending is member:
-            del self._pending[external_id]
-        elif self._older is not None and member in self._older:
-            del self._older[member]
-            if not self._older:
-                self._older = None
-        if pending is not member and pending is not None and not imported:
-            # Another submission of the same id is still pending: its children wait for it.
+        self._remove(member)
+        if not imported and external_id in self._pending:
+            # Another submission of the same id is still pending (or member was refused for
+            # it, never admitted): the id has not failed, and its children wait for that one.
             return []
         memory = self._failed
         if not imported:
@@ -180,6 +180,27 @@ class Conversations(Generic[M]):
         if not self._waiting:
             return []
         return self._waiting.pop(external_id, None) or []
+
+    def _remove(self, member: M) -> None:
+        """member is no longer pending; if it was the latest of its id, the newest older
+        submission of the id still pending is the latest now."""
+        external_id = member.external_id
+        older = self._older.get(external_id) if self._older is not None else None
+        if self._pending.get(external_id) is member:
+            if older:
+                self._pending[external_id] = older.pop()
+            else:
+                del self._pending[external_id]
+        elif older:
+            for index, same in enumerate(older):
+                if same is member:
+                    del older[index]
+                    break
+        if older is not None and not older:
+            assert self._older is not None
+            del self._older[external_id]
+            if not self._older:
+                self._older = None
 
     def drain_waiting(self) -> list[M]:
         """Every child still waiting for a parent (the pipeline is closing)."""

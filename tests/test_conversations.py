@@ -123,3 +123,83 @@ def test_the_memory_of_failures_is_bounded(count: int) -> None:
         conv.finish(admit(conv, f"e{n}"), imported=False)
     remembered = [n for n in range(count) if conv.doomed(Node("x", f"e{n}", "k"))]
     assert remembered == list(range(max(0, count - 10), count))
+
+
+def test_an_id_stays_pending_while_any_submission_of_it_is() -> None:
+    """The latest submission of an id ends first (cancelled, failed): an older one still
+    waits, so the id is pending all the same: one key for it, another conversation refused,
+    its children not doomed and placed to wait, and not failed with the latest."""
+    conv: Conversations[Node] = Conversations()
+    older = admit(conv, "p", parent_id="g")
+    child = admit(conv, "c", parent_id="p")
+    assert conv.place(child) is Parent.PENDING
+    latest = admit(conv, "p", parent_id="g")
+    assert conv.finish(latest, imported=False, failed=False) == []  # cancelled: c waits on
+    assert conv.key_for("p", "t", None) == older.key
+    assert conv.clash(Node("p", None, "k", thread_id="t")) is not None
+    again = admit(conv, "p", parent_id="g")
+    assert again.key == older.key
+    assert conv.finish(again, imported=False) == []  # failed: c waits on, p not failed
+    assert not conv.doomed(Node("d", "p", "k"))
+    assert conv.place(Node("d", "p", "k")) is Parent.PENDING
+    assert conv.finish(older, imported=True)[0] is child
+    assert conv.members() == [child]
+
+
+@st.composite
+def lifetimes(draw: st.DrawFn) -> list[tuple[str, int, str | None, str | None, bool, bool]]:
+    """Steps: ("admit", index, thread_id, parent_id, _, _) submits ids[index];
+    ("finish", index, _, _, imported, failed) ends the index-th pending member."""
+    steps: list[tuple[str, int, str | None, str | None, bool, bool]] = []
+    for _ in range(draw(st.integers(1, 40))):
+        if draw(st.booleans()):
+            thread_id = draw(st.sampled_from([None, "t0", "t1"]))
+            parent_id = None if thread_id else draw(st.sampled_from([None, "e0", "e1", "x"]))
+            steps.append(("admit", draw(st.integers(0, 3)), thread_id, parent_id, False, False))
+        else:
+            steps.append(("finish", draw(st.integers(0, 99)), None, None, *draw(flags)))
+    return steps
+
+
+flags = st.tuples(st.booleans(), st.booleans())
+
+
+@given(lifetimes())
+def test_every_pending_submission_of_an_id_shares_its_key_and_conversation(
+    steps: list[tuple[str, int, str | None, str | None, bool, bool]],
+) -> None:
+    """Whatever order submissions of ids end in: while any submission of an id is pending, a
+    new one shares its key, one in another conversation is refused, and the id counts as a
+    pending parent (children wait for it, never doomed by an earlier failure of it)."""
+    conv: Conversations[Node] = Conversations()
+    for action, index, thread_id, parent_id, imported, failed in steps:
+        if action == "admit":
+            external_id = f"e{index}"
+            if parent_id == external_id:
+                parent_id = None
+            node = Node(
+                external_id,
+                parent_id,
+                conv.key_for(external_id, thread_id, parent_id),
+                thread_id,
+            )
+            if conv.clash(node) is None:
+                conv.admit(node)
+            else:  # refused: the router fails it, and finishes it as such
+                assert conv.finish(node, imported=False) == []
+        else:
+            members = conv.members()
+            if members:
+                conv.finish(members[index % len(members)], imported, failed=failed)
+        pending: dict[str, list[Node]] = {}
+        for member in conv.members():
+            pending.setdefault(member.external_id, []).append(member)
+        for external_id, same in pending.items():
+            first = same[0]
+            assert {(m.key, m.thread_id, m.parent_id) for m in same} == {
+                (first.key, first.thread_id, first.parent_id)
+            }
+            assert conv.key_for(external_id, "elsewhere", None) == first.key
+            assert conv.clash(Node(external_id, None, "k", thread_id="elsewhere")) is not None
+            child = Node("child", external_id, "k")
+            assert not conv.doomed(child)
