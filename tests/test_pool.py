@@ -28,7 +28,7 @@ from anychannel_async import (
 )
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .accounts_support import closed_port_url, token
+from .accounts_support import client_of, closed_port_url, token
 from .conftest import FAST_RETRY, pushes, resource, settle, wait_until
 
 # Retries that take seconds: an unreachable host's resources stay pending through a test.
@@ -137,7 +137,9 @@ async def test_a_rate_limited_host_pauses_only_its_own_accounts(
     accounts = accounts_on(host_a, "a1", "a2") | accounts_on(host_b, "b1", "b2")
     async with quick_pool(accounts) as pool:
         first = await pool.submit("a1", resource("a1-1"))
+        # Until the pool's client of host_a read the 429: the emulator counts it before.
         await wait_until(lambda: host_a.rate_limited_count == 1)
+        await wait_until(lambda: client_of(host_a.base_url).pace.rate_limited >= 1)
         held = await pool.submit("a2", resource("a2-1"))
         others = [await pool.submit(i, resource(f"{i}-{n}")) for i in ("b1", "b2") for n in (1, 2)]
         outcomes = await asyncio.wait_for(settle(others), 10.0)
