@@ -31,6 +31,7 @@ from .conftest import (
     TOKEN,
     codes,
     pushes,
+    requests_with,
     resource,
     settle,
     wait_until,
@@ -123,11 +124,12 @@ async def test_cancelling_an_in_flight_future_spares_its_neighbours(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
     """Cancelling a future whose request is in flight leaves the rest of the request intact."""
-    emulator.faults = Faults(latency=0.2)
+    emulator.faults = Faults(latency=0.5)  # the cancel below must come before the answer
     async with PushPipeline(client, IPID) as pipe:
         futures = [await pipe.submit(resource(f"r{n}")) for n in range(5)]
         await wait_until(lambda: len(pushes(emulator)) == 1)
         futures[2].cancel()
+        emulator.faults = Faults()  # what follows needs no delay
         outcomes = await settle([f for n, f in enumerate(futures) if n != 2])
         after = await pipe.push(resource("after"))
     assert codes(outcomes) == [StatusCode.SUCCESS] * 4
@@ -315,16 +317,18 @@ async def test_close_bound_with_children_waiting_on_children_resolves_everything
     emulator: ZendeskEmulator, client: AnyChannelClient
 ) -> None:
     """Two levels of children waiting for a slow root: close() still fails each future cleanly."""
-    emulator.faults = Faults(latency=0.3)
-    pipe = PushPipeline(client, IPID, close_timeout=0.5, max_latency=0)
+    emulator.faults = Faults(latency=0.1)
+    pipe = PushPipeline(client, IPID, close_timeout=1.0, max_latency=0)
     await pipe.__aenter__()
     child, grandchild = await pipe.submit_many(
         [resource("y", parent_id="z"), resource("x", parent_id="y")]
     )
-    await asyncio.sleep(0.05)
+    # y's request read its faults (the emulator takes them as a request arrives): it is
+    # answered (parent not found) in 0.1 s, well within close_timeout. Every later request,
+    # the root's among them, is answered in 5 s: in flight when close gives up.
+    await wait_until(lambda: len(requests_with(emulator, "y")) == 1)
+    emulator.faults = Faults(latency=5.0)
     root = await pipe.submit(resource("z"))
-    await asyncio.sleep(0.1)
-    emulator.faults.latency = 5.0
     await pipe.close()
     assert isinstance(root.exception(), OutcomeUnknownError)  # in flight, cut short
     for future in (child, grandchild):  # waiting for their parents: never pushed again
