@@ -31,7 +31,7 @@ async def test_resources_within_max_latency_share_one_request(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
     """Resources submitted within max_latency of the first go out in a single request."""
-    async with PushPipeline(client, IPID, max_latency=0.2) as pipe:
+    async with PushPipeline(client, IPID, max_latency=0.5) as pipe:  # a slow machine's too
         futures = []
         for n in range(10):
             futures.append(await pipe.submit(resource(f"r{n}")))

@@ -93,7 +93,7 @@ async def test_close_without_flush_sends_nothing_new_and_lets_requests_in_flight
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
     """close(flush=False) fails what is queued at once, unsent, and waits for what is in flight."""
-    emulator.faults = Faults(latency=0.3)
+    emulator.faults = Faults(latency=0.6)  # the close below comes before the first answer
     pipe = PushPipeline(client, IPID, max_batch_size=2, max_in_flight=1, max_latency=0.0)
     futures = [await pipe.submit(resource(f"r{n}")) for n in range(6)]
     await wait_until(lambda: len(pushes(emulator)) == 1)
@@ -292,7 +292,7 @@ async def test_a_bug_in_the_sender_lets_the_request_in_flight_tell_its_outcome(
     for the answer and resolves with it. An answer that says nothing (garbled, though Zendesk
     imported it) cannot be pushed again by the broken sender: OutcomeUnknownError, never
     ClosedError ("nothing happened")."""
-    emulator.faults = Faults(latency=0.3)
+    emulator.faults = Faults(latency=0.6)  # the queued one fails before this answer
     if garbled:
         emulator.script(Fault.GARBAGE)
     _take_breaks_from_second_call(monkeypatch)

@@ -292,7 +292,7 @@ async def test_close_without_flush_after_a_lost_answer_leaves_the_outcome_unknow
 ) -> None:
     """A resource whose answer was lost is never reported "not sent" by a stop: Zendesk holds
     it, and the future says the outcome is unknown."""
-    emulator.faults = Faults(latency=0.3)
+    emulator.faults = Faults(latency=1.0)  # the stop below comes before the second answer
     emulator.script(Fault.LOST_ANSWER)
     async with AnyChannelClient(
         token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(max_tries=1)
