@@ -8,6 +8,7 @@ modules import its helpers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from anychannel_async import Account, AccountStore
+from anychannel_async import Account, AccountStore, AnyChannelClient
 from anychannel_async.testing import ZendeskEmulator
 
 from .conftest import raw_resource
@@ -42,6 +43,20 @@ def host_b() -> Iterator[ZendeskEmulator]:
     """Another host, with one install."""
     with ZendeskEmulator(accounts={i: token(i) for i in HOST_B}) as emulator:
         yield emulator
+
+
+def client_of(base_url: str) -> AnyChannelClient:
+    """The one client of base_url not closed: a pool's, while an account of it is open (a
+    closed one may live on in the traceback of a request its close cut short)."""
+    gc.collect()
+    [client] = [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, AnyChannelClient)
+        and o.base_url == base_url
+        and "state=closed" not in repr(o)
+    ]
+    return client
 
 
 def closed_port_url() -> str:

@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import IO
 
 import pytest
 
-from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
+from anychannel_async import AnyChannelClient, OutboxError, PushPipeline, RetryPolicy
 from anychannel_async._outbox import PENDING, connect, connect_read_only
 from anychannel_async.cli._ingest import _READ_SIZE
 from anychannel_async.testing import Faults, ZendeskEmulator
@@ -969,12 +970,17 @@ def test_a_signal_during_the_replay_says_how_many_rows_stay_pending(
 
 
 def _signal_push(
-    emulator: ZendeskEmulator, spawn: Spawn, signum: signal.Signals, *args: str
+    emulator: ZendeskEmulator,
+    spawn: Spawn,
+    signum: signal.Signals,
+    *args: str,
+    when: tuple[Callable[[], bool], str] | None = None,
 ) -> str:
     """Start `push ARGS` to the emulator's account, at most two requests at once, and send
-    it signum once three requests arrived; its standard output, once it exited 128 + signum."""
+    it signum once three requests arrived (or once `when` holds); its standard output, once it
+    exited 128 + signum."""
     process = spawn("push", *args, *account_options(emulator), "--max-in-flight", "2")
-    wait_for(lambda: len(pushes(emulator)) >= 3, "requests arrive")
+    wait_for(*(when or (lambda: len(pushes(emulator)) >= 3, "requests arrive")))
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signum, out + err
@@ -989,18 +995,45 @@ def _terminate_a_push_with_an_outbox(
     return _signal_push(emulator, spawn, signal.SIGTERM, str(source), *options)
 
 
+def _outbox_holds_more_than(outbox: Path, count: int) -> bool:
+    """Whether the outbox (being written by another process) has more than count rows
+    pending; False while it does not exist yet."""
+    try:
+        return len(_outbox_ids(outbox, PENDING)) > count
+    except (OutboxError, sqlite3.Error):
+        return False
+
+
 def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_failed(
     emulator: ZendeskEmulator, tmp_path: Path, spawn: Spawn
 ) -> None:
     """With --outbox, a signal leaves the lines accepted but not imported pending in the
     outbox (the summary says so) and copies the lines not accepted to --failed: each line is
     in exactly one place, and pushing the failed file through the outbox finishes the job."""
-    emulator.faults = Faults(latency=0.1)
+    # Answers a second away: the command fills its 300 lines of room (two requests of 100
+    # in flight, the rest queued) long before one comes back, however slowly it writes.
+    emulator.faults = Faults(latency=1.0)
     source = tmp_path / "in.jsonl"
     ids = _write_input(source, 5_000)
     failed = tmp_path / "failed.jsonl"
     outbox = tmp_path / "outbox.sqlite"
-    out = _terminate_a_push_with_an_outbox(emulator, spawn, source, failed, outbox)
+    options = ("--failed", str(failed), "--outbox", str(outbox), "--max-pending", "300")
+    # Signalled once both requests arrived and more lines are accepted than they carry: some
+    # accepted lines are unsent (a slow machine's reader may otherwise lag the pushes).
+    when = (
+        lambda: len(pushes(emulator)) >= 2 and _outbox_holds_more_than(outbox, 2 * 100),
+        "two requests are in flight and lines are queued behind them",
+    )
+    out = _signal_push(
+        emulator,
+        spawn,
+        signal.SIGTERM,
+        str(source),
+        *options,
+        "--max-batch-size",
+        "100",
+        when=when,
+    )
 
     imported = _imported(emulator)
     in_failed = {_record_id(r) for r in _records(failed)}
@@ -1014,6 +1047,7 @@ def test_a_signal_with_an_outbox_leaves_accepted_lines_in_it_and_the_rest_in_fai
     assert imported | in_failed | pending == set(ids)
     assert f"{len(pending):,} lines not imported stay pending in the outbox" in out
 
+    emulator.faults = Faults()
     rerun = push(emulator, str(failed), "--outbox", str(outbox))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert all(emulator.import_count(i) == 1 for i in ids)
@@ -1145,9 +1179,19 @@ sys.exit(main(["push", "--help"]))
 """
 
 
+def _sigint_at_its_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback() -> None:
     """SIGINT while the command's modules load: exit 130, quietly, as after a stop."""
-    done = run_python("-c", _SIGNAL_WHILE_LOADING.format(signal="SIGINT"))
+    # SIGINT at its default, as a terminal starts a command: a test run started in the
+    # background by a shell ignores SIGINT, and its children inherit that (no Ctrl-C there).
+    done = run_python(
+        "-c",
+        _SIGNAL_WHILE_LOADING.format(signal="SIGINT"),
+        preexec_fn=_sigint_at_its_default,
+    )
     assert done.returncode == 130, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "KeyboardInterrupt" not in done.stderr

@@ -25,7 +25,7 @@ from anychannel_async import (
 )
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
-from .conftest import FAST_RETRY, IPID, TOKEN, resource
+from .conftest import FAST_RETRY, IPID, TOKEN, resource, wait_until
 
 
 async def test_push_returns_results_in_input_order(
@@ -209,9 +209,8 @@ async def test_rate_limit_waits_for_retry_after_before_any_request(
     emulator.faults.retry_after = 1.0
     emulator.script(Fault.RATE_LIMITED)
     push = asyncio.create_task(client.push(IPID, [resource("rl-1")]))
-    while not emulator.requests:  # noqa: ASYNC110 - polling the server side
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)  # the 429 has been answered; the pause is in force
+    # Until the client has read the 429 (the emulator logs the request before it answers).
+    await wait_until(lambda: client.pace.rate_limited == 1)
     await client.validate_token(IPID)
     [result] = await push
     assert result.code is StatusCode.SUCCESS

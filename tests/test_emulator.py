@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -825,10 +827,12 @@ async def test_over_the_rate_limit_is_429_until_the_window_ends(
     session: aiohttp.ClientSession,
 ) -> None:
     """A request over the limit is 429 with Retry-After and unprocessed; the next window admits."""
-    async with ZendeskEmulator(faults=Faults(rate_limit=1, rate_window=0.3)) as emu:
+    # A window of 1 s: the refused request must come within it of the first, however slow
+    # the machine (with 0.3 s, a stall between the two would have let it in).
+    async with ZendeskEmulator(faults=Faults(rate_limit=1, rate_window=1.0)) as emu:
         first = await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))
         refused = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2")))
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(1.05)
         later = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2")))
         assert (first.status, refused.status, later.status) == (200, 429, 200)
         assert refused.headers["Retry-After"] == "1"
@@ -844,7 +848,9 @@ async def test_concurrent_requests_for_a_new_thread_open_two_tickets(
     session: aiohttp.ClientSession,
 ) -> None:
     """Two requests in flight together for one new thread_id each open a ticket, as Zendesk does."""
-    async with ZendeskEmulator(faults=Faults(latency=0.1)) as emu:
+    # Each is decided on arrival and committed after the latency: the second must arrive
+    # within it of the first, which 0.5 s leaves a slow machine plenty of room for.
+    async with ZendeskEmulator(faults=Faults(latency=0.5)) as emu:
         await asyncio.gather(
             post(session, emu, PUSH_PATH, push_body(raw_resource("m1", thread_id="t"))),
             post(session, emu, PUSH_PATH, push_body(raw_resource("m2", thread_id="t"))),
@@ -854,7 +860,7 @@ async def test_concurrent_requests_for_a_new_thread_open_two_tickets(
 
 async def test_concurrent_duplicates_are_both_imported(session: aiohttp.ClientSession) -> None:
     """One external_id in two concurrent requests is imported twice, which import_count reveals."""
-    async with ZendeskEmulator(faults=Faults(latency=0.1)) as emu:
+    async with ZendeskEmulator(faults=Faults(latency=0.5)) as emu:  # as above
         answers = await asyncio.gather(
             post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))),
             post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))),
@@ -867,9 +873,11 @@ async def test_parent_in_an_unanswered_request_cannot_be_located(
     session: aiohttp.ClientSession,
 ) -> None:
     """A child sent while its parent's request is still unanswered cannot find the parent."""
-    async with ZendeskEmulator(faults=Faults(latency=0.2)) as emu:
+    async with ZendeskEmulator(faults=Faults(latency=1.0)) as emu:
         parent = asyncio.create_task(post(session, emu, PUSH_PATH, push_body(raw_resource("m1"))))
-        await asyncio.sleep(0.03)
+        # Sent once the parent's request arrived; its answer (and commit) is a second away.
+        while not emu.requests:  # noqa: ASYNC110 - the emulator's log has no event to wait on
+            await asyncio.sleep(0.005)
         child = await post(session, emu, PUSH_PATH, push_body(raw_resource("m2", parent_id="m1")))
         assert (await parent).codes() == ["success"]
         assert child.codes() == ["could_not_locate_parent_external_resource"]
@@ -952,6 +960,23 @@ async def test_emulator_restarts_on_the_same_port(session: aiohttp.ClientSession
         assert emu.base_url == url
         answer = await post(session, emu, PUSH_PATH, push_body(raw_resource("m1")))
         assert answer.codes() == ["already_imported"]
+
+
+async def test_a_connection_accepted_as_the_emulator_closes_leaves_no_socket_open() -> None:
+    """A client connecting just as the emulator closes leaves no socket behind. asyncio
+    accepts a connection in one loop turn and makes its transport in a later one, which fails
+    once the server is closed (CPython gh-109564): the socket was then left to the garbage
+    collector, whose ResourceWarning failed whichever test was running (here, as in CI,
+    warnings are errors). Each number of turns between connecting and closing is tried."""
+    for turns in range(8):
+        emu = ZendeskEmulator()
+        await emu.start()
+        host, port = emu.base_url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port))):
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await emu.close()
+        gc.collect()  # a socket left open warns now, in this test
 
 
 def test_thread_mode_serves_from_a_background_thread() -> None:

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from anychannel_async._outbox import PENDING, connect
@@ -18,20 +17,24 @@ CHILD = Path(__file__).with_name("crash_child.py")
 COUNT = 3000
 
 
-def _run_child(base_url: str, outbox: Path, kill_after: float | None) -> tuple[list[str], int]:
-    """Run the child; kill it with SIGKILL after kill_after seconds (None: let it finish)."""
+def _run_child(base_url: str, outbox: Path, kill_at: int | None) -> tuple[list[str], int]:
+    """Run the child; SIGKILL it once it has printed kill_at ids (None: let it finish). Counted
+    in ids accepted, not in seconds: on a loaded machine the child may not have started
+    submitting within a second, and a kill before its first submit leaves nothing to replay."""
     process = subprocess.Popen(
         [sys.executable, str(CHILD), base_url, str(outbox), str(COUNT)],
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None
     try:
-        if kill_after is None:
+        if kill_at is None:
             out, _ = process.communicate(timeout=60)
         else:
-            time.sleep(kill_after)
+            first = [process.stdout.readline() for _ in range(kill_at)]
             process.send_signal(signal.SIGKILL)
-            out, _ = process.communicate(timeout=10)
+            rest, _ = process.communicate(timeout=10)
+            out = "".join(first) + rest
     finally:
         if process.poll() is None:
             process.kill()
@@ -50,10 +53,10 @@ def test_every_accepted_resource_survives_sigkill_exactly_once(tmp_path: Path) -
     with ZendeskEmulator(accounts={IPID: TOKEN}, faults=faults) as zendesk:
         killed = 0
         for _ in range(4):
-            ids, status = _run_child(zendesk.base_url, outbox, rng.uniform(0.3, 1.0))
+            ids, status = _run_child(zendesk.base_url, outbox, rng.randrange(100, COUNT - 100))
             printed.update(ids)
             killed += status == -signal.SIGKILL
-        assert killed >= 2, "the child finished before it could be killed; raise COUNT"
+        assert killed == 4
         assert _pending_rows(outbox) > 0, "the kills left nothing to replay; the test is moot"
         ids, status = _run_child(zendesk.base_url, outbox, None)
         assert status == 0

@@ -31,7 +31,7 @@ async def test_resources_within_max_latency_share_one_request(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
     """Resources submitted within max_latency of the first go out in a single request."""
-    async with PushPipeline(client, IPID, max_latency=0.2) as pipe:
+    async with PushPipeline(client, IPID, max_latency=0.5) as pipe:  # a slow machine's too
         futures = []
         for n in range(10):
             futures.append(await pipe.submit(resource(f"r{n}")))
@@ -79,7 +79,9 @@ async def test_back_pressure_fills_batches(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
     """While every request slot is busy, waiting resources fill the next batch to the brim."""
-    emulator.faults = Faults(latency=0.2)
+    # The 150 submits below must all come before the first answer: 0.5 s away, however slow
+    # the machine.
+    emulator.faults = Faults(latency=0.5)
     async with PushPipeline(
         client, IPID, max_in_flight=1, max_batch_size=50, max_latency=0.0, close_timeout=2.0
     ) as pipe:

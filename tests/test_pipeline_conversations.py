@@ -176,7 +176,8 @@ async def test_child_succeeds_once_its_parent_arrives_from_another_process(
     """A child whose parent is pushed elsewhere within parent_timeout lands on that ticket."""
     async with PushPipeline(client, IPID, parent_timeout=5.0) as pipe:
         child = await pipe.submit(resource("child", parent_id="parent"))
-        await asyncio.sleep(0.3)
+        # Answered once (parent not found): it waits to go again.
+        await wait_until(lambda: [r.status for r in requests_with(emulator, "child")] == [200])
         [parent] = await client.push(IPID, [resource("parent")])
         assert parent.code is StatusCode.SUCCESS
         result = await asyncio.wait_for(child, timeout=10.0)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 
-import aiohttp
 import pytest
 
 from anychannel_async import (
@@ -17,6 +15,7 @@ from anychannel_async import (
     RequestRejectedError,
     StatusCode,
 )
+from anychannel_async._ratelimit import AccountPace
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
 from .conftest import (
@@ -131,33 +130,34 @@ async def test_resource_too_large_alone_is_rejected_and_the_rest_land(
 
 # -- pace -------------------------------------------------------------------------------------
 #
-# The pace decides when a request starts; the emulator sees when it arrives, later by however
-# long the connection and the machine took (a first connection on a loaded CI machine: ~85 ms).
-# So the spacing is read where the pace acts: aiohttp's own request-start signal.
+# The pace decides when a request may start; what happens after (aiohttp's own start of the
+# request, the connection, the arrival at the emulator) adds however long the machine takes: on
+# a loaded CI machine a first connection took ~85 ms, and aiohttp's request-start signal lagged
+# the pace's decision by a few ms, unevenly. So the spacing is read where the pace acts: the
+# moment it lets a request go (`AccountPace.reserve`), on the pace's own clock.
+
+
+class _RecordingPace(AccountPace):
+    """An account's pace that notes the time (its clock) each time it lets a request go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: list[float] = []
+
+    def reserve(self) -> None:
+        # Read after `delay()` said 0, before the slot is taken: never earlier than the slot.
+        self.starts.append(time.monotonic())
+        super().reserve()
 
 
 @pytest.fixture
 async def starts(emulator: ZendeskEmulator) -> AsyncIterator[tuple[AnyChannelClient, list[float]]]:
-    """A client whose pushes' start times (loop clock) are recorded as they begin."""
-    started: list[float] = []
-
-    async def on_start(
-        session: aiohttp.ClientSession,
-        context: SimpleNamespace,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        if params.url.path.endswith("/push"):
-            started.append(asyncio.get_running_loop().time())
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
-    async with (
-        aiohttp.ClientSession(trace_configs=[trace]) as session,
-        AnyChannelClient(
-            token=TOKEN, base_url=emulator.base_url, session=session, retry=FAST_RETRY
-        ) as client,
-    ):
-        yield client, started
+    """A client whose requests' start times (as its pace lets them go) are recorded."""
+    pace = _RecordingPace()
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=FAST_RETRY, pace=pace
+    ) as client:
+        yield client, pace.starts
 
 
 def spaced(started: list[float]) -> list[float]:
@@ -183,7 +183,7 @@ async def test_max_requests_per_minute_paces_requests_evenly(
     requests = pushes(emulator)
     assert [len(r.external_ids) for r in requests] == [10] * 6
     assert len(started) == 6
-    assert all(gap >= INTERVAL - 1e-3 for gap in spaced(started)), spaced(started)
+    assert all(gap >= INTERVAL - 1e-6 for gap in spaced(started)), spaced(started)
 
 
 async def test_budget_is_learned_from_rate_limit_headers(
@@ -201,7 +201,7 @@ async def test_budget_is_learned_from_rate_limit_headers(
     assert emulator.rate_limited_count == 0
     assert len(pushes(emulator)) == len(started) == 5
     later = started[1:]
-    assert all(gap >= INTERVAL - 1e-3 for gap in spaced(later)), spaced(later)
+    assert all(gap >= INTERVAL - 1e-6 for gap in spaced(later)), spaced(later)
 
 
 async def test_pipelines_sharing_a_client_share_the_429_pause(

@@ -28,7 +28,7 @@ from anychannel_async import (
 )
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .accounts_support import closed_port_url, token
+from .accounts_support import client_of, closed_port_url, token
 from .conftest import FAST_RETRY, pushes, resource, settle, wait_until
 
 # Retries that take seconds: an unreachable host's resources stay pending through a test.
@@ -137,7 +137,9 @@ async def test_a_rate_limited_host_pauses_only_its_own_accounts(
     accounts = accounts_on(host_a, "a1", "a2") | accounts_on(host_b, "b1", "b2")
     async with quick_pool(accounts) as pool:
         first = await pool.submit("a1", resource("a1-1"))
+        # Until the pool's client of host_a read the 429: the emulator counts it before.
         await wait_until(lambda: host_a.rate_limited_count == 1)
+        await wait_until(lambda: client_of(host_a.base_url).pace.rate_limited >= 1)
         held = await pool.submit("a2", resource("a2-1"))
         others = [await pool.submit(i, resource(f"{i}-{n}")) for i in ("b1", "b2") for n in (1, 2)]
         outcomes = await asyncio.wait_for(settle(others), 10.0)
@@ -381,8 +383,10 @@ async def test_with_every_open_account_busy_a_new_one_waits_for_a_place() -> Non
     """max_open_accounts pipelines busy (a slow host): a submit for another account waits
     until one is idle, then goes; one cancelled while it waits takes no place."""
     ipids = [f"w{n}" for n in range(5)]
+    # Answers 1 s away: the checks and the cancel below come before a place frees, however
+    # slow the machine.
     async with ZendeskEmulator(
-        accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.2)
+        accounts={i: token(i) for i in ipids}, faults=Faults(latency=1.0)
     ) as emu:
         async with PushPool(
             accounts_on(emu, *ipids), max_open_accounts=2, max_latency=0.0, retry=FAST_RETRY
@@ -395,6 +399,7 @@ async def test_with_every_open_account_busy_a_new_one_waits_for_a_place() -> Non
             assert not cancelled.done()
             assert len(pool.stats.accounts) == 2
             cancelled.cancel()
+            emu.faults = Faults()  # what follows needs no delay
             later = await waiting  # a place freed once w0 or w1 settled
             assert {r.code for r in await asyncio.gather(*first, later)} == {StatusCode.SUCCESS}
             assert (await pool.push("w4", resource("w4-0"))).imported
@@ -532,7 +537,8 @@ async def test_a_submit_cancelled_while_it_waits_for_the_old_pipeline_cancels_no
     goes on (what the old pipeline holds still resolves), the cancelled submit holds no room,
     and the account's next submit still waits its turn (the thread stays on one ticket)."""
     async with (
-        ZendeskEmulator(accounts={"m1": token("m1")}, faults=Faults(latency=0.3)) as host,
+        # The opener's answer is 1 s away: the submit still waits for it when checked.
+        ZendeskEmulator(accounts={"m1": token("m1")}, faults=Faults(latency=1.0)) as host,
         AccountStore(tmp_path / "accounts.sqlite") as store,
     ):
         await store.put(Account("m1", base_url=host.base_url, token=token("m1")))
@@ -545,6 +551,7 @@ async def test_a_submit_cancelled_while_it_waits_for_the_old_pipeline_cancels_no
             await asyncio.sleep(0.05)
             assert not waiting.done()
             waiting.cancel()
+            host.faults = Faults()  # what follows needs no delay
             reply = await pool.submit("m1", resource("m-2", thread_id="t1"))
             results = await asyncio.gather(opener, reply)
             await pool.flush()
@@ -572,7 +579,8 @@ async def test_a_submit_waiting_for_a_place_fails_with_closed_error_when_the_poo
     raises ClosedError, and what the open account held still settles."""
     ipids = ["c0", "c1"]
     async with ZendeskEmulator(
-        accounts={i: token(i) for i in ipids}, faults=Faults(latency=0.3)
+        accounts={i: token(i) for i in ipids},
+        faults=Faults(latency=1.0),  # no place frees
     ) as emu:
         pool = PushPool(
             accounts_on(emu, *ipids), max_open_accounts=1, max_latency=0.0, retry=FAST_RETRY

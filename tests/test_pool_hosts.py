@@ -26,7 +26,7 @@ from anychannel_async import (
 from anychannel_async._ratelimit import AccountPace
 from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
-from .accounts_support import token
+from .accounts_support import client_of, token
 from .conftest import (
     FAST_RETRY,
     IPID,
@@ -41,20 +41,6 @@ from .conftest import (
 
 # One try per request: a 429 ends the request at once (its resource is pushed again later).
 ONE_TRY = RetryPolicy(initial_delay=0.0, max_tries=1)
-
-
-def client_of(base_url: str) -> AnyChannelClient:
-    """The one client of base_url not closed: the pool's, while an account of it is open (a
-    closed one may live on in the traceback of a request its close cut short)."""
-    gc.collect()
-    [client] = [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, AnyChannelClient)
-        and o.base_url == base_url
-        and "state=closed" not in repr(o)
-    ]
-    return client
 
 
 def gone(ref: weakref.ref[AccountPace]) -> bool:

@@ -36,6 +36,23 @@ _SHUTDOWN_TIMEOUT = 0.25
 _T = TypeVar("_T")
 
 
+async def _stop_listening(server: asyncio.Server) -> None:
+    """Close the listening sockets without leaking a connection accepted meanwhile.
+
+    asyncio accepts a connection in one loop turn and makes its transport in a later one; made
+    after `asyncio.Server.close`, the transport fails and its socket is left open for the
+    garbage collector (CPython gh-109564), whose ResourceWarning then fails whichever test is
+    running under warnings-as-errors. So the accepting stops first; a few turns let what was
+    accepted become connections (closed with the others by the runner's cleanup); then close.
+    """
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        loop.remove_reader(sock.fileno())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    server.close()
+
+
 def _check_accounts(accounts: Mapping[str, Credentials]) -> dict[str, Credentials]:
     checked: dict[str, Credentials] = {}
     for instance_push_id, credentials in accounts.items():
@@ -106,6 +123,7 @@ class ZendeskEmulator:
         #: The loop serving requests (the caller's, or the thread's), set while it runs.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self._base_url: str | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -156,27 +174,35 @@ class ZendeskEmulator:
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
+        assert runner.server is not None  # set by setup
+        loop = asyncio.get_running_loop()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            # Listening here rather than through a web.TCPSite: close must stop the accepting
+            # before it closes the sockets (see `_stop_listening`).
+            server = await loop.create_server(runner.server, self._host, self._port, backlog=128)
         except BaseException:
             await runner.cleanup()
             raise
-        host, port = runner.addresses[0][:2]
+        host, port = server.sockets[0].getsockname()[:2]
         # A restart reuses this port, so base_url stays valid across an outage.
         self._port = port
         self._base_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._runner = runner
-        self._loop = asyncio.get_running_loop()
+        self._server = server
+        self._loop = loop
 
     async def close(self) -> None:
         """Stop listening; requests still in flight get a short grace period; calls on
         integrations under way (polls, event callbacks) are cancelled. Idempotent."""
         runner, self._runner = self._runner, None
+        server, self._server = self._server, None
         if runner is not None:
             try:
                 await self._zendesk.close()
             finally:
                 self._loop = None
+                if server is not None:
+                    await _stop_listening(server)
                 await runner.cleanup()
 
     async def __aenter__(self) -> Self:
