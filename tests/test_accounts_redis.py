@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -59,17 +58,6 @@ async def test_a_redis_url_selects_the_redis_store_and_a_path_the_sqlite_file(
     assert isinstance(remote, AccountStore)
     await remote.close()
     await tls.close()
-
-
-@pytest.fixture
-def socket_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server also listening on a Unix socket (under /tmp: a socket's path has at
-    most 107 bytes, and pytest's tmp_path may be longer)."""
-    with tempfile.TemporaryDirectory(dir="/tmp") as short:
-        server = RedisServer(tmp_path, socket_path=Path(short) / "redis.sock")
-        server.start()
-        yield server
-        server.kill()
 
 
 async def test_a_unix_socket_url_selects_the_redis_store_and_hides_its_password(
