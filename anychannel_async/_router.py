@@ -362,6 +362,13 @@ class Router:
         unsent = cancelled and not submission.imported and not maybe
         if unsent and submission.seq is not None and outbox:
             outbox.bury(submission.seq, "cancelled by its owner before it was imported")
+        # What stopped it, read by `finish` only when it failed: None when for good (its
+        # children fail as not found), else the error they fail with a copy of: a copy of its
+        # own, taken before its owner sees the future's (a note added there, in on_settled
+        # or later, is not its children's).
+        error = submission.error
+        if error is not None:
+            error = None if verdict(error) is Verdict.FINAL else copies(error, 1)[0]
         self._flow.release()
         if self._on_finished is not None:
             try:
@@ -375,11 +382,6 @@ class Router:
             if timer is not None:
                 timer.cancel()
         imported = submission.imported or maybe  # maybe: its children go on, Zendesk tells
-        # What stopped it, read by `finish` only when it failed: None when for good (its
-        # children fail as not found), else the error they fail with a copy of.
-        error = submission.error
-        if error is not None and verdict(error) is Verdict.FINAL:
-            error = None
         children = self._conversations.finish(submission, imported, error, failed=not cancelled)
         if not children:
             return

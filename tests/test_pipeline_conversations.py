@@ -183,6 +183,41 @@ async def test_a_child_imported_by_a_push_of_unknown_outcome_is_not_said_to_be_a
     assert verdict(error) is Verdict.UNKNOWN
 
 
+async def test_a_note_added_to_a_parent_s_error_is_not_on_its_child_s_copy(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Each future's error is its own (aiokafka #246): an owner that annotates its parent's
+    error (add_note, as an except block does) changes neither the copy a child submitted later
+    holds as ``parent_error``, nor does a note on that copy reach the parent's. Nor does a
+    note added in ``on_settled``, which runs as the future is settled."""
+
+    def annotate(future: asyncio.Future[PushResult]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            error.add_note("on_settled's note")
+
+    emulator.faults = Faults(server_error_rate=1.0)
+    async with (
+        AnyChannelClient(
+            token=TOKEN,
+            base_url=emulator.base_url,
+            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0, max_attempts=1, on_settled=annotate) as pipe,
+    ):
+        [parent_error] = await settle([await pipe.submit(resource("p"))])
+        assert isinstance(parent_error, OutcomeUnknownError)
+        parent_error.add_note("the owner's note on p")
+        [error] = await settle([await pipe.submit(resource("c", parent_id="p"))])
+    assert isinstance(error, ParentNotFoundError)
+    assert isinstance(error.parent_error, OutcomeUnknownError)
+    assert error.parent_error.args == parent_error.args
+    assert error.__notes__ == ["on_settled's note"]  # its own, from the hook
+    assert getattr(error.parent_error, "__notes__", []) == []
+    error.parent_error.add_note("a note on c's copy")
+    assert parent_error.__notes__ == ["on_settled's note", "the owner's note on p"]
+
+
 async def test_child_of_a_parent_never_submitted_fails_after_parent_timeout(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
