@@ -168,14 +168,14 @@ class Conversations(Generic[M]):
         now when imported, else to fail with it.
         """
         external_id = member.external_id
-        self._remove(member)
+        admitted = self._remove(member)
         if not imported and external_id in self._pending:
             # Another submission of the same id is still pending (or member was refused for
             # it, never admitted): the id has not failed, and its children wait for that one.
             # How this one failed is kept: if that one ends unimported too (even cancelled),
             # the id failed, and for now if any of them failed for now (so the order of the
-            # ends does not decide whether its children may pass).
-            if failed:
+            # ends does not decide whether its children may pass). A refusal tells nothing.
+            if failed and admitted:
                 if self._ended is None:
                     self._ended = {}
                 if cause is not None or external_id not in self._ended:
@@ -203,12 +203,15 @@ class Conversations(Generic[M]):
             return []
         return self._waiting.pop(external_id, None) or []
 
-    def _remove(self, member: M) -> None:
+    def _remove(self, member: M) -> bool:
         """member is no longer pending; if it was the latest of its id, the newest older
-        submission of the id still pending is the latest now."""
+        submission of the id still pending is the latest now. False when it was not pending
+        (refused at admission)."""
         external_id = member.external_id
         older = self._older.get(external_id) if self._older is not None else None
+        found = False
         if self._pending.get(external_id) is member:
+            found = True
             if older:
                 self._pending[external_id] = older.pop()
             else:
@@ -216,6 +219,7 @@ class Conversations(Generic[M]):
         elif older:
             for index, same in enumerate(older):
                 if same is member:
+                    found = True
                     del older[index]
                     break
         if older is not None and not older:
@@ -223,6 +227,7 @@ class Conversations(Generic[M]):
             del self._older[external_id]
             if not self._older:
                 self._older = None
+        return found
 
     def drain_waiting(self) -> list[M]:
         """Every child still waiting for a parent (the pipeline is closing)."""

@@ -237,3 +237,18 @@ def test_an_id_fails_for_now_if_any_of_its_submissions_did_whatever_the_order(
     # A child submitted now fails at once, unless no submission of p failed (all cancelled).
     assert conv.doomed(Node("d", "p", "k")) is (set(ends) != {"cancelled"})
     assert conv.members() == [child]
+
+
+def test_a_submission_refused_for_a_clash_tells_nothing_of_its_id() -> None:
+    """A submission of a pending id in another conversation is refused (never admitted) and
+    finished as failed: that says nothing of the id. Its pending one then cancelled by its
+    owner leaves the id unfailed, as if the refused one had never come: a child submitted
+    later goes to Zendesk, not failed at once."""
+    conv: Conversations[Node] = Conversations()
+    pending = admit(conv, "p", thread_id="t0")
+    refused = Node("p", None, conv.key_for("p", "t1", None), "t1")
+    assert conv.clash(refused) is not None
+    assert conv.finish(refused, imported=False) == []
+    assert conv.finish(pending, imported=False, failed=False) == []
+    assert not conv.doomed(Node("c", "p", "k"))
+    assert conv.cause("p") is None
