@@ -604,6 +604,27 @@ def _redacted(url: str) -> str:
     return str(parsed)
 
 
+def _unix_problem(url: str) -> str | None:
+    """What is wrong with a ``unix://`` URL that redis-py would read as another socket than
+    the one written, or as none; None when it names an absolute path (or is no unix:// URL)."""
+    if not url.startswith("unix://"):
+        return None
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return None  # redis-py refuses it, and the error says so (its password hidden)
+    expected = "write the socket's absolute path after unix:// (unix:///path/to/redis.sock)"
+    if parsed.host and parsed.host != "localhost":
+        # Two slashes before a path made relative: its first part is read as a host, and
+        # dropped.
+        return (
+            f"its path starts as a host, dropped by redis-py (the socket {parsed.path}): {expected}"
+        )
+    if parsed.path in ("", "/"):
+        return f"it names no socket: {expected}"
+    return None
+
+
 def _password_of(url: str) -> str | None:
     """The password redis-py uses: ``?password=`` wins over the userinfo's, as there."""
     try:
@@ -642,6 +663,9 @@ class RedisAccountStore(AccountStore):
         self._keeps: dict[str, float] = {}
         # This store's mark on its claims: only it releases them.
         self._owner = _CLAIMED + os.urandom(8).hex()
+        problem = _unix_problem(url)
+        if problem is not None:
+            raise ConfigurationError(f"accounts store {self.path!r}: {problem}")
         try:
             import redis.asyncio
         except ImportError:

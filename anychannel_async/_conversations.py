@@ -54,7 +54,7 @@ class Parent(enum.Enum):
 class Conversations(Generic[M]):
     """The pipeline's view of conversations in progress."""
 
-    __slots__ = ("_failed", "_failed_memory", "_older", "_pending", "_waiting")
+    __slots__ = ("_ended", "_failed", "_failed_memory", "_older", "_pending", "_waiting")
 
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
         # Every pending resource is here by id (the latest of its id), or in _older (those the
@@ -73,6 +73,10 @@ class Conversations(Generic[M]):
         # Oldest first (a dict keeps insertion order; an OrderedDict costs twice as much).
         self._failed: dict[str, AnyChannelError | None] | None = None
         self._failed_memory = failed_memory
+        # id -> how a submission of it failed while another of it was still pending (None:
+        # for good; made on first use): the id failed, with that cause if the last of them
+        # ends unimported, whichever way; a cause that may pass wins over None.
+        self._ended: dict[str, AnyChannelError | None] | None = None
 
     def key_for(self, external_id: str, thread_id: str | None, parent_id: str | None) -> str:
         """The ordering key: resources sharing one are never in two requests at once."""
@@ -156,17 +160,35 @@ class Conversations(Generic[M]):
         tell), or failed (``cause`` None when for good, else the error that stopped it), or
         neither (``failed`` False: its owner cancelled it; nothing is known of its id, which
         an earlier submission may have imported, so a child submitted later goes to Zendesk).
+        A submission of the id that failed while another was pending makes the id failed
+        when the last one ends unimported, whichever way: for now, with a cause, if any of
+        them failed for now.
 
         Returns the children that waited for it, in the order they began to wait: to push
         now when imported, else to fail with it.
         """
         external_id = member.external_id
-        self._remove(member)
+        admitted = self._remove(member)
         if not imported and external_id in self._pending:
             # Another submission of the same id is still pending (or member was refused for
             # it, never admitted): the id has not failed, and its children wait for that one.
+            # How this one failed is kept: if that one ends unimported too (even cancelled),
+            # the id failed, and for now if any of them failed for now (so the order of the
+            # ends does not decide whether its children may pass). A refusal tells nothing.
+            if failed and admitted:
+                if self._ended is None:
+                    self._ended = {}
+                if cause is not None or external_id not in self._ended:
+                    self._ended[external_id] = cause
             return []
         memory = self._failed
+        if self._ended is not None and external_id in self._ended:
+            ended = self._ended.pop(external_id)
+            if not self._ended:
+                self._ended = None
+            if not imported:
+                failed = True
+                cause = cause if cause is not None else ended
         if not imported:
             if failed:
                 if memory is None:
@@ -181,12 +203,15 @@ class Conversations(Generic[M]):
             return []
         return self._waiting.pop(external_id, None) or []
 
-    def _remove(self, member: M) -> None:
+    def _remove(self, member: M) -> bool:
         """member is no longer pending; if it was the latest of its id, the newest older
-        submission of the id still pending is the latest now."""
+        submission of the id still pending is the latest now. False when it was not pending
+        (refused at admission)."""
         external_id = member.external_id
         older = self._older.get(external_id) if self._older is not None else None
+        found = False
         if self._pending.get(external_id) is member:
+            found = True
             if older:
                 self._pending[external_id] = older.pop()
             else:
@@ -194,6 +219,7 @@ class Conversations(Generic[M]):
         elif older:
             for index, same in enumerate(older):
                 if same is member:
+                    found = True
                     del older[index]
                     break
         if older is not None and not older:
@@ -201,6 +227,7 @@ class Conversations(Generic[M]):
             del self._older[external_id]
             if not self._older:
                 self._older = None
+        return found
 
     def drain_waiting(self) -> list[M]:
         """Every child still waiting for a parent (the pipeline is closing)."""

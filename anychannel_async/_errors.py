@@ -245,7 +245,9 @@ class ParentNotFoundError(ResourceError):
 
     ``parent_error`` is the parent's own error when it failed for a reason that may pass
     (halted, outcome unknown): then so may this resource, pushed again after its parent, and
-    its verdict is RETRY; None when the parent failed for good (or never came): FINAL.
+    its verdict is RETRY; None when the parent failed for good (or never came): FINAL. Down a
+    chain of replies it is the first ancestor's that may pass, never another
+    ParentNotFoundError: one level, however long the chain.
     """
 
     def __init__(

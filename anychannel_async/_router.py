@@ -277,13 +277,23 @@ class Router:
         """What a child fails with when its parent failed: final when the parent failed for
         good; else the parent's request's error (a 429, a close, refused credentials: the
         child's too), or, for one about the parent alone (halted, outcome unknown), an error
-        naming the child that holds the parent's: the child may pass after it."""
+        naming the child that holds the parent's: the child may pass after it.
+
+        Never "nothing happened to it" for a child that a push of unknown outcome may have
+        brought to Zendesk (held back, due again, when its parent failed for now): that is
+        its own `OutcomeUnknownError`, as at close. A parent that failed for its own parent
+        passes on the error that may pass, not its wrapping of it: a chain of replies holds
+        one error a level, not every ancestor's nested (messages growing with the chain)."""
         cause = self._conversations.cause(parent_id)
         if cause is None:
             return ParentNotFoundError(child.external_id, f"parent {parent_id} failed", result)
+        if result is None and child.unknown is not None and verdict(cause) is not Verdict.REFUSED:
+            return self._outcome_unknown(child)  # (a refusal stays one: it stops a run)
+        if not isinstance(cause, ResourceError | OutcomeUnknownError):
+            return copies(cause, 1)[0]
+        if isinstance(cause, ParentNotFoundError) and cause.parent_error is not None:
+            cause = cause.parent_error
         [own] = copies(cause, 1)
-        if not isinstance(own, ResourceError | OutcomeUnknownError):
-            return own
         return ParentNotFoundError(
             child.external_id,
             f"parent {parent_id} failed, and may pass pushed again ({own})",
@@ -352,6 +362,13 @@ class Router:
         unsent = cancelled and not submission.imported and not maybe
         if unsent and submission.seq is not None and outbox:
             outbox.bury(submission.seq, "cancelled by its owner before it was imported")
+        # What stopped it, read by `finish` only when it failed: None when for good (its
+        # children fail as not found), else the error they fail with a copy of: a copy of its
+        # own, taken before its owner sees the future's (a note added there, in on_settled
+        # or later, is not its children's).
+        error = submission.error
+        if error is not None:
+            error = None if verdict(error) is Verdict.FINAL else copies(error, 1)[0]
         self._flow.release()
         if self._on_finished is not None:
             try:
@@ -365,11 +382,6 @@ class Router:
             if timer is not None:
                 timer.cancel()
         imported = submission.imported or maybe  # maybe: its children go on, Zendesk tells
-        # What stopped it, read by `finish` only when it failed: None when for good (its
-        # children fail as not found), else the error they fail with a copy of.
-        error = submission.error
-        if error is not None and verdict(error) is Verdict.FINAL:
-            error = None
         children = self._conversations.finish(submission, imported, error, failed=not cancelled)
         if not children:
             return

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -226,6 +227,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def socket_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server also listening on a Unix socket (under /tmp: a socket's path has at
+    most 107 bytes, and pytest's tmp_path may be longer)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as short:
+        server = RedisServer(tmp_path, socket_path=Path(short) / "redis.sock")
+        server.start()
+        yield server
+        server.kill()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from anychannel_async import (
     AccountStore,
     AccountStoreError,
     ClosedError,
+    ConfigurationError,
     PushPool,
     RedisAccountStore,
 )
@@ -60,17 +60,6 @@ async def test_a_redis_url_selects_the_redis_store_and_a_path_the_sqlite_file(
     await tls.close()
 
 
-@pytest.fixture
-def socket_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server also listening on a Unix socket (under /tmp: a socket's path has at
-    most 107 bytes, and pytest's tmp_path may be longer)."""
-    with tempfile.TemporaryDirectory(dir="/tmp") as short:
-        server = RedisServer(tmp_path, socket_path=Path(short) / "redis.sock")
-        server.start()
-        yield server
-        server.kill()
-
-
 async def test_a_unix_socket_url_selects_the_redis_store_and_hides_its_password(
     socket_server: RedisServer,
 ) -> None:
@@ -95,6 +84,36 @@ async def test_a_unix_socket_url_selects_the_redis_store_and_hides_its_password(
         async with AccountStore(f"unix://:wrong-{PASSWORD}@{socket_server.socket_path}"):
             pass
     assert PASSWORD not in str(caught.value)
+
+
+async def test_a_unix_url_that_names_no_absolute_socket_path_is_refused_as_written(
+    socket_server: RedisServer,
+) -> None:
+    """``unix://tmp/…/redis.sock`` (two slashes: the path made relative) reads "tmp" as a host,
+    which redis-py drops: it would connect to another socket (``/…/redis.sock``) than the one
+    written, and ``unix://`` alone to ``.``. Both are a ConfigurationError at once, saying
+    what to write, the password hidden; the same path with three slashes is the store."""
+    assert socket_server.socket_path is not None
+    absolute = str(socket_server.socket_path)
+    relative = absolute.removeprefix("/")
+    for url in (
+        f"unix://{relative}",
+        f"unix://:{PASSWORD}@{relative}?db=0",
+        f"unix://{relative}?password={PASSWORD}",
+        "unix://",
+        f"unix://:{PASSWORD}@",
+        f"unix://?password={PASSWORD}",
+    ):
+        with pytest.raises(
+            ConfigurationError, match=re.escape("unix:///path/to/redis.sock")
+        ) as bad:
+            AccountStore(url)
+        assert PASSWORD not in str(bad.value)
+        if relative in url:
+            assert f"/{relative.partition('/')[2]}" in str(bad.value)  # where it would go
+    async with AccountStore(f"unix://{absolute}") as store:
+        await store.put(account())
+        assert await store.get(IPID) == account()
 
 
 async def test_accounts_round_trip_in_one_hash(store: AccountStore, rdb: redis.Redis) -> None:

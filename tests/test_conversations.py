@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from hypothesis import given
@@ -203,3 +204,51 @@ def test_every_pending_submission_of_an_id_shares_its_key_and_conversation(
             assert conv.clash(Node(external_id, None, "k", thread_id="elsewhere")) is not None
             child = Node("child", external_id, "k")
             assert not conv.doomed(child)
+
+
+# How a submission ends unimported: cancelled by its owner, failed for good, failed for now.
+_ENDS = ("cancelled", "final", "for now")
+
+
+@given(st.lists(st.sampled_from(_ENDS), min_size=1, max_size=5), st.randoms())
+def test_an_id_fails_for_now_if_any_of_its_submissions_did_whatever_the_order(
+    ends: list[str], rng: random.Random
+) -> None:
+    """Submissions of one id, all pending at once, end unimported in any order: the id's
+    children fail with a cause that may pass (they stay to be pushed again) exactly when one
+    of them ended for now, and the id counts as failed exactly when one of them failed,
+    however the last one ended (cancels alone tell nothing of it)."""
+    conv: Conversations[Node] = Conversations()
+    members = [admit(conv, "p") for _ in ends]
+    child = admit(conv, "c", parent_id="p")
+    assert conv.place(child) is Parent.PENDING
+    order = list(zip(members, ends, strict=True))
+    rng.shuffle(order)
+    causes = {id(member): TransportError(f"for now {n}") for n, member in enumerate(members)}
+    released: list[Node] = []
+    for member, end in order:
+        cause = causes[id(member)] if end == "for now" else None
+        released += conv.finish(member, imported=False, cause=cause, failed=end != "cancelled")
+    assert released == [child]
+    if "for now" in ends:
+        assert conv.cause("p") in causes.values()
+    else:
+        assert conv.cause("p") is None
+    # A child submitted now fails at once, unless no submission of p failed (all cancelled).
+    assert conv.doomed(Node("d", "p", "k")) is (set(ends) != {"cancelled"})
+    assert conv.members() == [child]
+
+
+def test_a_submission_refused_for_a_clash_tells_nothing_of_its_id() -> None:
+    """A submission of a pending id in another conversation is refused (never admitted) and
+    finished as failed: that says nothing of the id. Its pending one then cancelled by its
+    owner leaves the id unfailed, as if the refused one had never come: a child submitted
+    later goes to Zendesk, not failed at once."""
+    conv: Conversations[Node] = Conversations()
+    pending = admit(conv, "p", thread_id="t0")
+    refused = Node("p", None, conv.key_for("p", "t1", None), "t1")
+    assert conv.clash(refused) is not None
+    assert conv.finish(refused, imported=False) == []
+    assert conv.finish(pending, imported=False, failed=False) == []
+    assert not conv.doomed(Node("c", "p", "k"))
+    assert conv.cause("p") is None

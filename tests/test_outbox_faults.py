@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from anychannel_async import (
     ParentNotFoundError,
     PushPipeline,
     RetryPolicy,
+    Verdict,
+    verdict,
 )
 from anychannel_async._outbox import DEAD, PENDING, RESOLVED, connect
 from anychannel_async.testing import Faults, ZendeskEmulator
@@ -85,6 +88,53 @@ async def test_children_of_a_parent_of_unknown_outcome_stay_pending(
     ticket = emulator.ticket_for("c")
     assert ticket is not None
     assert ticket.external_id == "p"
+
+
+async def test_a_chain_under_a_parent_of_unknown_outcome_stays_pending_and_lands_in_one_ticket(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """A reply chain p <- c0 <- c1 <- ... whose root's outcome stays unknown: every level fails
+    with an error of its own (naming it, RETRY) holding the root's error, not its parent's
+    error nested in turn (a chain of n would hold n levels, its messages growing with each: a
+    thread of thousands of replies, quadratic memory, a RecursionError to pickle). Every row
+    stays pending; the next start imports the whole chain, in order, into one ticket."""
+    path = tmp_path / "outbox.sqlite"
+    chain = [f"c{n}" for n in range(30)]
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(initial_delay=0, max_tries=1)
+    ) as client:
+        emulator.faults = Faults(server_error_rate=1.0)
+        async with PushPipeline(
+            client, IPID, outbox=path, max_latency=0, max_batch_size=1, max_attempts=1
+        ) as pipe:
+            root = await pipe.submit(resource("p"))
+            children = [
+                await pipe.submit(resource(child, parent_id=parent))
+                for parent, child in zip(["p", *chain], chain, strict=False)
+            ]
+            await pipe.flush()
+        unknown = root.exception()
+        assert isinstance(unknown, OutcomeUnknownError)
+        for parent, child, future in zip(["p", *chain], chain, children, strict=False):
+            error = future.exception()
+            assert isinstance(error, ParentNotFoundError)
+            assert (error.external_id, verdict(error)) == (child, Verdict.RETRY)
+            assert str(error).startswith(f"{child}: parent {parent} failed")
+            assert type(error.parent_error) is OutcomeUnknownError  # the root's, flat
+            assert error.parent_error.args == unknown.args
+            assert error.parent_error is not unknown
+            assert str(error).count("may pass pushed again") == 1, str(error)
+            again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+            assert (type(again), again.args) == (ParentNotFoundError, error.args)
+            assert isinstance(again.parent_error, OutcomeUnknownError)
+        assert {state for _, state, _ in rows(path)} == {PENDING}
+
+        emulator.faults = Faults()
+        async with PushPipeline(client, IPID, outbox=path) as pipe:
+            await pipe.flush()
+    assert {state for _, state, _ in rows(path)} == {RESOLVED}
+    assert [emulator.import_count(i) for i in ["p", *chain]] == [1] * (1 + len(chain))
+    assert [[c.external_id for c in t.comments] for t in emulator.tickets] == [["p", *chain]]
 
 
 _PR_CAPBSET_DROP = 24

@@ -152,6 +152,72 @@ async def test_child_of_a_parent_that_may_yet_pass_fails_with_an_error_of_its_ow
     assert emulator.import_count("p") == 0
 
 
+async def test_a_child_imported_by_a_push_of_unknown_outcome_is_not_said_to_be_absent(
+    emulator: ZendeskEmulator,
+) -> None:
+    """p and its child c go in one request whose answer is lost (Zendesk imported both); p had
+    one attempt more (a 429), so it fails first, of unknown outcome, and c, due again, is held
+    back. Zendesk holds c: its future must not say that it does not (ParentNotFoundError,
+    RETRY: "nothing happened"), but that a push of it may have landed, as for p."""
+    emulator.faults = Faults(latency=0.3, retry_after=0)
+    emulator.script(Fault.RATE_LIMITED, Fault.LOST_ANSWER, Fault.LOST_ANSWER)
+    async with (
+        AnyChannelClient(
+            token=TOKEN,
+            base_url=emulator.base_url,
+            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
+        ) as client,
+        PushPipeline(
+            client, IPID, max_latency=0, max_attempts=2, max_batch_size=2, parent_timeout=30
+        ) as pipe,
+    ):
+        parent = await pipe.submit(resource("p"))
+        await wait_until(lambda: len(emulator.requests) == 1)  # p alone, rate limited
+        child = await pipe.submit(resource("c", parent_id="p"))
+        parent_error, error = await asyncio.wait_for(settle([parent, child]), timeout=20.0)
+    assert [r.external_ids for r in pushes(emulator)] == [("p",), ("p", "c"), ("p", "c")]
+    assert emulator.import_count("c") == 1  # Zendesk holds it
+    assert isinstance(parent_error, OutcomeUnknownError)
+    assert isinstance(error, OutcomeUnknownError), repr(error)
+    assert error.external_id == "c"
+    assert verdict(error) is Verdict.UNKNOWN
+
+
+async def test_a_note_added_to_a_parent_s_error_is_not_on_its_child_s_copy(
+    emulator: ZendeskEmulator,
+) -> None:
+    """Each future's error is its own (aiokafka #246): an owner that annotates its parent's
+    error (add_note, as an except block does) changes neither the copy a child submitted later
+    holds as ``parent_error``, nor does a note on that copy reach the parent's. Nor does a
+    note added in ``on_settled``, which runs as the future is settled."""
+
+    def annotate(future: asyncio.Future[PushResult]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            error.add_note("on_settled's note")
+
+    emulator.faults = Faults(server_error_rate=1.0)
+    async with (
+        AnyChannelClient(
+            token=TOKEN,
+            base_url=emulator.base_url,
+            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0, max_attempts=1, on_settled=annotate) as pipe,
+    ):
+        [parent_error] = await settle([await pipe.submit(resource("p"))])
+        assert isinstance(parent_error, OutcomeUnknownError)
+        parent_error.add_note("the owner's note on p")
+        [error] = await settle([await pipe.submit(resource("c", parent_id="p"))])
+    assert isinstance(error, ParentNotFoundError)
+    assert isinstance(error.parent_error, OutcomeUnknownError)
+    assert error.parent_error.args == parent_error.args
+    assert error.__notes__ == ["on_settled's note"]  # its own, from the hook
+    assert getattr(error.parent_error, "__notes__", []) == []
+    error.parent_error.add_note("a note on c's copy")
+    assert parent_error.__notes__ == ["on_settled's note", "the owner's note on p"]
+
+
 async def test_child_of_a_parent_never_submitted_fails_after_parent_timeout(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:

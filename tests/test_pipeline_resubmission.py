@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import random
+from pathlib import Path
 
 import pytest
 
@@ -27,13 +28,19 @@ from anychannel_async import (
     ProcessingError,
     PushPipeline,
     PushResult,
+    RateLimitedError,
     ResourceError,
+    RetryPolicy,
     StatusCode,
     ValidationError,
+    Verdict,
+    verdict,
 )
-from anychannel_async.testing import Faults, ZendeskEmulator
+from anychannel_async._outbox import PENDING
+from anychannel_async.testing import Fault, Faults, ZendeskEmulator
 
-from .conftest import IPID, codes, comment_ids, requests_with, resource, settle, wait_until
+from .conftest import IPID, TOKEN, codes, comment_ids, requests_with, resource, settle, wait_until
+from .test_outbox import rows
 
 
 async def _cancel_unsent(pipe: PushPipeline, future: asyncio.Future[PushResult], left: int) -> None:
@@ -171,6 +178,51 @@ async def test_children_are_not_doomed_while_an_older_parent_is_pending(
     assert codes(outcomes) == [StatusCode.SUCCESS] * 3
     assert comment_ids(emulator, "g") == ["g", "p", "q"]
     assert requests_with(emulator, "q")  # it was pushed
+
+
+async def test_children_of_an_id_whose_last_submission_was_cancelled_keep_what_may_pass(
+    emulator: ZendeskEmulator, tmp_path: Path
+) -> None:
+    """Two submissions of p: the older waits for its parent g, the latest is rate limited
+    out (RateLimitedError: it may pass later, its outbox row stays pending); q waits for p.
+    Then the older one's owner cancels it (its row is buried). p's row to replay is pending,
+    so q must fail with what may pass (RETRY), its row pending too: the next start imports p
+    and then q. The rate-limited one's cause was forgotten as it ended beside the older one:
+    q failed "parent p failed" (FINAL), a dead letter, lost; had the older one ended first,
+    q would have failed RateLimitedError (RETRY): the order of the ends decided."""
+    path = tmp_path / "outbox.sqlite"
+    async with AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(initial_delay=0.0, max_tries=1)
+    ) as client:
+        async with PushPipeline(
+            client,
+            IPID,
+            outbox=path,
+            max_latency=0,
+            max_in_flight=4,
+            max_attempts=1,
+            parent_timeout=30.0,
+        ) as pipe:
+            older, grandparent = await _parent_waiting_for_grandparent(pipe, emulator)
+            child = await pipe.submit(resource("q", parent_id="p"))
+            await wait_until(lambda: [r.status for r in requests_with(emulator, "q")] == [200])
+            emulator.faults = Faults(retry_after=0)
+            emulator.script(Fault.RATE_LIMITED, Fault.RATE_LIMITED)
+            latest = await pipe.submit(resource("p", parent_id="g"))
+            [limited] = await settle([latest])
+            assert isinstance(limited, RateLimitedError)
+            assert not grandparent.done()  # the older p still waits for it
+            older.cancel()
+            [error, landed] = await settle([child, grandparent])
+        assert isinstance(landed, PushResult)
+        assert landed.code is StatusCode.SUCCESS
+        assert isinstance(error, AnyChannelError)
+        assert verdict(error) is Verdict.RETRY, repr(error)
+        assert dict((i, s) for i, s, _ in rows(path))["q"] == PENDING
+        async with PushPipeline(client, IPID, outbox=path) as pipe:
+            await pipe.flush()
+    assert comment_ids(emulator, "g") == ["g", "p", "q"]
+    assert emulator.import_count("q") == 1
 
 
 # -- a seeded fuzz: ids submitted again in any conversation, cancels, faults, close --------

@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import redis.asyncio
 
-from anychannel_async import AnyChannelClient, PushPipeline
+from anychannel_async import AnyChannelClient, PushPipeline, RetryPolicy
 from anychannel_async.sources import ConsumeStats, consume_stream
 from anychannel_async.testing import Faults, ZendeskEmulator
 
-from .conftest import IPID, raw_resource
+from .conftest import IPID, TOKEN, raw_resource
 from .redis_support import (
     GROUP,
     STREAM,
@@ -168,3 +168,54 @@ async def test_entries_held_while_the_hand_is_full_stay_owned_when_outcomes_stal
     )
     assert (stats.read, stats.claimed, stats.imported) == (len(entries), 0, len(entries))
     assert_each_imported_once(emulator, entries)
+
+
+async def test_a_reply_chain_whose_root_ends_unknown_stays_pending_and_lands_later(
+    ardb: redis.asyncio.Redis, emulator: ZendeskEmulator
+) -> None:
+    """The root of a reply chain ends of unknown outcome (every push answered 503): its
+    replies, held back behind it, fail with errors that may pass (RETRY), so no entry is
+    dead-lettered: all stay pending, come back through XAUTOCLAIM once Zendesk answers, and
+    the chain lands in one ticket, in order, each reply once."""
+    chain = [raw_resource("p")] + [
+        raw_resource(f"c{n}", parent_id="p" if n == 0 else f"c{n - 1}") for n in range(5)
+    ]
+    for entry in chain:
+        await ardb.xadd(STREAM, {"resource": json.dumps(entry)})
+    emulator.faults = Faults(server_error_rate=1.0)
+    stop = asyncio.Event()
+    async with (
+        AnyChannelClient(
+            token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(initial_delay=0, max_tries=1)
+        ) as client,
+        PushPipeline(client, IPID, max_latency=0, max_batch_size=1, max_attempts=1) as pipeline,
+    ):
+        task = asyncio.create_task(
+            consume_stream(
+                pipeline,
+                ardb,
+                stream=STREAM,
+                group=GROUP,
+                consumer="c1",
+                stop=stop,
+                claim_idle=0.5,
+                block_ms=100,
+            )
+        )
+
+        async def all_failed_once() -> bool:
+            return pipeline.stats.failed.get("ParentNotFoundError", 0) == len(chain) - 1
+
+        await until(all_failed_once, 20)
+        assert pipeline.stats.failed == {"OutcomeUnknownError": 1, "ParentNotFoundError": 5}
+        assert await ardb.xlen(STREAM + ":dead") == 0
+        emulator.faults = Faults()
+        await until(lambda: adrained(ardb), 30)
+        stop.set()
+        stats = await task
+    assert stats.dead_lettered == 0
+    assert await ardb.xlen(STREAM + ":dead") == 0
+    assert_each_imported_once(emulator, chain[:2])
+    assert [[c.external_id for c in t.comments] for t in emulator.tickets] == [
+        [str(e["external_id"]) for e in chain]
+    ]

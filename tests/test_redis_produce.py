@@ -51,6 +51,41 @@ def test_produce_reads_standard_input_and_exits_zero_when_all_lines_are_good(
     assert rdb.xlen(STREAM) == 3
 
 
+PASSWORD = "stream-password-never-shown-8e2f"
+
+
+def test_a_unix_url_redis_would_read_as_another_socket_is_a_usage_error(
+    socket_server: RedisServer, tmp_path: Path
+) -> None:
+    """``--redis unix://tmp/…/redis.sock`` (two slashes) names a host redis-py drops: consume
+    would wait "until Redis is back" on another socket for ever, produce fail on it. Both exit
+    2 at once saying what to write, the password hidden; three slashes reach the server."""
+    assert socket_server.socket_path is not None
+    absolute = str(socket_server.socket_path)
+    with redis.Redis(unix_socket_path=absolute) as conn:
+        conn.config_set("requirepass", PASSWORD)
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(raw_resource("u-1")) + "\n")
+    wrong = f"unix://:{PASSWORD}@{absolute.removeprefix('/')}"
+    runs = [
+        cli("produce", str(source), "--redis", wrong, "--stream", STREAM, token=None),
+        cli(
+            *("consume", "--redis", wrong, "--stream", STREAM, "--group", "g"),
+            *("--consumer", "c1", "--base-url", "http://127.0.0.1:9", "--instance-push-id", "i"),
+            timeout=30,
+        ),
+    ]
+    for done in runs:
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "unix:///path/to/redis.sock" in done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+    right = f"unix://:{PASSWORD}@{absolute}"
+    done = cli("produce", str(source), "--redis", right, "--stream", STREAM, token=None)
+    assert done.returncode == 0, done.stderr
+    with redis.Redis(unix_socket_path=absolute, password=PASSWORD) as conn:
+        assert conn.xlen(STREAM) == 1
+
+
 def test_commands_say_how_to_install_redis_support_when_it_is_missing() -> None:
     """Without redis-py, consume and produce exit 2 naming the extra to install."""
     script = (

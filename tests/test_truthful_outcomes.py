@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import math
+import random
 from typing import Any
 
 import attrs
@@ -22,10 +23,12 @@ from anychannel_async import (
     ConfigurationError,
     EventLoopError,
     OutcomeUnknownError,
+    ParentNotFoundError,
     PushPipeline,
     PushResult,
     RedirectError,
     RequestRejectedError,
+    ResourceError,
     RetryPolicy,
     StatusCode,
     TransportError,
@@ -485,3 +488,78 @@ def test_client_settings_of_the_wrong_type_are_configuration_errors(
     """The client's settings of the wrong type raise ConfigurationError too."""
     with pytest.raises(ConfigurationError):
         AnyChannelClient(**{"token": TOKEN, "base_url": "http://127.0.0.1:1", **settings})
+
+
+# -- a seeded fuzz: reply chains under answers that say nothing --------------------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_reply_chains_under_lost_answers_fail_only_what_zendesk_does_not_hold(
+    seed: int, emulator: ZendeskEmulator
+) -> None:
+    """Resources, most replies to one of the last few (chains), pushed in batches through lost
+    answers, 503s, drops, 429s and processing errors, with few attempts; some cancelled, some
+    runs closed without a flush. A future failed with a verdict of FINAL or RETRY ("never",
+    "nothing happened to it") is of a resource Zendesk does not hold; one resolved, of one it
+    does; an error of a resource names it, and a reply's ``parent_error`` is never another
+    ParentNotFoundError (one level down a chain)."""
+    rng = random.Random(seed)
+    emulator.faults = Faults(
+        seed=seed,
+        latency=0.01,
+        latency_jitter=0.05,
+        lost_answer_rate=0.4,
+        server_error_rate=0.1,
+        drop_rate=0.05,
+        rate_limited_rate=0.15,
+        retry_after=0,
+        processing_error_rate=0.05,
+    )
+    submitted: list[tuple[str, asyncio.Future[PushResult]]] = []
+    async with AnyChannelClient(
+        token=TOKEN,
+        base_url=emulator.base_url,
+        retry=RetryPolicy(initial_delay=0.0, max_tries=1),
+        timeout=5.0,
+    ) as client:
+        pipe = PushPipeline(
+            client,
+            IPID,
+            max_batch_size=rng.choice((2, 3, 5)),
+            max_in_flight=rng.choice((1, 2, 4)),
+            max_latency=rng.choice((0.0, 0.005)),
+            parent_timeout=0.3,
+            max_attempts=rng.choice((1, 2)),
+        )
+        async with pipe:
+            for n in range(60):
+                dice = rng.random()
+                if dice < 0.1:
+                    await asyncio.sleep(rng.choice((0.0, 0.01, 0.03)))
+                elif dice < 0.15 and submitted:
+                    rng.choice(submitted)[1].cancel()
+                else:
+                    recent = [external_id for external_id, _ in submitted[-5:]]
+                    parent_id = rng.choice(recent) if recent and rng.random() < 0.7 else None
+                    thread_id = None if parent_id else rng.choice((None, "T0", "T1"))
+                    sent = resource(f"x{n}", parent_id=parent_id, thread_id=thread_id)
+                    submitted.append((sent.external_id, await pipe.submit(sent)))
+            if rng.random() < 0.3:
+                await pipe.close(flush=False)
+    assert all(future.done() for _, future in submitted), "a future left pending"
+    for external_id, future in submitted:
+        count = emulator.import_count(external_id)
+        assert count <= 1, f"{external_id} imported {count} times"
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is None:
+            assert count == 1, f"{external_id} resolved, yet not imported"
+            continue
+        assert isinstance(error, AnyChannelError), repr(error)
+        if isinstance(error, ResourceError):
+            assert error.external_id == external_id, repr(error)
+        if isinstance(error, ParentNotFoundError):
+            assert not isinstance(error.parent_error, ParentNotFoundError), repr(error)
+        if verdict(error) in (Verdict.FINAL, Verdict.RETRY):
+            assert count == 0, f"{external_id}: {error!r}, yet Zendesk holds it"
