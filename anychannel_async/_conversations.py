@@ -58,13 +58,14 @@ class Conversations(Generic[M]):
 
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
         # Every pending resource is here by id (the latest of its id), or in _older (those the
-        # same id submitted again displaced, oldest first; made on first use): together, what
+        # same id submitted again displaced, oldest first, each id's a dict for removal at any
+        # place in constant time; made on first use): together, what
         # the pipeline holds, without a set of its own beside them (~220 bytes per busy account
         # of a pool). An id is in _pending while any submission of it is pending: when the
         # latest ends first (cancelled, failed) the newest older one takes its place, so every
         # rule read from _pending (key, clash, doomed, place) sees the id as long as it waits.
         self._pending: dict[str, M] = {}
-        self._older: dict[str, list[M]] | None = None
+        self._older: dict[str, dict[M, None]] | None = None
         # Children waiting for a pending parent, and what failed: made on first use (a pool
         # holds a Conversations per busy account, and an empty dict is 64 bytes).
         self._waiting: dict[str, list[M]] | None = None
@@ -108,7 +109,7 @@ class Conversations(Generic[M]):
         if older is not None:
             if self._older is None:
                 self._older = {}
-            self._older.setdefault(external_id, []).append(older)
+            self._older.setdefault(external_id, {})[older] = None
         self._pending[external_id] = member
 
     def members(self) -> list[M]:
@@ -213,15 +214,12 @@ class Conversations(Generic[M]):
         if self._pending.get(external_id) is member:
             found = True
             if older:
-                self._pending[external_id] = older.pop()
+                self._pending[external_id] = older.popitem()[0]  # the newest
             else:
                 del self._pending[external_id]
-        elif older:
-            for index, same in enumerate(older):
-                if same is member:
-                    found = True
-                    del older[index]
-                    break
+        elif older and member in older:
+            found = True
+            del older[member]
         if older is not None and not older:
             assert self._older is not None
             del self._older[external_id]
