@@ -40,6 +40,13 @@ from .conftest import (
 # -- parents and children ---------------------------------------------------------------------
 
 
+def one_try(emulator: ZendeskEmulator) -> AnyChannelClient:
+    """A client that tries each request once: every fault is the pipeline's to handle."""
+    return AnyChannelClient(
+        token=TOKEN, base_url=emulator.base_url, retry=RetryPolicy(initial_delay=0.0, max_tries=1)
+    )
+
+
 async def test_child_submitted_right_after_its_parent_lands_on_its_ticket(
     client: AnyChannelClient, emulator: ZendeskEmulator
 ) -> None:
@@ -117,11 +124,7 @@ async def test_child_of_a_parent_that_may_yet_pass_fails_with_an_error_of_its_ow
     parent's as ``parent_error``, and says "push it again" (RETRY: its outbox row or stream
     entry stays pending), for Zendesk answered the child itself: it does not hold it."""
     async with (
-        AnyChannelClient(
-            token=TOKEN,
-            base_url=emulator.base_url,
-            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
-        ) as client,
+        one_try(emulator) as client,
         PushPipeline(
             client, IPID, max_latency=0, max_attempts=1, max_batch_size=2, parent_timeout=30
         ) as pipe,
@@ -162,11 +165,7 @@ async def test_a_child_imported_by_a_push_of_unknown_outcome_is_not_said_to_be_a
     emulator.faults = Faults(latency=0.3, retry_after=0)
     emulator.script(Fault.RATE_LIMITED, Fault.LOST_ANSWER, Fault.LOST_ANSWER)
     async with (
-        AnyChannelClient(
-            token=TOKEN,
-            base_url=emulator.base_url,
-            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
-        ) as client,
+        one_try(emulator) as client,
         PushPipeline(
             client, IPID, max_latency=0, max_attempts=2, max_batch_size=2, parent_timeout=30
         ) as pipe,
@@ -198,11 +197,7 @@ async def test_a_note_added_to_a_parent_s_error_is_not_on_its_child_s_copy(
 
     emulator.faults = Faults(server_error_rate=1.0)
     async with (
-        AnyChannelClient(
-            token=TOKEN,
-            base_url=emulator.base_url,
-            retry=RetryPolicy(initial_delay=0.0, max_tries=1),
-        ) as client,
+        one_try(emulator) as client,
         PushPipeline(client, IPID, max_latency=0, max_attempts=1, on_settled=annotate) as pipe,
     ):
         [parent_error] = await settle([await pipe.submit(resource("p"))])
