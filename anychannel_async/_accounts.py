@@ -31,7 +31,14 @@ from ._credentials import Credentials, base_url_of
 from ._errors import AccountStoreError, ClosedError, ConfigurationError, ValidationError
 from ._models import ID_MAX
 
-__all__ = ["REDIS_SCHEMES", "Account", "AccountStore", "Claim", "RedisAccountStore"]
+__all__ = [
+    "REDIS_SCHEMES",
+    "Account",
+    "AccountStore",
+    "Claim",
+    "RedisAccountStore",
+    "unix_socket_problem",
+]
 
 _T = TypeVar("_T")
 #: The URL schemes that name a Redis store (`AccountStore` returns a `RedisAccountStore`):
@@ -604,7 +611,7 @@ def _redacted(url: str) -> str:
     return str(parsed)
 
 
-def _unix_problem(url: str) -> str | None:
+def unix_socket_problem(url: str) -> str | None:
     """What is wrong with a ``unix://`` URL that redis-py would read as another socket than
     the one written, or as none; None when it names an absolute path (or is no unix:// URL)."""
     if not url.startswith("unix://"):
@@ -663,7 +670,7 @@ class RedisAccountStore(AccountStore):
         self._keeps: dict[str, float] = {}
         # This store's mark on its claims: only it releases them.
         self._owner = _CLAIMED + os.urandom(8).hex()
-        problem = _unix_problem(url)
+        problem = unix_socket_problem(url)
         if problem is not None:
             raise ConfigurationError(f"accounts store {self.path!r}: {problem}")
         try:

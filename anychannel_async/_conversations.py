@@ -58,12 +58,12 @@ class Conversations(Generic[M]):
 
     def __init__(self, *, failed_memory: int = FAILED_MEMORY) -> None:
         # Every pending resource is here by id (the latest of its id), or in _older (those the
-        # same id submitted again displaced, oldest first, each id's a dict for removal at any
-        # place in constant time; made on first use): together, what
-        # the pipeline holds, without a set of its own beside them (~220 bytes per busy account
-        # of a pool). An id is in _pending while any submission of it is pending: when the
-        # latest ends first (cancelled, failed) the newest older one takes its place, so every
-        # rule read from _pending (key, clash, doomed, place) sees the id as long as it waits.
+        # same id submitted again displaced, oldest first, a dict per id for removal at any
+        # place in constant time; made on first use): together, what the pipeline holds,
+        # without a set of its own beside them (~220 bytes per busy account of a pool). An id
+        # is in _pending while any submission of it is pending: when the latest ends first
+        # (cancelled, failed) the newest older one takes its place, so every rule read from
+        # _pending (key, clash, doomed, place) sees the id as long as it waits.
         self._pending: dict[str, M] = {}
         self._older: dict[str, dict[M, None]] | None = None
         # Children waiting for a pending parent, and what failed: made on first use (a pool

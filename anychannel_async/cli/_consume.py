@@ -23,7 +23,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from anychannel_async._accounts import AccountStore, _unix_problem
+from anychannel_async._accounts import AccountStore, unix_socket_problem
 from anychannel_async._client import AnyChannelClient
 from anychannel_async._metrics import Metrics
 from anychannel_async._pipeline import PushPipeline
@@ -118,7 +118,7 @@ def redis_client(url: str, *, read_timeout: float) -> redis.asyncio.Redis:
         from redis.backoff import NoBackoff
     except ImportError:
         raise UsageError(NEED_REDIS) from None
-    problem = _unix_problem(url)
+    problem = unix_socket_problem(url)
     if problem is not None:  # else a wait "until Redis is back" on another socket, for ever
         raise UsageError(f"--redis: {problem}")
     try:
